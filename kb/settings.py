@@ -1,0 +1,264 @@
+"""One typed settings tree for the whole app, read once by the composition root.
+
+Where values come from, lowest to highest priority:
+
+1. the defaults below (CPU, bundled models, data home ``~/.kbqa``);
+2. a profile shipped in ``kb/profiles/<name>.yaml`` (``--profile card`` / ``KBQA_PROFILE``);
+3. a YAML settings file (``--config FILE`` / ``KBQA_CONFIG``), where ``${ENV_VAR:default}`` is
+   expanded;
+4. environment variables ``KBQA_<SECTION>__<FIELD>`` (e.g. ``KBQA_LLM__BACKEND=fake``);
+5. explicit overrides passed by the CLI (``--home``) or tests.
+
+Nothing here touches the disk or the network at import time; :func:`load_settings` only reads the
+files it is told to read.
+
+>>> s = load_settings(overrides={"llm": {"backend": "fake"}}, env={})
+>>> s.llm.backend, s.splitter.chunk_size
+('fake', 300)
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+PROFILES_DIR = Path(__file__).with_name("profiles")
+
+BUNDLED_E5 = "bundled:multilingual-e5-small"
+BUNDLED_QWEN_15B = "bundled:qwen2.5-coder-1.5b"
+BUNDLED_QWEN_05B = "bundled:qwen2.5-coder-0.5b"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class EmbeddingSettings(_Section):
+    model: str = Field(
+        BUNDLED_E5,
+        description="Embedding model for NEW knowledge bases: 'bundled:multilingual-e5-small', "
+        "'hash' (deterministic fake, for tests), a Hugging Face hub name (needs the model in the "
+        "local cache or network) or a local sentence-transformers folder. Existing knowledge "
+        "bases always use the model recorded when they were created.",
+    )
+    batch_size: int = Field(32, ge=1, description="Texts per forward pass when embedding chunks.")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where to run the model.")
+    threads: int | None = Field(
+        None, ge=1, description="torch intra-op threads; None = number of physical cores."
+    )
+
+
+class SplitterSettings(_Section):
+    chunk_size: int = Field(300, ge=20, description="Maximum characters per chunk.")
+    overlap: int = Field(60, ge=0, description="Characters of whole sentences repeated between chunks.")
+
+    @field_validator("overlap")
+    @classmethod
+    def _overlap_below_size(cls, v: int, info: Any) -> int:
+        size = info.data.get("chunk_size", 300)
+        if v >= size:
+            raise ValueError(f"overlap ({v}) must be smaller than chunk_size ({size})")
+        return v
+
+
+class RetrievalSettings(_Section):
+    mode: Literal["dense", "keyword", "hybrid"] = Field(
+        "hybrid", description="Dense (FAISS), keyword (BM25 over jieba tokens) or both fused (RRF)."
+    )
+    top_k: int = Field(5, ge=1, le=100, description="Chunks returned per question.")
+    score_threshold: float = Field(
+        0.0, description="Drop dense hits whose cosine similarity is below this (0 = keep all)."
+    )
+    window_chars: int = Field(
+        0, ge=0, description="Extend each hit with neighbouring chunks of the same file up to this many characters."
+    )
+    context_chars: int = Field(
+        3000, ge=200, description="Character budget of the retrieved context put into the prompt."
+    )
+    rrf_k: int = Field(60, ge=1, description="Reciprocal-rank-fusion constant.")
+    candidates: int = Field(30, ge=1, description="Candidates taken from each retriever before fusion.")
+    reranker: str | None = Field(
+        None, description="Optional cross-encoder (hub name or local path) to rerank candidates."
+    )
+
+
+class LLMSettings(_Section):
+    backend: Literal["auto", "llamacpp", "transformers", "openai", "fake"] = Field(
+        "auto",
+        description="'auto' = llamacpp with the bundled GGUF on CPU, or transformers with the card's "
+        "ChatGLM when a CUDA GPU is present and the model is available locally.",
+    )
+    model: str = Field(
+        BUNDLED_QWEN_15B,
+        description="llamacpp: 'bundled:qwen2.5-coder-1.5b', 'bundled:qwen2.5-coder-0.5b' or a .gguf "
+        "path; transformers: hub name or local folder (e.g. THUDM/chatglm-6b); openai: model name.",
+    )
+    temperature: float = Field(0.1, ge=0.0, le=2.0, description="Sampling temperature.")
+    max_tokens: int = Field(512, ge=1, description="Maximum new tokens per answer.")
+    n_ctx: int = Field(4096, ge=256, description="Context window in tokens (prompt + answer).")
+    threads: int | None = Field(None, ge=1, description="CPU threads; None = physical cores.")
+    trust_remote_code: bool = Field(
+        False, description="Allow the model folder's own Python code (needed by ChatGLM). Off by default."
+    )
+    quantization: Literal["none", "8bit", "4bit"] = Field(
+        "none", description="transformers only: bitsandbytes quantization (needs a CUDA GPU)."
+    )
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field(
+        "auto", description="transformers only: weights dtype; auto = fp16 on GPU, fp32 on CPU."
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="transformers only.")
+    base_url: str = Field("http://127.0.0.1:8000/v1", description="openai only: server URL.")
+    api_key: str = Field("not-needed", description="openai only: API key.")
+    fake_reply: str | None = Field(
+        None, description="fake only: scripted reply; None = quote the first context sentence."
+    )
+
+
+class ChatSettings(_Section):
+    history_turns: int = Field(3, ge=0, description="Previous turns kept for multi-turn chat.")
+    rewrite_followups: bool = Field(
+        True, description="Rewrite a follow-up question into a standalone one before retrieving."
+    )
+
+
+class ServerSettings(_Section):
+    host: str = Field("127.0.0.1", description="Address the web app binds to (loopback by default).")
+    port: int = Field(7860, ge=0, le=65535, description="Web app port.")
+    auth: str | None = Field(None, description="Optional 'user:password' login for the web app.")
+    max_upload_mb: int = Field(200, ge=1, description="Largest accepted upload, per file.")
+
+
+class Settings(_Section):
+    home: Path = Field(
+        Path("~/.kbqa"),
+        validate_default=True,
+        description="Data home: knowledge bases, converted models and caches live here."
+    )
+    embedding: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
+    splitter: SplitterSettings = Field(default_factory=SplitterSettings)
+    retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
+    llm: LLMSettings = Field(default_factory=LLMSettings)
+    chat: ChatSettings = Field(default_factory=ChatSettings)
+    server: ServerSettings = Field(default_factory=ServerSettings)
+
+    @field_validator("home")
+    @classmethod
+    def _expand_home(cls, v: Path) -> Path:
+        return Path(os.path.expanduser(str(v))).resolve()
+
+    @property
+    def kb_dir(self) -> Path:
+        """Folder holding one sub-folder per knowledge base."""
+        return self.home / "kb"
+
+    @property
+    def models_dir(self) -> Path:
+        """Folder holding converted / assembled bundled models."""
+        return self.home / "models"
+
+    @property
+    def cache_dir(self) -> Path:
+        """Folder holding caches (embedding cache)."""
+        return self.home / "cache"
+
+
+class SettingsError(ValueError):
+    """A settings file, profile or override is invalid; the message says which and why."""
+
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::([^}]*))?\}")
+
+
+def expand_env(value: Any, env: Mapping[str, str]) -> Any:
+    """Expand ``${VAR:default}`` in every string of a parsed YAML tree.
+
+    >>> expand_env({"a": "${X:1}", "b": ["${Y}"]}, {"Y": "y"})
+    {'a': '1', 'b': ['y']}
+    """
+    if isinstance(value, str):
+        return _ENV_REF.sub(lambda m: env.get(m.group(1), m.group(2) or ""), value)
+    if isinstance(value, dict):
+        return {k: expand_env(v, env) for k, v in value.items()}
+    if isinstance(value, list):
+        return [expand_env(v, env) for v in value]
+    return value
+
+
+def _deep_merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, val in extra.items():
+        if isinstance(val, Mapping) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], val)
+        else:
+            out[key] = val
+    return out
+
+
+def _read_yaml(path: Path, env: Mapping[str, str]) -> dict[str, Any]:
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise SettingsError(f"cannot read settings file {path}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise SettingsError(f"settings file {path} must contain a mapping at the top level")
+    return expand_env(data, env)
+
+
+def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
+    """``KBQA_LLM__BACKEND=fake`` -> ``{"llm": {"backend": "fake"}}``; ``KBQA_HOME`` -> home."""
+    out: dict[str, Any] = {}
+    for key, val in env.items():
+        if not key.startswith("KBQA_") or key in ("KBQA_PROFILE", "KBQA_CONFIG"):
+            continue
+        parts = key[len("KBQA_") :].lower().split("__")
+        node = out
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = val
+    return out
+
+
+def available_profiles() -> list[str]:
+    """Names of the profiles shipped in ``kb/profiles``."""
+    return sorted(p.stem for p in PROFILES_DIR.glob("*.yaml"))
+
+
+def load_settings(
+    *,
+    home: str | Path | None = None,
+    config_file: str | Path | None = None,
+    profile: str | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Settings:
+    """Build the settings tree from defaults, profile, YAML file, environment and overrides."""
+    env = os.environ if env is None else env
+    data: dict[str, Any] = {}
+    profile = profile or env.get("KBQA_PROFILE")
+    if profile:
+        path = PROFILES_DIR / f"{profile}.yaml"
+        if not path.is_file():
+            raise SettingsError(f"unknown profile {profile!r}; available: {', '.join(available_profiles())}")
+        data = _deep_merge(data, _read_yaml(path, env))
+    config_file = config_file or env.get("KBQA_CONFIG")
+    if config_file:
+        path = Path(config_file)
+        if not path.is_file():
+            raise SettingsError(f"settings file not found: {path}")
+        data = _deep_merge(data, _read_yaml(path, env))
+    data = _deep_merge(data, _env_overrides(env))
+    if overrides:
+        data = _deep_merge(data, overrides)
+    if home is not None:
+        data["home"] = str(home)
+    try:
+        return Settings.model_validate(data)
+    except ValueError as exc:
+        raise SettingsError(f"invalid settings: {exc}") from exc
