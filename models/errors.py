@@ -7,3 +7,7 @@ class BundledModelError(RuntimeError):
 
 class ModelUnavailableError(RuntimeError):
     """A configured model cannot be loaded offline; the message says how to provide it."""
+
+
+class ModelConfigError(ValueError):
+    """The LLM settings ask for something this machine cannot do (e.g. 4-bit quantization on CPU)."""

@@ -1,0 +1,239 @@
+"""``python -m kb``: manage knowledge bases, search, ask, evaluate — the app without the browser.
+
+Tested by calling :func:`main` with an argv list; it returns the exit status (0 ok, 1 partial
+failure such as skipped files, 2 usage/user error).
+
+Examples::
+
+    python -m kb --home ./data rebuild --kb novels ../shared/data/novels
+    python -m kb --home ./data search --kb novels --top-k 3 孙悟空
+    python -m kb --home ./data ask --kb novels 贾宝玉的玉是从哪里来的？
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+from kb.service import IngestReport, KnowledgeBaseError
+from kb.settings import SettingsError, available_profiles, load_settings
+from models.errors import BundledModelError, ModelUnavailableError
+from vector_store import StoreError
+
+USER_ERRORS = (KnowledgeBaseError, StoreError, SettingsError, ModelUnavailableError, BundledModelError)
+
+
+class _Progress:
+    """tqdm bars per stage for long operations (to stderr, so --json output stays clean)."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.bars: dict[str, Any] = {}
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if not self.enabled:
+            return
+        from tqdm import tqdm
+
+        bar = self.bars.get(stage)
+        if bar is None or bar.total != total:
+            if bar is not None:
+                bar.close()
+            labels = {"load": "files", "embed": "embedding", "save": "saving"}
+            bar = self.bars[stage] = tqdm(total=total, desc=labels.get(stage, stage), file=sys.stderr, leave=False)
+        bar.n = done
+        bar.refresh()
+
+    def close(self) -> None:
+        for bar in self.bars.values():
+            bar.close()
+        self.bars.clear()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m kb", description="Local knowledge-base question answering.")
+    p.add_argument("--home", help="data home (default: $KBQA_HOME or ~/.kbqa)")
+    p.add_argument("--config", help="YAML settings file (default: $KBQA_CONFIG)")
+    p.add_argument("--profile", help=f"settings profile: {', '.join(available_profiles())}")
+    p.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("list", help="list knowledge bases")
+    c = sub.add_parser("create", help="create an empty knowledge base")
+    c.add_argument("name")
+    c.add_argument("--embedding", help="embedding model for this knowledge base (default: settings)")
+    d = sub.add_parser("delete", help="delete a knowledge base and its files")
+    d.add_argument("name")
+    docs = sub.add_parser("docs", help="list the documents of a knowledge base")
+    docs.add_argument("--kb", required=True)
+    docs.add_argument("--json", action="store_true")
+
+    a = sub.add_parser("add", help="add files or folders (incremental; creates the knowledge base)")
+    a.add_argument("--kb", required=True)
+    a.add_argument("paths", nargs="+")
+    a.add_argument("--json", action="store_true", help="print the report as JSON")
+    r = sub.add_parser("remove", help="remove documents by id (as listed by docs)")
+    r.add_argument("--kb", required=True)
+    r.add_argument("files", nargs="+")
+    rb = sub.add_parser("rebuild", help="fresh index from a folder, swapped in atomically")
+    rb.add_argument("--kb", required=True)
+    rb.add_argument("folder")
+    rb.add_argument("--json", action="store_true", help="print the report as JSON")
+
+    s = sub.add_parser("search", help="retrieve chunks without the LLM")
+    s.add_argument("--kb", required=True)
+    s.add_argument("--top-k", type=int)
+    s.add_argument("--json", action="store_true")
+    s.add_argument("question")
+
+    m = sub.add_parser("models", help="the models in use, where they come from and why")
+    m.add_argument("--json", action="store_true")
+
+    q = sub.add_parser("ask", help="answer one question from a knowledge base")
+    q.add_argument("--kb", required=True)
+    q.add_argument("--top-k", type=int)
+    q.add_argument("--json", action="store_true")
+    q.add_argument("question")
+    ch = sub.add_parser("chat", help="interactive multi-turn chat with a knowledge base")
+    ch.add_argument("--kb", required=True)
+    ch.add_argument("--top-k", type=int)
+
+    ev = sub.add_parser("eval", help="retrieval/answer evaluation on a SQuAD-v1-format file")
+    ev.add_argument("--squad", required=True)
+    ev.add_argument("--top-k", type=int, default=5)
+    ev.add_argument("--budget", type=int, default=1000)
+    ev.add_argument("--answers", type=int, default=0)
+    ev.add_argument("--limit", type=int, help="only the first N questions")
+    ev.add_argument("--json", action="store_true")
+    bench = sub.add_parser("bench", help="our pipeline vs a plain LangChain baseline, same run")
+    bench.add_argument("--squad", default=None)
+    bench.add_argument("--novel", default=None)
+    bench.add_argument("--budget", type=int, default=1000)
+    bench.add_argument("--top-k", type=int, default=5)
+    bench.add_argument("--skip", nargs="*", default=[], help="parts to skip: qa index latency")
+    bench.add_argument("--json", action="store_true")
+    return p
+
+
+def _print_report(report: IngestReport, as_json: bool, out: TextIO) -> int:
+    if as_json:
+        print(json.dumps(report.to_json(), ensure_ascii=False), file=out)
+    else:
+        for problem in report.skipped:
+            print(f"skipped {problem}", file=out)
+        print(report.summary(), file=out)
+    return 1 if report.skipped else 0
+
+
+def _run(args: argparse.Namespace, out: TextIO) -> int:
+    overrides: dict[str, Any] = {}
+    if getattr(args, "top_k", None) and args.command in ("search", "ask", "chat"):
+        overrides = {"retrieval": {"top_k": args.top_k}}
+    settings = load_settings(home=args.home, config_file=args.config, profile=args.profile, overrides=overrides)
+    from kb.services import build_services
+
+    services = build_services(settings)
+    kbs = services.kbs
+    progress = _Progress(enabled=sys.stderr.isatty() or args.verbose)
+    try:
+        if args.command == "list":
+            for s in kbs.list():
+                print(f"{s.name}\t{s.documents} docs\t{s.chunks} chunks\t{s.embedding_model}", file=out)
+            return 0
+        if args.command == "create":
+            s = kbs.create(args.name, args.embedding)
+            print(f"created {s.name} (embedding model {s.embedding_model}, dimension {s.dimension})", file=out)
+            return 0
+        if args.command == "delete":
+            kbs.delete(args.name)
+            print(f"deleted {args.name}", file=out)
+            return 0
+        if args.command == "docs":
+            entries = kbs.documents(args.kb)
+            if args.json:
+                print(json.dumps([e.__dict__ for e in entries], ensure_ascii=False), file=out)
+            for e in [] if args.json else entries:
+                print(f"{e.doc_id}\t{e.chunks} chunks\t{e.chars} chars\t{e.metadata.get('encoding', '')}", file=out)
+            return 0
+        if args.command == "add":
+            return _print_report(kbs.add(args.kb, args.paths, progress=progress), args.json, out)
+        if args.command == "rebuild":
+            return _print_report(kbs.rebuild(args.kb, args.folder, progress=progress), args.json, out)
+        if args.command == "remove":
+            removed = kbs.remove(args.kb, args.files)
+            print(f"removed {len(removed)} document(s) from {args.kb}", file=out)
+            return 0
+        if args.command == "search":
+            return _search(services, args, out)
+        if args.command == "models":
+            return _models(services, args, out)
+        if args.command in ("ask", "chat"):
+            from kb.qa_cli import run_ask, run_chat
+
+            return run_ask(services, args, out) if args.command == "ask" else run_chat(services, args, out)
+        if args.command in ("eval", "bench"):
+            from kb.evaluate import run_bench_cli, run_eval_cli
+
+            return run_eval_cli(services, args, out) if args.command == "eval" else run_bench_cli(services, args, out)
+    finally:
+        progress.close()
+    raise AssertionError(f"unhandled command {args.command}")  # pragma: no cover
+
+
+def _search(services: Any, args: argparse.Namespace, out: TextIO) -> int:
+    import time
+
+    from kb.retrieval import retrieve
+
+    started = time.perf_counter()
+    hits = retrieve(services, args.kb, args.question)
+    elapsed = (time.perf_counter() - started) * 1000
+    if args.json:
+        payload = {"question": args.question, "elapsed_ms": round(elapsed, 2), "hits": [h.to_json() for h in hits]}
+        print(json.dumps(payload, ensure_ascii=False), file=out)
+        return 0
+    for rank, h in enumerate(hits, 1):
+        where = f"{h.source}" + (f" · {h.chapter}" if h.chapter else "")
+        print(f"[{rank}] {h.score:.3f}  {where}  ({h.chunk_id})", file=out)
+        print(f"    {h.text[:200]}", file=out)
+    if not hits:
+        print("no matching chunks", file=out)
+    return 0
+
+
+def _models(services: Any, args: argparse.Namespace, out: TextIO) -> int:
+    from kb.status import model_status
+
+    status = model_status(services)
+    if args.json:
+        print(json.dumps(status, ensure_ascii=False, indent=1), file=out)
+        return 0
+    for role, info in status.items():
+        print(f"{role}: {info.get('model')}", file=out)
+        for key, val in info.items():
+            if key != "model":
+                print(f"  {key}: {val}", file=out)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
+    """Run the CLI; returns the exit status instead of exiting (tests call this directly)."""
+    out = out or sys.stdout
+    parser = build_parser()
+    args = parser.parse_args(list(argv) if argv is not None else None)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return _run(args, out)
+    except USER_ERRORS as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,492 @@
+"""The knowledge-base service: create/list/delete, ingest (load, split, dedupe, embed), search.
+
+Usable without Gradio: the CLI (``python -m kb``), the web app and the evaluation all call this.
+
+Ingest pipeline for each file::
+
+    loaders.load_document  ->  content hash (skip if unchanged / duplicate)
+      -> kb.splitter.split_text  ->  segment id (content hash + model + chunking parameters)
+      -> segment already on disk? reuse it : embed (through the SQLite cache) and write the segment
+    then, under the knowledge base's file lock, publish one new version (atomic swap).
+
+Embedding runs *outside* the lock, so a long upload does not block other writers for its whole
+duration, and searches never take the lock at all. A crash mid-ingest leaves the live version
+untouched; segments already written are reused by the retry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import shutil
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from kb.embed_cache import EmbeddingCache
+from kb.settings import Settings
+from kb.splitter import split_text
+from loaders import LoaderError, load_document, supported_extensions
+from models.embeddings import Embedder, EmbedderRegistry
+from vector_store import ChunkRecord, DocumentEntry, Snapshot, StoreError, VectorStore
+
+log = logging.getLogger(__name__)
+
+SPLITTER_VERSION = 1
+"""Bump when :mod:`kb.splitter` changes its output, so old segments are not reused."""
+
+ProgressFn = Callable[[str, int, int], None]
+"""``progress(stage, done, total)``: stage is "load", "embed" or "save"."""
+
+_NAME_RE = re.compile(r"^[\w\u4e00-\u9fff][\w\u4e00-\u9fff.\- ]{0,63}$")
+
+
+class KnowledgeBaseError(ValueError):
+    """A request about a knowledge base cannot be served (bad name, missing, already exists...)."""
+
+
+def validate_name(name: str) -> str:
+    """Knowledge base names are folder names: letters, digits, CJK, ``_ - .`` and spaces, no paths.
+
+    >>> validate_name("西游记")
+    '西游记'
+    >>> validate_name("../etc")
+    Traceback (most recent call last):
+    ...
+    kb.service.KnowledgeBaseError: invalid knowledge base name '../etc': use letters, digits, Chinese characters, '_', '-', '.', spaces (max 64)
+    """
+    name = name.strip()
+    if not _NAME_RE.match(name) or name in {".", ".."}:
+        raise KnowledgeBaseError(
+            f"invalid knowledge base name {name!r}: use letters, digits, Chinese characters, "
+            "'_', '-', '.', spaces (max 64)"
+        )
+    return name
+
+
+@dataclass(frozen=True)
+class FileProblem:
+    source: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.source}: {self.reason}"
+
+
+@dataclass
+class IngestReport:
+    """What an add/rebuild did; :meth:`summary` is the one-line answer for humans."""
+
+    kb: str
+    added: list[str] = field(default_factory=list)
+    replaced: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    skipped: list[FileProblem] = field(default_factory=list)
+    chunks: int = 0
+    embedded: int = 0
+    seconds: float = 0.0
+    version: str | None = None
+
+    @property
+    def loaded(self) -> int:
+        return len(self.added) + len(self.replaced) + len(self.unchanged)
+
+    def summary(self) -> str:
+        parts = [
+            f"{self.loaded} file(s) loaded ({len(self.added)} new, {len(self.replaced)} replaced, "
+            f"{len(self.unchanged)} unchanged)",
+            f"{len(self.skipped)} skipped",
+            f"{self.chunks} chunks ({self.embedded} embedded)",
+            f"{self.seconds:.1f} s",
+        ]
+        if self.removed:
+            parts.insert(1, f"{len(self.removed)} removed")
+        return f"{self.kb}: " + ", ".join(parts)
+
+    def to_json(self) -> dict:
+        data = asdict(self)
+        data["skipped"] = [asdict(p) for p in self.skipped]
+        data["loaded"] = self.loaded
+        return data
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One retrieved chunk, as shown to users and put into prompts."""
+
+    text: str
+    source: str
+    chapter: str | None
+    score: float
+    chunk_id: str
+    doc_id: str
+    index: int
+    page: int | None = None
+    start: int = 0
+    end: int = 0
+
+    def to_json(self) -> dict:
+        return {
+            "text": self.text,
+            "source": self.source,
+            "chapter": self.chapter,
+            "score": round(float(self.score), 6),
+            "chunk_id": self.chunk_id,
+            "page": self.page,
+        }
+
+
+@dataclass(frozen=True)
+class KBSummary:
+    name: str
+    embedding_model: str
+    dimension: int
+    documents: int
+    chunks: int
+    version: str | None
+
+
+def collect_files(paths: Iterable[str | Path]) -> tuple[list[tuple[str, Path]], list[FileProblem]]:
+    """Expand files and folders into ``(doc_id, path)`` pairs, sorted; report what cannot be used.
+
+    A file given directly gets its base name as id; files found in a folder get their path relative
+    to that folder. Hidden files are ignored; files of unsupported types inside folders are reported.
+    """
+    exts = supported_extensions()
+    found: list[tuple[str, Path]] = []
+    problems: list[FileProblem] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            for sub in sorted(path.rglob("*")):
+                rel = sub.relative_to(path)
+                if any(part.startswith(".") for part in rel.parts) or not sub.is_file():
+                    continue
+                if sub.suffix.lower() not in exts:
+                    problems.append(FileProblem(rel.as_posix(), f"unsupported file type {sub.suffix or '(none)'}"))
+                    continue
+                found.append((rel.as_posix(), sub))
+        elif path.exists():
+            found.append((path.name, path))
+        else:
+            problems.append(FileProblem(str(raw), "no such file or folder"))
+    return found, problems
+
+
+def content_hash(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+class KnowledgeBaseService:
+    """All knowledge bases under ``settings.kb_dir``; thread-safe, one instance per process."""
+
+    def __init__(self, settings: Settings, embedders: EmbedderRegistry) -> None:
+        self.settings = settings
+        self.embedders = embedders
+        self._snapshots: dict[str, Snapshot] = {}
+        self._lock = threading.Lock()
+        self._cache: EmbeddingCache | None = None
+
+    # ------------------------------------------------------------------ management
+    @property
+    def root(self) -> Path:
+        return self.settings.kb_dir
+
+    def store(self, name: str) -> VectorStore:
+        return VectorStore(self.root / validate_name(name))
+
+    def _existing(self, name: str) -> VectorStore:
+        store = self.store(name)
+        if not store.exists():
+            known = ", ".join(self.names()) or "none yet"
+            raise KnowledgeBaseError(f"knowledge base {name!r} does not exist (known: {known})")
+        return store
+
+    def names(self) -> list[str]:
+        if not self.root.is_dir():
+            return []
+        return sorted(p.name for p in self.root.iterdir() if (p / "kb.json").is_file())
+
+    def exists(self, name: str) -> bool:
+        return self.store(name).exists()
+
+    def summary(self, name: str) -> KBSummary:
+        store = self._existing(name)
+        info = store.info()
+        manifest = store.manifest()
+        return KBSummary(
+            name=name,
+            embedding_model=info["embedding"]["model_id"],
+            dimension=int(info["embedding"]["dimension"]),
+            documents=len(manifest.get("documents", {})),
+            chunks=int(manifest.get("chunks", 0)),
+            version=manifest.get("version"),
+        )
+
+    def list(self) -> list[KBSummary]:
+        return [self.summary(n) for n in self.names()]
+
+    def create(self, name: str, embedding_model: str | None = None) -> KBSummary:
+        """Create an empty knowledge base that will always use ``embedding_model``."""
+        store = self.store(name)
+        if store.exists():
+            raise KnowledgeBaseError(f"knowledge base {name!r} already exists")
+        embedder = self.embedders.get(embedding_model or self.settings.embedding.model)
+        store.path.mkdir(parents=True, exist_ok=True)
+        with store.lock():
+            if store.exists():
+                raise KnowledgeBaseError(f"knowledge base {name!r} already exists")
+            store.create(validate_name(name), embedder.model_id, embedder.dimension)
+        log.info("created knowledge base %r with embedding model %s", name, embedder.model_id)
+        return self.summary(name)
+
+    def delete(self, name: str) -> None:
+        store = self._existing(name)
+        with store.lock():
+            shutil.rmtree(store.path / "versions", ignore_errors=True)
+            (store.path / "kb.json").unlink(missing_ok=True)
+            shutil.rmtree(store.path, ignore_errors=True)
+        with self._lock:
+            self._snapshots.pop(name, None)
+
+    def documents(self, name: str) -> list[DocumentEntry]:
+        return sorted(self._existing(name).documents().values(), key=lambda d: d.doc_id)
+
+    def embedder_for(self, name: str) -> Embedder:
+        """The embedding model recorded in the knowledge base (never the current default)."""
+        store = self._existing(name)
+        embedder = self.embedders.get(store.model_id)
+        store.check_model(embedder.model_id, embedder.dimension)
+        return embedder
+
+    # ------------------------------------------------------------------ reading
+    def snapshot(self, name: str) -> Snapshot:
+        """The live version, loaded once and reloaded only when a writer published a new one."""
+        store = self._existing(name)
+        version = store.current_version() or "empty"
+        with self._lock:
+            snap = self._snapshots.get(name)
+            if snap is not None and snap.version == version:
+                return snap
+        snap = store.load()
+        with self._lock:
+            self._snapshots[name] = snap
+        return snap
+
+    def search(
+        self, name: str, question: str, top_k: int | None = None, score_threshold: float | None = None
+    ) -> list[Hit]:
+        """Dense top-k search (cosine); hits below ``score_threshold`` are dropped."""
+        top_k = top_k or self.settings.retrieval.top_k
+        threshold = self.settings.retrieval.score_threshold if score_threshold is None else score_threshold
+        snap = self.snapshot(name)
+        vector = self.embedder_for(name).encode_query(question)
+        hits = snap.search(vector, top_k)
+        return [self.to_hit(snap, h.chunk, h.score) for h in hits if h.score >= threshold]
+
+    @staticmethod
+    def to_hit(snap: Snapshot, chunk: ChunkRecord, score: float) -> Hit:
+        doc = snap.documents.get(chunk.doc_id)
+        return Hit(
+            text=chunk.text,
+            source=doc.source if doc else chunk.doc_id,
+            chapter=chunk.chapter,
+            score=float(score),
+            chunk_id=chunk.chunk_id,
+            doc_id=chunk.doc_id,
+            index=chunk.index,
+            page=chunk.page,
+            start=chunk.start,
+            end=chunk.end,
+        )
+
+    # ------------------------------------------------------------------ writing
+    @property
+    def cache(self) -> EmbeddingCache:
+        if self._cache is None:
+            self._cache = EmbeddingCache(self.settings.cache_dir / "embeddings.sqlite")
+        return self._cache
+
+    def _segment_id(self, text_hash: str, model_id: str) -> str:
+        sp = self.settings.splitter
+        key = f"{text_hash}|{model_id}|{sp.chunk_size}|{sp.overlap}|{SPLITTER_VERSION}"
+        return hashlib.sha256(key.encode("utf-8")).hexdigest()[:32]
+
+    def _prepare(
+        self,
+        store: VectorStore,
+        embedder: Embedder,
+        doc_id: str,
+        path: Path,
+        existing: dict[str, DocumentEntry],
+        report: IngestReport,
+        progress: ProgressFn | None,
+    ) -> DocumentEntry | None:
+        """Load, split and embed one file into a segment; None when skipped or unchanged."""
+        try:
+            doc = load_document(path)
+        except LoaderError as exc:
+            report.skipped.append(FileProblem(doc_id, exc.reason))
+            log.warning("skipped %s: %s", doc_id, exc.reason)
+            return None
+        digest = content_hash(doc.text)
+        old = existing.get(doc_id)
+        if old is not None and old.content_hash == digest:
+            report.unchanged.append(doc_id)
+            return None
+        twin = next((d for d in existing.values() if d.content_hash == digest and d.doc_id != doc_id), None)
+        if twin is not None:
+            report.skipped.append(FileProblem(doc_id, f"same content as {twin.doc_id!r}, not added twice"))
+            return None
+        segment = self._segment_id(digest, embedder.model_id)
+        sp = self.settings.splitter
+        pieces = split_text(doc.text, chunk_size=sp.chunk_size, overlap=sp.overlap, pages=doc.pages)
+        if not pieces:
+            report.skipped.append(FileProblem(doc_id, "no text to index"))
+            return None
+        if not store.has_segment(segment):
+            records = [
+                ChunkRecord(
+                    chunk_id=f"{doc_id}#{c.index}",
+                    doc_id=doc_id,
+                    index=c.index,
+                    text=c.text,
+                    start=c.start,
+                    end=c.end,
+                    chapter=c.chapter,
+                    page=c.page,
+                )
+                for c in pieces
+            ]
+            texts = [r.text for r in records]
+
+            def compute(batch: list[str]) -> np.ndarray:
+                return embedder.encode_passages(
+                    batch, progress=(lambda d, t: progress("embed", d, t)) if progress else None
+                )
+
+            vectors, misses = self.cache.embed(embedder.model_id, texts, embedder.dimension, compute)
+            report.embedded += misses
+            store.write_segment(segment, vectors, records)
+        (report.replaced if old is not None else report.added).append(doc_id)
+        report.chunks += len(pieces)
+        return DocumentEntry(
+            doc_id=doc_id,
+            source=doc_id,
+            content_hash=digest,
+            segment=segment,
+            chunks=len(pieces),
+            chars=len(doc.text),
+            added_at=time.time(),
+            metadata=dict(doc.metadata),
+        )
+
+    def _ingest(
+        self,
+        name: str,
+        paths: Sequence[str | Path],
+        *,
+        replace_all: bool,
+        progress: ProgressFn | None,
+        names: Sequence[str] | None = None,
+    ) -> IngestReport:
+        started = time.perf_counter()
+        if not self.exists(name):
+            self.create(name)
+        store = self._existing(name)
+        embedder = self.embedder_for(name)
+        report = IngestReport(kb=name)
+        files, problems = collect_files(paths)
+        if names is not None:  # callers (uploads) may give display ids for their files
+            files = [(n, p) for n, (_, p) in zip(names, files, strict=True)]
+        report.skipped.extend(problems)
+        existing = {} if replace_all else store.documents()
+        prepared: dict[str, DocumentEntry] = {}
+        for i, (doc_id, path) in enumerate(files):
+            if progress:
+                progress("load", i, len(files))
+            entry = self._prepare(store, embedder, doc_id, path, {**existing, **prepared}, report, progress)
+            if entry is not None:
+                prepared[doc_id] = entry
+        if progress:
+            progress("load", len(files), len(files))
+            progress("save", 0, 1)
+        with store.lock():
+            current = store.documents()
+            if replace_all:
+                report.removed = sorted(set(current) - set(prepared))
+                fresh = report.added
+                report.added = sorted(d for d in fresh if d not in current)
+                report.unchanged = sorted(
+                    d for d in fresh if d in current and current[d].content_hash == prepared[d].content_hash
+                )
+                report.replaced = sorted(set(fresh) - set(report.added) - set(report.unchanged))
+                docs = {}
+            else:
+                docs = dict(current)
+            docs.update(prepared)
+            changed = report.added or report.replaced or report.removed
+            if changed or store.current_version() is None:
+                report.version = store.commit(docs)
+            else:
+                report.version = store.current_version()
+        if progress:
+            progress("save", 1, 1)
+        report.seconds = time.perf_counter() - started
+        log.info("%s", report.summary())
+        return report
+
+    def add(
+        self, name: str, paths: Sequence[str | Path], progress: ProgressFn | None = None
+    ) -> IngestReport:
+        """Add files/folders incrementally: new documents added, changed ones replaced, same skipped."""
+        return self._ingest(name, paths, replace_all=False, progress=progress)
+
+    def add_named(
+        self, name: str, files: Sequence[tuple[str, Path]], progress: ProgressFn | None = None
+    ) -> IngestReport:
+        """Add files under given document ids (used for uploads whose temp paths are meaningless)."""
+        return self._ingest(
+            name, [p for _, p in files], replace_all=False, progress=progress, names=[n for n, _ in files]
+        )
+
+    def rebuild(self, name: str, folder: str | Path, progress: ProgressFn | None = None) -> IngestReport:
+        """A fresh index of exactly the folder's documents, swapped in atomically when complete.
+
+        Segments of unchanged files are reused, so rebuilding an unchanged folder costs little.
+        """
+        if not Path(folder).is_dir():
+            raise KnowledgeBaseError(f"{folder} is not a folder")
+        return self._ingest(name, [folder], replace_all=True, progress=progress)
+
+    def remove(self, name: str, doc_ids: Sequence[str]) -> list[str]:
+        """Delete documents by id; returns the ids that were removed. Unknown ids raise."""
+        store = self._existing(name)
+        with store.lock():
+            docs = store.documents()
+            unknown = [d for d in doc_ids if d not in docs]
+            if unknown:
+                raise KnowledgeBaseError(f"not in knowledge base {name!r}: {', '.join(unknown)}")
+            for d in doc_ids:
+                docs.pop(d)
+            store.commit(docs)
+        return list(doc_ids)
+
+
+__all__ = [
+    "FileProblem",
+    "Hit",
+    "IngestReport",
+    "KBSummary",
+    "KnowledgeBaseError",
+    "KnowledgeBaseService",
+    "StoreError",
+    "collect_files",
+    "validate_name",
+]

@@ -1,0 +1,59 @@
+"""Composition root: build every service of the app from one :class:`~kb.settings.Settings`.
+
+The CLI, the web app, the evaluation and the tests all start here; nothing else reads settings or
+constructs models. Construction is cheap: weights load on first use (or ``warm_up``).
+
+>>> from kb.settings import load_settings
+>>> import tempfile
+>>> services = build_services(load_settings(home=tempfile.mkdtemp(), profile="mock", env={}))
+>>> services.kbs.names()
+[]
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from kb.service import KnowledgeBaseService
+from kb.settings import Settings
+from models.embeddings import EmbedderRegistry
+
+
+@dataclass
+class Services:
+    settings: Settings
+    embedders: EmbedderRegistry
+    kbs: KnowledgeBaseService
+    _llm: Any = None
+    _llm_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def llm(self) -> Any:
+        """The chat model (a LangChain ``BaseChatModel``), built once; weights load on first use."""
+        with self._llm_lock:
+            if self._llm is None:
+                from models.llm import build_chat_model
+
+                self._llm = build_chat_model(self.settings.llm, self.settings.models_dir)
+            return self._llm
+
+    @property
+    def qa(self) -> Any:
+        """The question-answering service over ``kbs`` and ``llm``."""
+        from kb.qa import QAService
+
+        return QAService(self.settings, self.kbs, lambda: self.llm)
+
+
+def build_services(settings: Settings) -> Services:
+    """Wire the app together. Creates the data home folders, nothing else."""
+    settings.home.mkdir(parents=True, exist_ok=True)
+    embedders = EmbedderRegistry(
+        settings.models_dir,
+        batch_size=settings.embedding.batch_size,
+        device=settings.embedding.device,
+        threads=settings.embedding.threads,
+    )
+    return Services(settings=settings, embedders=embedders, kbs=KnowledgeBaseService(settings, embedders))

@@ -1,0 +1,444 @@
+"""The on-disk knowledge base: versioned manifest, FAISS index, chunk store; atomic and lock-protected.
+
+Layout of one knowledge base folder (format version 1, see ``docs/ON_DISK_FORMAT.md``)::
+
+    <kb>/kb.json                      identity: format, name, embedding model id + dimension
+    <kb>/CURRENT                      name of the live version, e.g. "v000003" (replaced atomically)
+    <kb>/.lock                        file lock serialising writers (CLI, web app, ...)
+    <kb>/segments/<seg>.npy           float32 vectors of one document's chunks (content-addressed)
+    <kb>/segments/<seg>.jsonl         that document's chunks (text, offsets, chapter, page)
+    <kb>/versions/v000003/manifest.json   documents -> segment, content hash, chunk count
+    <kb>/versions/v000003/index.faiss     FAISS IndexFlatIP over all chunks, in manifest order
+
+Why this shape:
+
+* **Nothing is ever unpickled**: chunks are JSON lines, vectors ``.npy`` read with
+  ``allow_pickle=False``, the index is FAISS's own binary format.
+* **Atomic**: a write builds a complete new version folder, fsyncs it, then replaces ``CURRENT``
+  with ``os.replace``. A crash at any point leaves the previous version live; leftovers are
+  garbage-collected by the next writer.
+* **Incremental**: a document's chunks and vectors live in a segment named by its content hash (and
+  the chunking parameters), so adding, replacing or deleting one document writes only its segment,
+  a manifest and the FAISS index; an unchanged file costs nothing.
+* **Readers never block**: they read ``CURRENT`` and load that version; writers keep the previous
+  version's files until a later write, so a reader that raced a write still sees one complete state.
+
+Inner product on L2-normalised vectors = cosine similarity.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+FORMAT_VERSION = 1
+ORPHAN_GRACE_S = 3600.0
+"""Unreferenced segments younger than this are kept: an ingest may be about to commit them."""
+_VERSION_RE = re.compile(r"^v(\d{6})$")
+
+
+class StoreError(RuntimeError):
+    """The knowledge base on disk is missing, corrupt, or does not match the request."""
+
+
+class ModelMismatchError(StoreError):
+    """The knowledge base was built with another embedding model or dimension."""
+
+
+@dataclass(frozen=True)
+class ChunkRecord:
+    """One stored chunk. ``chunk_id`` is ``"<doc_id>#<index>"``."""
+
+    chunk_id: str
+    doc_id: str
+    index: int
+    text: str
+    start: int
+    end: int
+    chapter: str | None = None
+    page: int | None = None
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ChunkRecord:
+        return cls(
+            chunk_id=str(data["chunk_id"]),
+            doc_id=str(data["doc_id"]),
+            index=int(data["index"]),
+            text=str(data["text"]),
+            start=int(data["start"]),
+            end=int(data["end"]),
+            chapter=data.get("chapter"),
+            page=data.get("page"),
+        )
+
+
+@dataclass(frozen=True)
+class DocumentEntry:
+    """Manifest entry of one document."""
+
+    doc_id: str
+    source: str
+    content_hash: str
+    segment: str
+    chunks: int
+    chars: int
+    added_at: float
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    chunk: ChunkRecord
+    score: float
+    row: int
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # pragma: no cover - not all platforms allow opening dirs
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_bytes_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise
+    except (OSError, ValueError) as exc:
+        raise StoreError(f"{path} is unreadable or corrupt ({exc}); rebuild the knowledge base") from exc
+    if not isinstance(data, dict):
+        raise StoreError(f"{path} is corrupt (not a JSON object); rebuild the knowledge base")
+    return data
+
+
+class Snapshot:
+    """An immutable, fully loaded version of a knowledge base, safe to search from many threads."""
+
+    def __init__(
+        self,
+        version: str,
+        documents: dict[str, DocumentEntry],
+        chunks: list[ChunkRecord],
+        index: Any,
+        dimension: int,
+    ) -> None:
+        self.version = version
+        self.documents = documents
+        self.chunks = chunks
+        self.index = index
+        self.dimension = dimension
+        self._by_doc: dict[str, list[int]] = {}
+        for row, chunk in enumerate(chunks):
+            self._by_doc.setdefault(chunk.doc_id, []).append(row)
+
+    def __len__(self) -> int:
+        return len(self.chunks)
+
+    def search(self, vector: np.ndarray, k: int) -> list[SearchHit]:
+        """Top-k chunks by cosine similarity (inner product of normalised vectors)."""
+        if not self.chunks or k <= 0:
+            return []
+        query = np.asarray(vector, dtype=np.float32).reshape(1, -1)
+        if query.shape[1] != self.dimension:
+            raise ModelMismatchError(
+                f"query vector has dimension {query.shape[1]}, knowledge base has {self.dimension}"
+            )
+        scores, rows = self.index.search(query, min(k, len(self.chunks)))
+        return [
+            SearchHit(self.chunks[int(r)], float(s), int(r))
+            for s, r in zip(scores[0], rows[0], strict=True)
+            if r >= 0
+        ]
+
+    def rows_of(self, doc_id: str) -> list[int]:
+        """Rows of one document's chunks, in document order."""
+        return self._by_doc.get(doc_id, [])
+
+
+class VectorStore:
+    """One knowledge base folder. Writers call :meth:`commit` under :meth:`write_lock`."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    # ---------------------------------------------------------------- identity
+    @property
+    def info_path(self) -> Path:
+        return self.path / "kb.json"
+
+    def exists(self) -> bool:
+        return self.info_path.is_file()
+
+    def info(self) -> dict[str, Any]:
+        try:
+            data = read_json(self.info_path)
+        except FileNotFoundError as exc:
+            raise StoreError(f"knowledge base folder {self.path} has no kb.json") from exc
+        if data.get("format") != FORMAT_VERSION:
+            raise StoreError(
+                f"{self.info_path}: on-disk format {data.get('format')!r} is not supported "
+                f"(this version reads format {FORMAT_VERSION}); rebuild the knowledge base"
+            )
+        return data
+
+    def create(self, name: str, model_id: str, dimension: int) -> None:
+        """Create the folder and its identity file; an existing knowledge base is an error."""
+        if self.exists():
+            raise StoreError(f"knowledge base {name!r} already exists")
+        (self.path / "segments").mkdir(parents=True, exist_ok=True)
+        (self.path / "versions").mkdir(exist_ok=True)
+        info = {
+            "format": FORMAT_VERSION,
+            "name": name,
+            "embedding": {"model_id": model_id, "dimension": int(dimension)},
+            "created_at": time.time(),
+        }
+        _write_bytes_atomic(self.info_path, json.dumps(info, ensure_ascii=False, indent=2).encode())
+
+    @property
+    def model_id(self) -> str:
+        return str(self.info()["embedding"]["model_id"])
+
+    @property
+    def dimension(self) -> int:
+        return int(self.info()["embedding"]["dimension"])
+
+    def check_model(self, model_id: str, dimension: int) -> None:
+        """Fail loudly when vectors of another model would be mixed into this knowledge base."""
+        emb = self.info()["embedding"]
+        if emb["model_id"] != model_id or int(emb["dimension"]) != int(dimension):
+            raise ModelMismatchError(
+                f"knowledge base {self.path.name!r} was built with embedding model "
+                f"{emb['model_id']!r} (dimension {emb['dimension']}), not {model_id!r} "
+                f"(dimension {dimension}); use that model or rebuild the knowledge base"
+            )
+
+    def lock(self, timeout: float = 600.0):  # noqa: ANN201 - filelock.FileLock
+        """Cross-process writer lock (CLI and web app on the same knowledge base are serialised)."""
+        from filelock import FileLock
+
+        return FileLock(str(self.path / ".lock"), timeout=timeout)
+
+    # ---------------------------------------------------------------- versions
+    def current_version(self) -> str | None:
+        try:
+            name = (self.path / "CURRENT").read_text(encoding="ascii").strip()
+        except FileNotFoundError:
+            return None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise StoreError(f"{self.path / 'CURRENT'} is unreadable: {exc}") from exc
+        if not _VERSION_RE.match(name):
+            raise StoreError(f"{self.path / 'CURRENT'} is corrupt ({name[:20]!r}); rebuild the knowledge base")
+        return name
+
+    def _versions(self) -> list[str]:
+        vdir = self.path / "versions"
+        if not vdir.is_dir():
+            return []
+        return sorted(p.name for p in vdir.iterdir() if _VERSION_RE.match(p.name))
+
+    def segment_paths(self, segment: str) -> tuple[Path, Path]:
+        base = self.path / "segments" / segment
+        return base.with_suffix(".npy"), base.with_suffix(".jsonl")
+
+    def has_segment(self, segment: str) -> bool:
+        vec, chunks = self.segment_paths(segment)
+        return vec.is_file() and chunks.is_file()
+
+    # ---------------------------------------------------------------- reading
+    def manifest(self, version: str | None = None) -> dict[str, Any]:
+        version = version or self.current_version()
+        if version is None:
+            return {"format": FORMAT_VERSION, "documents": {}, "chunks": 0}
+        data = read_json(self.path / "versions" / version / "manifest.json")
+        if data.get("format") != FORMAT_VERSION:
+            raise StoreError(f"version {version}: unsupported format {data.get('format')!r}")
+        return data
+
+    def documents(self, version: str | None = None) -> dict[str, DocumentEntry]:
+        docs = self.manifest(version).get("documents", {})
+        return {doc_id: DocumentEntry(**entry) for doc_id, entry in docs.items()}
+
+    def read_segment(self, segment: str) -> tuple[np.ndarray, list[ChunkRecord]]:
+        vec_path, chunk_path = self.segment_paths(segment)
+        try:
+            vectors = np.load(vec_path, allow_pickle=False)
+            with open(chunk_path, encoding="utf-8") as fh:
+                chunks = [ChunkRecord.from_json(json.loads(line)) for line in fh if line.strip()]
+        except FileNotFoundError:
+            raise
+        except (OSError, ValueError, KeyError) as exc:
+            raise StoreError(
+                f"segment {segment} of {self.path.name!r} is corrupt ({exc}); rebuild the knowledge base"
+            ) from exc
+        if vectors.ndim != 2 or vectors.shape[0] != len(chunks):
+            raise StoreError(f"segment {segment} of {self.path.name!r} is inconsistent; rebuild it")
+        return vectors.astype(np.float32, copy=False), chunks
+
+    def load(self, expected_model: str | None = None, expected_dimension: int | None = None) -> Snapshot:
+        """Load the live version. Retries once if a concurrent writer swapped versions meanwhile."""
+        import faiss
+
+        info = self.info()
+        dim = int(info["embedding"]["dimension"])
+        if expected_model is not None:
+            self.check_model(expected_model, expected_dimension if expected_dimension is not None else dim)
+        for attempt in range(3):
+            version = self.current_version()
+            if version is None:
+                return Snapshot("empty", {}, [], faiss.IndexFlatIP(dim), dim)
+            try:
+                documents = self.documents(version)
+                chunks: list[ChunkRecord] = []
+                for entry in documents.values():
+                    _, seg_chunks = self.read_segment(entry.segment)
+                    chunks.extend(seg_chunks)
+                index_path = self.path / "versions" / version / "index.faiss"
+                try:
+                    index = faiss.read_index(str(index_path))
+                except RuntimeError as exc:
+                    raise StoreError(
+                        f"FAISS index of {self.path.name!r} ({version}) is corrupt: {str(exc)[:200]}; "
+                        "rebuild the knowledge base"
+                    ) from exc
+            except FileNotFoundError:
+                if attempt == 2:
+                    raise StoreError(
+                        f"knowledge base {self.path.name!r} version {version} has missing files; rebuild it"
+                    ) from None
+                time.sleep(0.05)
+                continue
+            if index.ntotal != len(chunks) or index.d != dim:
+                raise StoreError(
+                    f"knowledge base {self.path.name!r} ({version}): index has {index.ntotal} vectors of "
+                    f"dimension {index.d}, manifest lists {len(chunks)} chunks of dimension {dim}; rebuild it"
+                )
+            return Snapshot(version, documents, chunks, index, dim)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    # ---------------------------------------------------------------- writing
+    def write_segment(self, segment: str, vectors: np.ndarray, chunks: Sequence[ChunkRecord]) -> None:
+        """Write one document's vectors and chunks (idempotent: content-addressed by ``segment``)."""
+        if self.has_segment(segment):
+            for path in self.segment_paths(segment):  # fresh mtime: not an orphan for the GC
+                os.utime(path)
+            return
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        if vectors.shape[0] != len(chunks) or vectors.shape[1] != self.dimension:
+            raise StoreError(
+                f"segment {segment}: {vectors.shape} vectors for {len(chunks)} chunks of dimension "
+                f"{self.dimension}"
+            )
+        vec_path, chunk_path = self.segment_paths(segment)
+        lines = "".join(json.dumps(asdict(c), ensure_ascii=False) + "\n" for c in chunks)
+        # .jsonl first, .npy last: has_segment() is true only once both are complete.
+        _write_bytes_atomic(chunk_path, lines.encode("utf-8"))
+        tmp = vec_path.with_name(f".{vec_path.name}.tmp-{os.getpid()}")
+        with open(tmp, "wb") as fh:
+            np.save(fh, vectors, allow_pickle=False)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, vec_path)
+
+    def commit(self, documents: Mapping[str, DocumentEntry]) -> str:
+        """Publish a new version listing exactly ``documents`` (their segments must exist).
+
+        Call under :meth:`lock`. Builds the FAISS index and manifest in a fresh version folder,
+        then swaps ``CURRENT``; finally removes versions and segments no longer needed.
+        """
+        import faiss
+
+        dim = self.dimension
+        vectors: list[np.ndarray] = []
+        total = 0
+        for entry in documents.values():
+            vecs, chunks = self.read_segment(entry.segment)
+            if len(chunks) != entry.chunks:
+                raise StoreError(f"segment {entry.segment} has {len(chunks)} chunks, expected {entry.chunks}")
+            vectors.append(vecs)
+            total += len(chunks)
+        index = faiss.IndexFlatIP(dim)
+        if vectors:
+            index.add(np.ascontiguousarray(np.concatenate(vectors), dtype=np.float32))
+
+        versions = self._versions()
+        last = int(versions[-1][1:]) if versions else 0
+        version = f"v{last + 1:06d}"
+        final = self.path / "versions" / version
+        tmp = self.path / "versions" / f".{version}.tmp-{os.getpid()}"
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir(parents=True)
+        faiss.write_index(index, str(tmp / "index.faiss"))
+        manifest = {
+            "format": FORMAT_VERSION,
+            "version": version,
+            "embedding": self.info()["embedding"],
+            "chunks": total,
+            "created_at": time.time(),
+            "documents": {doc_id: asdict(entry) for doc_id, entry in documents.items()},
+        }
+        (tmp / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=1), "utf-8")
+        for name in ("index.faiss", "manifest.json"):
+            with open(tmp / name, "rb") as fh:
+                os.fsync(fh.fileno())
+        os.rename(tmp, final)
+        _fsync_dir(final.parent)
+        _write_bytes_atomic(self.path / "CURRENT", version.encode("ascii"))
+        self._collect_garbage(keep_versions=2)
+        return version
+
+    def _collect_garbage(self, keep_versions: int) -> None:
+        """Drop old versions (keeping the newest ``keep_versions``), temp leftovers, orphan segments."""
+        vdir = self.path / "versions"
+        for leftover in vdir.glob(".v*.tmp-*"):
+            shutil.rmtree(leftover, ignore_errors=True)
+        versions = self._versions()
+        current = self.current_version()
+        keep = set(versions[-keep_versions:])
+        if current:
+            keep.add(current)
+        for name in versions:
+            if name not in keep:
+                shutil.rmtree(vdir / name, ignore_errors=True)
+        live: set[str] = set()
+        for name in keep:
+            try:
+                live.update(e.segment for e in self.documents(name).values())
+            except (FileNotFoundError, StoreError):
+                continue
+        # Segments written by an ingest that has not committed yet are young: keep them.
+        cutoff = time.time() - ORPHAN_GRACE_S
+        for path in (self.path / "segments").iterdir():
+            stem = path.name.lstrip(".").split(".")[0]
+            try:
+                old = path.stat().st_mtime < cutoff
+            except FileNotFoundError:
+                continue
+            if stem not in live and old:
+                path.unlink(missing_ok=True)
+
