@@ -44,7 +44,9 @@ class _Progress:
             if bar is not None:
                 bar.close()
             labels = {"load": "files", "embed": "embedding", "save": "saving"}
-            bar = self.bars[stage] = tqdm(total=total, desc=labels.get(stage, stage), file=sys.stderr, leave=False)
+            bar = self.bars[stage] = tqdm(
+                total=total, desc=labels.get(stage, stage), file=sys.stderr, leave=False
+            )
         bar.n = done
         bar.refresh()
 
@@ -133,7 +135,9 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
     overrides: dict[str, Any] = {}
     if getattr(args, "top_k", None) and args.command in ("search", "ask", "chat"):
         overrides = {"retrieval": {"top_k": args.top_k}}
-    settings = load_settings(home=args.home, config_file=args.config, profile=args.profile, overrides=overrides)
+    settings = load_settings(
+        home=args.home, config_file=args.config, profile=args.profile, overrides=overrides
+    )
     from kb.services import build_services
 
     services = build_services(settings)
@@ -146,7 +150,9 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
             return 0
         if args.command == "create":
             s = kbs.create(args.name, args.embedding)
-            print(f"created {s.name} (embedding model {s.embedding_model}, dimension {s.dimension})", file=out)
+            print(
+                f"created {s.name} (embedding model {s.embedding_model}, dimension {s.dimension})", file=out
+            )
             return 0
         if args.command == "delete":
             kbs.delete(args.name)
@@ -157,7 +163,10 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
             if args.json:
                 print(json.dumps([e.__dict__ for e in entries], ensure_ascii=False), file=out)
             for e in [] if args.json else entries:
-                print(f"{e.doc_id}\t{e.chunks} chunks\t{e.chars} chars\t{e.metadata.get('encoding', '')}", file=out)
+                print(
+                    f"{e.doc_id}\t{e.chunks} chunks\t{e.chars} chars\t{e.metadata.get('encoding', '')}",
+                    file=out,
+                )
             return 0
         if args.command == "add":
             return _print_report(kbs.add(args.kb, args.paths, progress=progress), args.json, out)
@@ -178,7 +187,11 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
         if args.command in ("eval", "bench"):
             from kb.evaluate import run_bench_cli, run_eval_cli
 
-            return run_eval_cli(services, args, out) if args.command == "eval" else run_bench_cli(services, args, out)
+            return (
+                run_eval_cli(services, args, out)
+                if args.command == "eval"
+                else run_bench_cli(services, args, out)
+            )
     finally:
         progress.close()
     raise AssertionError(f"unhandled command {args.command}")  # pragma: no cover
@@ -193,7 +206,11 @@ def _search(services: Any, args: argparse.Namespace, out: TextIO) -> int:
     hits = retrieve(services, args.kb, args.question)
     elapsed = (time.perf_counter() - started) * 1000
     if args.json:
-        payload = {"question": args.question, "elapsed_ms": round(elapsed, 2), "hits": [h.to_json() for h in hits]}
+        payload = {
+            "question": args.question,
+            "elapsed_ms": round(elapsed, 2),
+            "hits": [h.to_json() for h in hits],
+        }
         print(json.dumps(payload, ensure_ascii=False), file=out)
         return 0
     for rank, h in enumerate(hits, 1):

@@ -169,7 +169,9 @@ def collect_files(paths: Iterable[str | Path]) -> tuple[list[tuple[str, Path]], 
                 if any(part.startswith(".") for part in rel.parts) or not sub.is_file():
                     continue
                 if sub.suffix.lower() not in exts:
-                    problems.append(FileProblem(rel.as_posix(), f"unsupported file type {sub.suffix or '(none)'}"))
+                    problems.append(
+                        FileProblem(rel.as_posix(), f"unsupported file type {sub.suffix or '(none)'}")
+                    )
                     continue
                 found.append((rel.as_posix(), sub))
         elif path.exists():
@@ -442,9 +444,7 @@ class KnowledgeBaseService:
         log.info("%s", report.summary())
         return report
 
-    def add(
-        self, name: str, paths: Sequence[str | Path], progress: ProgressFn | None = None
-    ) -> IngestReport:
+    def add(self, name: str, paths: Sequence[str | Path], progress: ProgressFn | None = None) -> IngestReport:
         """Add files/folders incrementally: new documents added, changed ones replaced, same skipped."""
         return self._ingest(name, paths, replace_all=False, progress=progress)
 

@@ -75,7 +75,9 @@ class RetrievalSettings(_Section):
         0.0, description="Drop dense hits whose cosine similarity is below this (0 = keep all)."
     )
     window_chars: int = Field(
-        0, ge=0, description="Extend each hit with neighbouring chunks of the same file up to this many characters."
+        0,
+        ge=0,
+        description="Extend each hit with neighbouring chunks of the same file up to this many characters.",
     )
     context_chars: int = Field(
         3000, ge=200, description="Character budget of the retrieved context put into the prompt."
@@ -137,7 +139,7 @@ class Settings(_Section):
     home: Path = Field(
         Path("~/.kbqa"),
         validate_default=True,
-        description="Data home: knowledge bases, converted models and caches live here."
+        description="Data home: knowledge bases, converted models and caches live here.",
     )
     embedding: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
     splitter: SplitterSettings = Field(default_factory=SplitterSettings)

@@ -34,7 +34,7 @@ def model_status(services: Services) -> dict[str, dict[str, Any]]:
             "location": str(resolved.location),
             "why": resolved.reason,
         }
-    except Exception as exc:  # noqa: BLE001 - the status page must show why a model is unavailable
+    except Exception as exc:
         llm = {"model": settings.llm.model, "backend": settings.llm.backend, "error": str(exc)}
     current = services._llm
     llm["loaded"] = bool(current is not None and getattr(current, "loaded", False))

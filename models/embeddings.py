@@ -139,7 +139,7 @@ class SentenceTransformerEmbedder(_LangChainMixin):
     def loaded(self) -> bool:
         return self._model is not None
 
-    def warm_up(self):  # noqa: ANN201 - returns a SentenceTransformer
+    def warm_up(self):
         """Load the weights (once, thread-safe) and return the underlying model."""
         if self._model is not None:
             return self._model
@@ -148,7 +148,7 @@ class SentenceTransformerEmbedder(_LangChainMixin):
                 self._model = self._load()
         return self._model
 
-    def _load(self):  # noqa: ANN202
+    def _load(self):
         try:
             import torch
             from sentence_transformers import SentenceTransformer

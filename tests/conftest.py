@@ -23,7 +23,11 @@ def _block_network(monkeypatch: pytest.MonkeyPatch) -> None:
 
     def guarded(self: socket.socket, address: object) -> object:
         host = address[0] if isinstance(address, tuple) else address
-        if isinstance(host, str) and host not in ("127.0.0.1", "::1", "localhost") and self.family != socket.AF_UNIX:
+        if (
+            isinstance(host, str)
+            and host not in ("127.0.0.1", "::1", "localhost")
+            and self.family != socket.AF_UNIX
+        ):
             raise RuntimeError(f"network access blocked in tests: {address!r}")
         return real_connect(self, address)
 

@@ -237,7 +237,7 @@ class VectorStore:
                 f"(dimension {dimension}); use that model or rebuild the knowledge base"
             )
 
-    def lock(self, timeout: float = 600.0):  # noqa: ANN201 - filelock.FileLock
+    def lock(self, timeout: float = 600.0):
         """Cross-process writer lock (CLI and web app on the same knowledge base are serialised)."""
         from filelock import FileLock
 
@@ -252,7 +252,9 @@ class VectorStore:
         except (OSError, UnicodeDecodeError) as exc:
             raise StoreError(f"{self.path / 'CURRENT'} is unreadable: {exc}") from exc
         if not _VERSION_RE.match(name):
-            raise StoreError(f"{self.path / 'CURRENT'} is corrupt ({name[:20]!r}); rebuild the knowledge base")
+            raise StoreError(
+                f"{self.path / 'CURRENT'} is corrupt ({name[:20]!r}); rebuild the knowledge base"
+            )
         return name
 
     def _versions(self) -> list[str]:
@@ -262,8 +264,10 @@ class VectorStore:
         return sorted(p.name for p in vdir.iterdir() if _VERSION_RE.match(p.name))
 
     def segment_paths(self, segment: str) -> tuple[Path, Path]:
-        base = self.path / "segments" / segment
-        return base.with_suffix(".npy"), base.with_suffix(".jsonl")
+        if not re.fullmatch(r"[\w.-]{1,128}", segment) or segment.startswith("."):
+            raise StoreError(f"invalid segment name {segment!r}")
+        seg_dir = self.path / "segments"
+        return seg_dir / f"{segment}.npy", seg_dir / f"{segment}.jsonl"
 
     def has_segment(self, segment: str) -> bool:
         vec, chunks = self.segment_paths(segment)
@@ -434,11 +438,10 @@ class VectorStore:
         # Segments written by an ingest that has not committed yet are young: keep them.
         cutoff = time.time() - ORPHAN_GRACE_S
         for path in (self.path / "segments").iterdir():
-            stem = path.name.lstrip(".").split(".")[0]
+            stem = path.name.lstrip(".").rsplit(".tmp-", 1)[0].rsplit(".", 1)[0]
             try:
                 old = path.stat().st_mtime < cutoff
             except FileNotFoundError:
                 continue
             if stem not in live and old:
                 path.unlink(missing_ok=True)
-
