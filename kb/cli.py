@@ -200,10 +200,8 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
 def _search(services: Any, args: argparse.Namespace, out: TextIO) -> int:
     import time
 
-    from kb.retrieval import retrieve
-
     started = time.perf_counter()
-    hits = retrieve(services, args.kb, args.question)
+    hits = services.retriever.retrieve(args.kb, args.question)
     elapsed = (time.perf_counter() - started) * 1000
     if args.json:
         payload = {

@@ -16,6 +16,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
+from kb.retrieval import Retriever
 from kb.service import KnowledgeBaseService
 from kb.settings import Settings
 from models.embeddings import EmbedderRegistry
@@ -26,6 +27,7 @@ class Services:
     settings: Settings
     embedders: EmbedderRegistry
     kbs: KnowledgeBaseService
+    retriever: Retriever
     _llm: Any = None
     _llm_lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -41,10 +43,10 @@ class Services:
 
     @property
     def qa(self) -> Any:
-        """The question-answering service over ``kbs`` and ``llm``."""
+        """The question-answering service over ``retriever`` and ``llm``."""
         from kb.qa import QAService
 
-        return QAService(self.settings, self.kbs, lambda: self.llm)
+        return QAService(self.settings, self.kbs, self.retriever, lambda: self.llm)
 
 
 def build_services(settings: Settings) -> Services:
@@ -56,4 +58,5 @@ def build_services(settings: Settings) -> Services:
         device=settings.embedding.device,
         threads=settings.embedding.threads,
     )
-    return Services(settings=settings, embedders=embedders, kbs=KnowledgeBaseService(settings, embedders))
+    kbs = KnowledgeBaseService(settings, embedders)
+    return Services(settings=settings, embedders=embedders, kbs=kbs, retriever=Retriever(settings, kbs))
