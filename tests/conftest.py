@@ -39,3 +39,28 @@ def novels_dir() -> Path:
     if not NOVELS.is_dir():
         pytest.skip(f"test data folder {NOVELS} is absent")
     return NOVELS
+
+
+# --- bundled LLM GGUFs (models/bundled.py), assembled once per test session into a tmp dir ---------
+
+
+@pytest.fixture(scope="session")
+def bundled_models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A session-wide models folder the bundled GGUFs are joined into (about 1.6 GB with both)."""
+    return tmp_path_factory.mktemp("bundled-models")
+
+
+@pytest.fixture(scope="session")
+def bundled_gguf_05b(bundled_models_dir: Path) -> Path:
+    """The real Qwen2.5-Coder-0.5B-Instruct Q4_K_M GGUF, joined from its pip parts and verified."""
+    from models.bundled import ensure_bundled_gguf
+
+    return ensure_bundled_gguf("bundled:qwen2.5-coder-0.5b", bundled_models_dir)
+
+
+@pytest.fixture(scope="session")
+def bundled_gguf_15b(bundled_models_dir: Path) -> Path:
+    """The real Qwen2.5-Coder-1.5B-Instruct Q4_K_M GGUF (1.1 GB), joined and verified once."""
+    from models.bundled import ensure_bundled_gguf
+
+    return ensure_bundled_gguf("bundled:qwen2.5-coder-1.5b", bundled_models_dir)

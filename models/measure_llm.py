@@ -1,0 +1,221 @@
+"""Measure the bundled GGUF models on this machine: load time, prompt and generation speed, peak RSS.
+
+Run ``python -m models.measure_llm`` (options: ``--models``, ``--threads``, ``--max-tokens``,
+``--models-dir``, ``--json``). Each model is measured in its own child process so that its peak
+resident memory is its own. The prompt is a grounded Chinese RAG prompt of about 1000 tokens built
+from real Chinese Wikipedia paragraphs (CMRC 2018 trial set in ``../shared/data/qa``; a built-in
+passage when that folder is absent) in the "已知信息 … 问题是" form the app uses.
+
+Numbers reported per model:
+
+* ``assemble_s`` — joining + verifying the pip parts (first start only; 0 when already done);
+* ``load_s`` — ``Llama(...)`` construction (weights mmapped, context allocated);
+* ``prompt_tokens`` and ``prompt_tok_s`` — prompt length and prompt processing speed (time to the
+  first streamed token);
+* ``gen_tokens`` and ``gen_tok_s`` — answer length and decoding speed after the first token;
+* ``peak_rss_mb`` — the child's peak resident set size (``ru_maxrss``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import resource
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+CMRC = REPO.parent / "shared" / "data" / "qa" / "cmrc2018_trial.json"
+DEFAULT_MODELS = ("bundled:qwen2.5-coder-1.5b", "bundled:qwen2.5-coder-0.5b")
+
+TEMPLATE = (
+    "已知信息：\n{context}\n\n根据上述已知信息，简洁和专业的来回答用户的问题。如果无法从中得到答案，"
+    "请说 “根据已知信息无法回答该问题” 或 “没有提供足够的相关信息”，不允许在答案中添加编造成分，"
+    "答案请使用中文。 问题是：{question}"
+)
+
+FALLBACK_CONTEXT = (
+    "长江是中国第一长河，全长约6300公里，发源于青藏高原的唐古拉山脉各拉丹冬峰西南侧。"
+    "干流流经青海、西藏、四川、云南、重庆、湖北、湖南、江西、安徽、江苏、上海十一个省级行政区，"
+    "于崇明岛以东注入东海。长江流域面积约180万平方公里，约占中国陆地总面积的五分之一。"
+    "长江中下游地区是中国重要的粮食产区和经济中心，三峡工程是世界上规模最大的水电站之一。"
+)
+
+
+@dataclass(frozen=True)
+class Measurement:
+    model: str
+    threads: int
+    assemble_s: float
+    load_s: float
+    prompt_tokens: int
+    prompt_tok_s: float
+    gen_tokens: int
+    gen_tok_s: float
+    peak_rss_mb: float
+    ttft_s: float
+    load_avg_1m: float
+    answer: str
+
+
+def grounded_prompt(count: Callable[[str], int], target_tokens: int = 1000) -> tuple[str, str]:
+    """(prompt, question): paragraphs added while the prompt stays within ``target_tokens``."""
+    if CMRC.is_file():
+        data = json.loads(CMRC.read_text(encoding="utf-8"))
+        paragraphs = [p for article in data["data"] for p in article["paragraphs"]]
+        question = paragraphs[0]["qas"][0]["question"]
+        contexts = [p["context"] for p in paragraphs]
+    else:
+        question = "长江全长大约多少公里？"
+        contexts = [FALLBACK_CONTEXT] * 20
+    chosen: list[str] = []
+    for context in contexts:
+        candidate = TEMPLATE.format(context="\n\n".join([*chosen, context]), question=question)
+        if count(candidate) <= target_tokens:
+            chosen.append(context)
+            continue
+        # fill the rest of the budget with the leading sentences of this paragraph
+        sentences = [s for s in re.split(r"(?<=[。！？])", context) if s]
+        partial = ""
+        for sentence in sentences:
+            trial = TEMPLATE.format(context="\n\n".join([*chosen, partial + sentence]), question=question)
+            if count(trial) > target_tokens:
+                break
+            partial += sentence
+        if partial:
+            chosen.append(partial)
+        break
+    return TEMPLATE.format(context="\n\n".join(chosen), question=question), question
+
+
+def measure_one(name: str, models_dir: Path, threads: int | None, max_tokens: int) -> Measurement:
+    """Measure one model in this process (call in a fresh process for a meaningful peak RSS)."""
+    from langchain_core.messages import HumanMessage
+
+    from models.bundled import ensure_bundled_gguf
+    from models.llm import LlamaCppChat, is_bundled_name, physical_cores
+
+    t0 = time.perf_counter()
+    if is_bundled_name(name):
+        ensure_bundled_gguf(name, models_dir)
+    assemble_s = time.perf_counter() - t0
+    threads = threads or physical_cores()
+    chat = LlamaCppChat(
+        model=name,
+        models_dir=models_dir,
+        n_ctx=4096,
+        n_threads=threads,
+        temperature=0.0,
+        max_tokens=max_tokens,
+    )
+    t0 = time.perf_counter()
+    chat.warm_up()
+    load_s = time.perf_counter() - t0
+    prompt, _ = grounded_prompt(chat.get_num_tokens)
+    prompt_tokens = chat.get_num_tokens(prompt)
+    pieces: list[str] = []
+    t_start = time.perf_counter()
+    t_first: float | None = None
+    for chunk in chat.stream([HumanMessage(prompt)]):
+        if chunk.content:
+            if t_first is None:
+                t_first = time.perf_counter()
+            pieces.append(str(chunk.content))
+    t_end = time.perf_counter()
+    answer = "".join(pieces)
+    gen_tokens = chat.get_num_tokens(answer)
+    first = t_first if t_first is not None else t_end
+    return Measurement(
+        model=name,
+        threads=threads,
+        assemble_s=round(assemble_s, 2),
+        load_s=round(load_s, 2),
+        prompt_tokens=prompt_tokens,
+        prompt_tok_s=round(prompt_tokens / max(first - t_start, 1e-9), 1),
+        gen_tokens=gen_tokens,
+        gen_tok_s=round(max(gen_tokens - 1, 0) / max(t_end - first, 1e-9), 1),
+        peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 0),
+        ttft_s=round(first - t_start, 2),
+        load_avg_1m=round(os.getloadavg()[0], 2),
+        answer=answer,
+    )
+
+
+def _table(rows: list[Measurement]) -> str:
+    lines = [
+        "| model | threads | load s | prompt tokens | first token s | prompt tok/s | answer tokens | gen tok/s "
+        "| peak RSS MB | load avg |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r.model} | {r.threads} | {r.load_s} | {r.prompt_tokens} | {r.ttft_s} | {r.prompt_tok_s} | "
+            f"{r.gen_tokens} | {r.gen_tok_s} | {r.peak_rss_mb:.0f} | {r.load_avg_1m} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m models.measure_llm", description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--models", nargs="+", default=list(DEFAULT_MODELS), help="bundled names or .gguf paths"
+    )
+    parser.add_argument(
+        "--models-dir",
+        type=Path,
+        default=None,
+        help="where bundled GGUFs are joined (default: the settings' models_dir, ~/.kbqa/models)",
+    )
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: physical cores)")
+    parser.add_argument("--max-tokens", type=int, default=256)
+    parser.add_argument("--json", action="store_true", help="print JSON lines instead of a table")
+    parser.add_argument("--one", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.models_dir is None:
+        from kb.settings import load_settings
+
+        args.models_dir = load_settings().models_dir
+    if args.one:
+        result = measure_one(args.one, args.models_dir, args.threads, args.max_tokens)
+        print(json.dumps(asdict(result), ensure_ascii=False))
+        return 0
+    rows: list[Measurement] = []
+    for name in args.models:
+        cmd = [
+            sys.executable,
+            "-m",
+            "models.measure_llm",
+            "--one",
+            name,
+            "--models-dir",
+            str(args.models_dir),
+            "--max-tokens",
+            str(args.max_tokens),
+        ]
+        if args.threads:
+            cmd += ["--threads", str(args.threads)]
+        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, check=False)
+        if proc.returncode != 0:
+            print(f"measuring {name} failed:\n{proc.stderr[-3000:]}", file=sys.stderr)
+            return proc.returncode
+        rows.append(Measurement(**json.loads(proc.stdout.strip().splitlines()[-1])))
+    if args.json:
+        for r in rows:
+            print(json.dumps(asdict(r), ensure_ascii=False))
+    else:
+        print(f"machine: {platform.processor() or platform.machine()}, python {platform.python_version()}")
+        print(_table(rows))
+        for r in rows:
+            print(f"\n{r.model} answer: {r.answer}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
