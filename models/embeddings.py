@@ -67,9 +67,9 @@ class _LangChainMixin(Embeddings):
 
 
 class HashEmbedder(_LangChainMixin):
-    """Deterministic fake: bag of hashed character uni/bi-grams, L2-normalised."""
+    """Deterministic fake: hashed character uni/bi-gram presence, L2-normalised."""
 
-    def __init__(self, dimension: int = 256) -> None:
+    def __init__(self, dimension: int = 1024) -> None:
         self.model_id = f"hash-{dimension}"
         self._dimension = dimension
 
@@ -78,14 +78,14 @@ class HashEmbedder(_LangChainMixin):
         return self._dimension
 
     def _one(self, text: str) -> np.ndarray:
+        # Presence (not counts) of letters/digits/CJK and their bigrams, so frequent characters
+        # and punctuation do not dominate; bigrams weigh more, as words do.
         vec = np.zeros(self._dimension, dtype=np.float32)
-        grams = list(text) + [text[i : i + 2] for i in range(len(text) - 1)]
+        text = "".join(ch for ch in text.lower() if ch.isalnum())
+        grams = set(text) | {text[i : i + 2] for i in range(len(text) - 1)}
         for gram in grams:
-            if gram.isspace():
-                continue
-            h = hashlib.blake2b(gram.encode("utf-8"), digest_size=8).digest()
-            idx = int.from_bytes(h[:4], "little") % self._dimension
-            vec[idx] += 1.0 if h[4] & 1 else -1.0
+            h = hashlib.blake2b(gram.encode("utf-8"), digest_size=4).digest()
+            vec[int.from_bytes(h, "little") % self._dimension] += 1.0 if len(gram) == 1 else 2.0
         return vec
 
     def encode_passages(self, texts: Sequence[str], progress: ProgressFn | None = None) -> np.ndarray:
@@ -262,7 +262,7 @@ class EmbedderRegistry:
 
     def _create(self, model_id: str) -> Embedder:
         if model_id == "hash" or model_id.startswith("hash-"):
-            dim = int(model_id.split("-", 1)[1]) if "-" in model_id else 256
+            dim = int(model_id.split("-", 1)[1]) if "-" in model_id else 1024
             return HashEmbedder(dimension=dim)
         location = resolve_embedding_location(model_id, self.models_dir)
         return SentenceTransformerEmbedder(
