@@ -130,9 +130,15 @@ class Hit:
     page: int | None = None
     start: int = 0
     end: int = 0
+    dense_score: float | None = None
+    """Cosine similarity with the question (None when the dense retriever did not run)."""
+    keyword_score: float | None = None
+    """BM25 score (None when the chunk was not a keyword candidate)."""
+    rerank_score: float | None = None
+    """Cross-encoder score (None without a reranker). ``score`` is what the hits are ranked by."""
 
     def to_json(self) -> dict:
-        return {
+        out = {
             "text": self.text,
             "source": self.source,
             "chapter": self.chapter,
@@ -140,6 +146,11 @@ class Hit:
             "chunk_id": self.chunk_id,
             "page": self.page,
         }
+        for key in ("dense_score", "keyword_score", "rerank_score"):
+            value = getattr(self, key)
+            if value is not None:
+                out[key] = round(float(value), 6)
+        return out
 
 
 @dataclass(frozen=True)
@@ -420,7 +431,14 @@ class KnowledgeBaseService:
             progress("load", len(files), len(files))
             progress("save", 0, 1)
         with store.lock():
-            current = store.documents()
+            try:
+                current = store.documents()
+            except StoreError as exc:
+                if not replace_all:
+                    raise
+                # A rebuild is the way out of a corrupt live version: start from nothing.
+                log.warning("%s: live version unreadable (%s); rebuilding from scratch", name, exc)
+                current = {}
             if replace_all:
                 report.removed = sorted(set(current) - set(prepared))
                 fresh = report.added

@@ -1,0 +1,161 @@
+"""Crashes, two writers, corrupt files: a knowledge base is the user's work and must survive them.
+
+These tests run the real CLI in subprocesses (mock profile: hash embeddings, so they are fast) and
+kill it with SIGKILL at several moments of ``add`` and ``rebuild``.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from kb.cli import main
+from kb.services import build_services
+from kb.settings import load_settings
+from tests.conftest import REPO
+
+QUERIES = ["甄士隐", "孙悟空", "贾雨村", "花果山"]
+
+
+def _make_library(novels: Path, folder: Path, files: int, chars: int = 6000) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    red = (novels / "hongloumeng.utf8.txt").read_text(encoding="utf-8")
+    west = (novels / "xiyouji.utf8-bom.txt").read_text(encoding="utf-8-sig")
+    for i in range(files):
+        src = red if i % 2 == 0 else west
+        start = (i // 2) * chars
+        (folder / f"part{i:03d}.txt").write_text(src[start : start + chars], encoding="utf-8")
+    return folder
+
+
+def _state(home: Path, kb: str) -> tuple[frozenset[str], tuple]:
+    services = build_services(load_settings(home=home, profile="mock", env={}))
+    docs = frozenset(d.doc_id for d in services.kbs.documents(kb))
+    results = tuple(tuple(h.chunk_id for h in services.kbs.search(kb, q, top_k=5)) for q in QUERIES)
+    return docs, results
+
+
+def _cli_process(home: Path, *argv: str) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KBQA_")}
+    return subprocess.Popen(
+        [sys.executable, "-m", "kb", "--home", str(home), "--profile", "mock", *argv],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+
+
+def _run_cli(home: Path, *argv: str) -> int:
+    return main(["--home", str(home), "--profile", "mock", *argv], out=io.StringIO())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("operation", ["add", "rebuild"])
+def test_sigkill_at_any_moment_leaves_old_or_new_state(
+    tmp_path: Path, novels_dir: Path, operation: str
+) -> None:
+    base = _make_library(novels_dir, tmp_path / "base", 2)
+    more = _make_library(novels_dir, tmp_path / "more", 40)
+    home = tmp_path / "home"
+    assert _run_cli(home, "add", "--kb", "x", str(base)) == 0
+    before = _state(home, "x")
+
+    # The reference: the same operation, uninterrupted, in another home.
+    ref_home = tmp_path / "ref"
+    assert _run_cli(ref_home, "add", "--kb", "x", str(base)) == 0
+    assert _run_cli(ref_home, operation, "--kb", "x", str(more)) == 0
+    after = _state(ref_home, "x")
+    assert after != before
+
+    # Time one uninterrupted run to spread the kills over its whole duration.
+    probe_home = tmp_path / "probe"
+    assert _run_cli(probe_home, "add", "--kb", "x", str(base)) == 0
+    started = time.perf_counter()
+    proc = _cli_process(probe_home, operation, "--kb", "x", str(more))
+    proc.communicate(timeout=300)
+    duration = time.perf_counter() - started
+
+    killed_mid_way = 0
+    for fraction in (0.1, 0.3, 0.5, 0.7, 0.85, 0.95):
+        proc = _cli_process(home, operation, "--kb", "x", str(more))
+        time.sleep(duration * fraction)
+        if proc.poll() is None:
+            killed_mid_way += 1
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=60)
+        state = _state(home, "x")  # loads without error after every kill
+        assert state in (before, after), f"mixed state after kill at {fraction:.0%}"
+        if state == after:  # it finished before the kill: start over from the old state
+            _run_cli(home, "delete", "x")
+            assert _run_cli(home, "add", "--kb", "x", str(base)) == 0
+    assert killed_mid_way >= 3
+    # A retry completes the interrupted operation.
+    assert _run_cli(home, operation, "--kb", "x", str(more)) == 0
+    assert _state(home, "x") == after
+
+
+@pytest.mark.slow
+def test_two_writers_are_serialised_and_readers_see_whole_states(tmp_path: Path, novels_dir: Path) -> None:
+    left = _make_library(novels_dir, tmp_path / "left", 16)
+    right = tmp_path / "right"
+    right.mkdir()
+    for path in left.iterdir():  # different names and content: both writers must land
+        (right / f"r-{path.name}").write_text(path.read_text(encoding="utf-8") + "\n右边。", encoding="utf-8")
+    home = tmp_path / "home"
+    assert _run_cli(home, "create", "x") == 0
+    services = build_services(load_settings(home=home, profile="mock", env={}))
+
+    seen: list[tuple[int, int]] = []
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def reader() -> None:
+        while not stop.is_set():
+            try:
+                snap = services.kbs.snapshot("x")
+                seen.append((len(snap.documents), len(snap.chunks)))
+                assert sum(d.chunks for d in snap.documents.values()) == len(snap.chunks)
+                services.kbs.search("x", "甄士隐")
+            except BaseException as exc:
+                errors.append(exc)
+                return
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    procs = [_cli_process(home, "add", "--kb", "x", str(folder)) for folder in (left, right)]
+    outputs = [p.communicate(timeout=300) for p in procs]
+    stop.set()
+    thread.join()
+    assert [p.returncode for p in procs] == [0, 0], outputs
+    assert not errors, errors
+    docs = {d.doc_id for d in services.kbs.documents("x")}
+    assert docs == {p.name for p in left.iterdir()} | {p.name for p in right.iterdir()}
+    assert seen and all(n in (0, 16, 32) for n, _ in seen)
+
+
+def test_corrupt_index_gives_clear_error_and_rebuild_recovers(
+    tmp_path: Path, novels_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lib = _make_library(novels_dir, tmp_path / "lib", 2)
+    home = tmp_path / "home"
+    assert _run_cli(home, "add", "--kb", "x", str(lib)) == 0
+    kb_dir = home / "kb" / "x"
+    version = (kb_dir / "CURRENT").read_text()
+    index = kb_dir / "versions" / version / "index.faiss"
+    index.write_bytes(index.read_bytes()[:100])  # truncated
+    assert _run_cli(home, "search", "--kb", "x", "甄士隐") == 2
+    err = capsys.readouterr().err
+    assert "corrupt" in err and "rebuild" in err
+    (kb_dir / "versions" / version / "manifest.json").write_text("{not json")
+    assert _run_cli(home, "search", "--kb", "x", "甄士隐") == 2
+    assert _run_cli(home, "rebuild", "--kb", "x", str(lib)) == 0
+    assert _run_cli(home, "search", "--kb", "x", "甄士隐") == 0
