@@ -170,13 +170,14 @@ def _resolve_llamacpp(model: str, models_dir: Path, reason: str) -> ResolvedMode
                 f"unknown bundled model {model!r}; choose one of: {', '.join(sorted(BUNDLED_LLMS))}"
             )
         target = bundled_location(model, models_dir)
+        reason = f"{reason}: {spec.description}"
         if not is_verified(spec, models_dir):
             try:
                 locate_parts(spec)
             except BundledModelError as exc:
                 raise ModelUnavailableError(str(exc)) from None
-            reason += f"; assembled from {spec.parts} pip parts into {target} on first use"
-        return ResolvedModel("llamacpp", model, str(target), f"{reason} ({spec.description})")
+            reason += f"; joined from its {spec.parts} pip parts on first use"
+        return ResolvedModel("llamacpp", model, str(target), reason)
     if is_gguf_path(model):
         path = Path(model).expanduser()
         if not path.is_file():
@@ -494,30 +495,43 @@ class _LocalChatModel(BaseChatModel):
 # fake
 
 
-_CONTEXT_MARKERS = ("已知信息", "上下文", "参考资料", "Context", "context")
+_CONTEXT_MARKER = re.compile(r"(?:已知信息|上下文|参考资料|[Cc]ontext)\s*[:：]")
 _SENTENCE = re.compile(r"[^\n]*?(?:[。！？!?]|\.(?=\s|$)|$)", re.MULTILINE)
+_CITATION_HEADER = re.compile(r"^\s*\[\d+\]")
+_LABEL = re.compile(r"^[^:：\s]{1,20}[:：]\s*")
 _NO_ANSWER = "根据已知信息无法回答该问题。"
 
 
 def fake_answer(messages: Sequence[BaseMessage]) -> str:
-    """The fake model's reply: the first sentence after the context marker, else the last question line.
+    """The fake model's reply, deterministic and grounded in the prompt.
 
-    >>> fake_answer([HumanMessage("已知信息：\\n长江是中国第一长河。它流经十一个省。\\n问题是：长江？")])
+    With a context part ("已知信息：" / "Context:"): its first sentence, skipping ``[n] source``
+    header lines. Without one: the last line of the last human message that has text after its
+    label, so a follow-up rewrite prompt ("后续问题：…\\n独立问题：") returns the question unchanged.
+
+    >>> fake_answer([HumanMessage("已知信息：\\n[1] a.txt\\n长江是中国第一长河。它很长。\\n问题：长江？")])
     '长江是中国第一长河。'
+    >>> fake_answer([HumanMessage("对话：…\\n后续问题：他的妻子是谁？\\n独立问题：")])
+    '他的妻子是谁？'
     """
     text = "\n".join(message_text(m) for m in messages if not isinstance(m, AIMessage))
-    positions = [(text.find(m), m) for m in _CONTEXT_MARKERS if text.find(m) >= 0]
-    if positions:
-        pos, marker = min(positions)
-        rest = text[pos + len(marker) :].lstrip(" \t\r\n:：")
-        for match in _SENTENCE.finditer(rest):
-            sentence = match.group(0).strip()
-            if sentence:
-                return sentence
+    marker = _CONTEXT_MARKER.search(text)
+    if marker:
+        rest = text[marker.end() :]
+        for line in rest.splitlines():
+            if not line.strip() or _CITATION_HEADER.match(line):
+                continue
+            for match in _SENTENCE.finditer(line):
+                sentence = match.group(0).strip()
+                if sentence:
+                    return sentence
         return _NO_ANSWER
     human = [message_text(m) for m in messages if isinstance(m, HumanMessage)]
-    lines = [line.strip() for line in (human[-1] if human else "").splitlines() if line.strip()]
-    return lines[-1] if lines else _NO_ANSWER
+    for line in reversed((human[-1] if human else "").splitlines()):
+        body = _LABEL.sub("", line.strip(), count=1).strip()
+        if body:
+            return body
+    return _NO_ANSWER
 
 
 class FakeChatModel(_LocalChatModel):

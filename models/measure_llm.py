@@ -10,9 +10,11 @@ Numbers reported per model:
 
 * ``assemble_s`` — joining + verifying the pip parts (first start only; 0 when already done);
 * ``load_s`` — ``Llama(...)`` construction (weights mmapped, context allocated);
-* ``prompt_tokens`` and ``prompt_tok_s`` — prompt length and prompt processing speed (time to the
-  first streamed token);
-* ``gen_tokens`` and ``gen_tok_s`` — answer length and decoding speed after the first token;
+* ``prompt_tokens``, ``ttft_s`` and ``prompt_tok_s`` — prompt length (user message, without the
+  chat template's few tokens), time to the first streamed token of the grounded answer, and the
+  prompt processing speed that implies;
+* ``gen_tokens`` and ``gen_tok_s`` — length and decoding speed (after the first token) of a second,
+  long answer: a grounded summary of the same context (prompt prefix reused from the KV cache);
 * ``peak_rss_mb`` — the child's peak resident set size (``ru_maxrss``).
 """
 
@@ -41,6 +43,8 @@ TEMPLATE = (
     "答案请使用中文。 问题是：{question}"
 )
 
+SUMMARY_QUESTION = "请分条详细总结上述已知信息中的每一段内容。"
+
 FALLBACK_CONTEXT = (
     "长江是中国第一长河，全长约6300公里，发源于青藏高原的唐古拉山脉各拉丹冬峰西南侧。"
     "干流流经青海、西藏、四川、云南、重庆、湖北、湖南、江西、安徽、江苏、上海十一个省级行政区，"
@@ -56,11 +60,11 @@ class Measurement:
     assemble_s: float
     load_s: float
     prompt_tokens: int
+    ttft_s: float
     prompt_tok_s: float
     gen_tokens: int
     gen_tok_s: float
     peak_rss_mb: float
-    ttft_s: float
     load_avg_1m: float
     answer: str
 
@@ -97,8 +101,6 @@ def grounded_prompt(count: Callable[[str], int], target_tokens: int = 1000) -> t
 
 def measure_one(name: str, models_dir: Path, threads: int | None, max_tokens: int) -> Measurement:
     """Measure one model in this process (call in a fresh process for a meaningful peak RSS)."""
-    from langchain_core.messages import HumanMessage
-
     from models.bundled import ensure_bundled_gguf
     from models.llm import LlamaCppChat, is_bundled_name, physical_cores
 
@@ -120,32 +122,41 @@ def measure_one(name: str, models_dir: Path, threads: int | None, max_tokens: in
     load_s = time.perf_counter() - t0
     prompt, _ = grounded_prompt(chat.get_num_tokens)
     prompt_tokens = chat.get_num_tokens(prompt)
-    pieces: list[str] = []
-    t_start = time.perf_counter()
-    t_first: float | None = None
-    for chunk in chat.stream([HumanMessage(prompt)]):
-        if chunk.content:
-            if t_first is None:
-                t_first = time.perf_counter()
-            pieces.append(str(chunk.content))
-    t_end = time.perf_counter()
-    answer = "".join(pieces)
-    gen_tokens = chat.get_num_tokens(answer)
-    first = t_first if t_first is not None else t_end
+    # 1. the grounded question: time to first token = prompt processing
+    answer, ttft, _ = _timed_stream(chat, prompt)
+    # 2. a grounded summary of the same context: a long answer for a stable decoding speed
+    summary_prompt = prompt.rsplit("问题是：", 1)[0] + "问题是：" + SUMMARY_QUESTION
+    summary, first, total = _timed_stream(chat, summary_prompt)
+    gen_tokens = chat.get_num_tokens(summary)
     return Measurement(
         model=name,
         threads=threads,
         assemble_s=round(assemble_s, 2),
         load_s=round(load_s, 2),
         prompt_tokens=prompt_tokens,
-        prompt_tok_s=round(prompt_tokens / max(first - t_start, 1e-9), 1),
+        ttft_s=round(ttft, 2),
+        prompt_tok_s=round(prompt_tokens / max(ttft, 1e-9), 1),
         gen_tokens=gen_tokens,
-        gen_tok_s=round(max(gen_tokens - 1, 0) / max(t_end - first, 1e-9), 1),
+        gen_tok_s=round(max(gen_tokens - 1, 0) / max(total - first, 1e-9), 1),
         peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 0),
-        ttft_s=round(first - t_start, 2),
         load_avg_1m=round(os.getloadavg()[0], 2),
         answer=answer,
     )
+
+
+def _timed_stream(chat: object, prompt: str) -> tuple[str, float, float]:
+    """(text, seconds to the first token, seconds to the last) of one streamed answer."""
+    from langchain_core.messages import HumanMessage
+
+    pieces: list[str] = []
+    start = time.perf_counter()
+    first: float | None = None
+    for chunk in chat.stream([HumanMessage(prompt)]):  # type: ignore[attr-defined]
+        if chunk.content:
+            first = first or time.perf_counter()
+            pieces.append(str(chunk.content))
+    end = time.perf_counter()
+    return "".join(pieces), (first or end) - start, end - start
 
 
 def _table(rows: list[Measurement]) -> str:

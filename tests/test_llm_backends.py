@@ -552,7 +552,21 @@ def test_fake_quotes_the_first_context_sentence() -> None:
         HumanMessage("How long?"),
     ]
     assert fake_answer(messages) == "The Yellow River is the second longest."
-    assert fake_answer([HumanMessage("没有上下文\n你是谁？")]) == "你是谁？"
+    assert fake_answer([HumanMessage("没有资料\n你是谁？")]) == "你是谁？"
+
+
+def test_fake_skips_citation_headers_and_keeps_rewrites_identical() -> None:
+    grounded = [
+        SystemMessage("你是一个严谨的知识库问答助手，只依据用户给出的资料回答问题。"),
+        HumanMessage(
+            "已知信息：\n[1] 西游记.txt 「第一回　灵根育孕源流出」\n"
+            "海外有一国土，名曰傲来国。国近大海，海中有一座山。\n\n"
+            "根据上述已知信息，简洁和专业地回答用户的问题。\n\n问题：傲来国在哪里？"
+        ),
+    ]
+    assert fake_answer(grounded) == "海外有一国土，名曰傲来国。"
+    rewrite = [HumanMessage("对话：\n问：诸葛亮是谁？\n答：丞相。\n后续问题：他的妻子是谁？\n独立问题：")]
+    assert FakeChatModel().invoke(rewrite).content == "他的妻子是谁？"
 
 
 def test_fake_honours_max_tokens_and_stop() -> None:
