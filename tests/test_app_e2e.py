@@ -1,0 +1,566 @@
+"""The web app end to end in a real headless browser (Playwright + Debian's chromium).
+
+Most tests start ``python app.py --profile mock`` as a subprocess on a free loopback port with a
+temporary data home (hash embeddings, fake LLM: fast and deterministic) and drive it like a user:
+create a knowledge base, upload files through the file input, ask in the chat, read sources and
+per-file errors, search in the retrieval tab, log in. The stop-button test runs the app in-process
+with a deliberately slow answer stream, so "stop" can be observed on the server side; one test runs
+the real bundled models. Screenshots of every tab are written to ``docs/screenshots/``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+playwright_sync = pytest.importorskip("playwright.sync_api")
+
+REPO = Path(__file__).resolve().parents[1]
+SCREENSHOTS = REPO / "docs" / "screenshots"
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
+XSS = "<script>window.__xss=1</script><b>bold</b>"
+WAIT_MS = 120_000
+"""Generous waits: the machine is shared, the assertions are about behaviour, not speed."""
+
+
+# ------------------------------------------------------------------------------------ servers
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for_http(url: str, proc: subprocess.Popen[bytes] | None, log: Path | None, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            tail = log.read_text(errors="replace")[-3000:] if log else ""
+            raise AssertionError(f"app exited with {proc.returncode} before serving:\n{tail}")
+        try:
+            with urllib.request.urlopen(url, timeout=5) as resp:
+                if resp.status < 500:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.5)
+    raise AssertionError(f"{url} did not come up within {timeout:.0f} s")
+
+
+@dataclass
+class App:
+    url: str
+    home: Path
+    log: Path
+    proc: subprocess.Popen[bytes]
+
+    def log_tail(self) -> str:
+        return self.log.read_text(errors="replace")[-4000:]
+
+
+def start_app(workdir: Path, *args: str) -> App:
+    """``python app.py --profile mock`` on a free port with its own data home, waiting until it serves."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    home = workdir / "home"
+    log = workdir / "app.log"
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "GRADIO_ANALYTICS_ENABLED": "False",
+        "PYTHONUNBUFFERED": "1",
+    }
+    env = {k: v for k, v in env.items() if not k.startswith("KBQA_")}
+    cmd = [sys.executable, str(REPO / "app.py"), "--port", str(port), "--home", str(home), *args]
+    with log.open("wb") as out:
+        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+    app = App(f"http://127.0.0.1:{port}/", home, log, proc)
+    try:
+        wait_for_http(app.url, proc, log, timeout=180)
+    except BaseException:
+        stop_app(app)
+        raise
+    return app
+
+
+def stop_app(app: App) -> None:
+    app.proc.terminate()
+    try:
+        app.proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        app.proc.kill()
+        app.proc.wait(timeout=20)
+
+
+@pytest.fixture(scope="module")
+def mock_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
+    app = start_app(tmp_path_factory.mktemp("app-mock"), "--profile", "mock")
+    yield app
+    stop_app(app)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
+    with playwright_sync.sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser: Any, mock_app: App) -> Iterator[Any]:
+    yield from open_page(browser, mock_app.url)
+
+
+def open_page(browser: Any, url: str, wait_app: bool = True) -> Iterator[Any]:
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    pg = context.new_page()
+    pg.set_default_timeout(WAIT_MS)
+    pg.goto(url, wait_until="load")
+    if wait_app:
+        pg.wait_for_selector("#chat-input textarea")
+    try:
+        yield pg
+    finally:
+        context.close()
+
+
+# ------------------------------------------------------------------------------------ UI helpers
+def shot(pg: Any, name: str) -> None:
+    """Screenshot the page into docs/screenshots (toasts closed first so they hide nothing)."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    for close in pg.locator(".toast-close").all():
+        close.click()
+    pg.wait_for_timeout(300)  # let the last update paint
+    pg.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+
+
+def goto_tab(pg: Any, name: str) -> None:
+    pg.get_by_role("tab", name=re.compile(name)).click()
+
+
+def choose(pg: Any, dropdown_id: str, option: str, *, multi: bool = False) -> None:
+    """Pick ``option`` in a dropdown (a multiselect shows it as a token)."""
+    pg.click(f"#{dropdown_id} input")
+    pg.get_by_role("option", name=option, exact=True).click()
+    if multi:
+        pg.keyboard.press("Escape")
+        pg.locator(f"#{dropdown_id} .token", has_text=option).wait_for()
+        return
+    pg.wait_for_function(
+        "([id, v]) => document.querySelector(`#${id} input`).value === v", arg=[dropdown_id, option]
+    )
+
+
+def create_kb(pg: Any, name: str) -> None:
+    goto_tab(pg, "Knowledge bases")
+    pg.fill("#kb-new-name textarea", name)
+    pg.click("#kb-create")
+    pg.wait_for_function("v => document.querySelector('#kb-select input').value === v", arg=name)
+    pg.wait_for_selector(f"#kb-overview:has-text('{name}')")
+
+
+def upload(pg: Any, files: list[Path] | list[dict[str, Any]]) -> str:
+    """Upload through the file input, press "Add", wait for the per-file results; returns their text.
+
+    ``files`` are paths, or Playwright file payloads (``name``, ``mimeType``, ``buffer``) for names
+    a file system cannot hold.
+    """
+    pg.set_input_files("#kb-upload input[type=file]", [f if isinstance(f, dict) else str(f) for f in files])
+    # wait until the browser has uploaded every file to the server
+    pg.wait_for_function("n => document.querySelectorAll('#kb-upload tr.file').length === n", arg=len(files))
+    pg.click("#kb-add")
+    # the file list is emptied in the same update that shows the results
+    pg.wait_for_function("() => document.querySelectorAll('#kb-upload tr.file').length === 0")
+    pg.wait_for_selector("#kb-outcomes")
+    return pg.inner_text("#kb-result")
+
+
+def outcome(pg: Any, name: str) -> str:
+    return pg.locator("#kb-outcomes tr", has_text=name).inner_text()
+
+
+def ask(pg: Any, question: str) -> None:
+    """Type a question and press Enter; waits until it shows in the chat."""
+    asked = pg.locator("#chatbot [data-testid=user]").count()
+    pg.fill("#chat-input textarea", question)
+    pg.press("#chat-input textarea", "Enter")
+    pg.wait_for_function(
+        "n => document.querySelectorAll('#chatbot [data-testid=user]').length === n", arg=asked + 1
+    )
+
+
+def wait_answer_done(pg: Any) -> None:
+    """Until the answer is complete: the input is enabled again and the status line has the footer.
+
+    Asking clears the status line in the same update that shows the question, so an old footer
+    cannot be mistaken for the new one.
+    """
+    pg.wait_for_function(
+        """() => !document.querySelector('#chat-input textarea').disabled
+                 && /tokens|stopped|error/.test(document.querySelector('#chat-status').innerText)"""
+    )
+
+
+def bot_messages(pg: Any) -> list[str]:
+    return pg.locator("#chatbot [data-testid=bot]").all_inner_texts()
+
+
+def excerpt_file(src: Path, dest: Path, chars: int, encoding: str = "utf-8") -> Path:
+    dest.write_bytes(src.read_bytes().decode(encoding)[:chars].encode(encoding))
+    return dest
+
+
+# ------------------------------------------------------------------------------------ tests: mock models
+def test_upload_a_novel_then_chat_streams_an_answer_with_sources(
+    page: Any, novels_dir: Path, tmp_path: Path
+) -> None:
+    novel = excerpt_file(novels_dir / "hongloumeng.utf8.txt", tmp_path / "红楼梦.txt", 20_000)
+    create_kb(page, "红楼梦")
+    result = upload(page, [novel])
+    assert "红楼梦.txt" in result and "added" in outcome(page, "红楼梦.txt")
+    docs = page.inner_text("#kb-docs")
+    assert "红楼梦.txt" in docs and "indexed" in docs
+    chunks = int(re.search(r"红楼梦\.txt\s+(\d+)", docs).group(1))
+    assert chunks > 10
+    assert f"{chunks} chunks" in page.inner_text("#kb-overview")
+    shot(page, "knowledge_bases")
+
+    goto_tab(page, "Chat")
+    choose(page, "chat-kb", "红楼梦")
+    ask(page, "林黛玉的父亲是谁？")
+    wait_answer_done(page)
+    answer = bot_messages(page)[0]
+    assert answer.strip() and "⏳" not in answer and "✗" not in answer
+    # sources: expandable items with file, chapter and score; the excerpt shows when expanded
+    sources = page.locator("#chatbot details.kb-source")
+    assert sources.count() >= 1
+    first = sources.first
+    summary = first.locator("summary").inner_text()
+    assert "红楼梦.txt" in summary and "score" in summary and "回" in summary
+    assert not first.locator(".kb-excerpt").is_visible()
+    first.locator("summary").click()
+    excerpt = first.locator(".kb-excerpt")
+    assert excerpt.is_visible()
+    shown = excerpt.inner_text().rstrip("…")
+    assert len(shown) > 20 and shown[:12] in " ".join(novel.read_text(encoding="utf-8").split())
+    assert "tokens" in page.inner_text("#chat-status")
+
+    # the same knowledge base in the retrieval test: ranked chunks with scores and chapters
+    goto_tab(page, "Retrieval")
+    choose(page, "rt-kb", "红楼梦")
+    page.fill("#rt-query textarea", "林黛玉 林如海")
+    page.click("#rt-run")
+    page.wait_for_selector("#rt-results .kb-hit")
+    hits = page.locator("#rt-results .kb-hit")
+    assert hits.count() == 5  # the default top-k
+    scores = [float(s) for s in re.findall(r"score (\d\.\d+)", page.inner_text("#rt-results"))]
+    assert len(scores) == 5 and scores == sorted(scores, reverse=True)
+    assert "红楼梦.txt" in hits.first.inner_text() and "回" in hits.first.inner_text()
+    shot(page, "retrieval_test")
+    goto_tab(page, "Chat")
+
+    # a follow-up is a second turn in the same conversation; clear empties it
+    ask(page, "他住在哪里？")
+    wait_answer_done(page)
+    assert page.locator("#chatbot [data-testid=user]").count() == 2
+    page.get_by_text("设置 · settings").click()
+    page.get_by_label("temperature").first.wait_for()
+    shot(page, "chat")
+    page.click("#chat-clear")
+    page.wait_for_function("!document.querySelector('#chatbot [data-testid=user]')")
+    assert page.locator("#chatbot details.kb-source").count() == 0
+
+
+def test_broken_file_is_reported_and_the_good_one_indexed(
+    page: Any, novels_dir: Path, tmp_path: Path
+) -> None:
+    good = excerpt_file(novels_dir / "xiyouji.gb18030.txt", tmp_path / "西游记.txt", 8_000, "gb18030")
+    broken = tmp_path / "broken.pdf"
+    broken.write_bytes(b"%PDF-1.4\n1 0 obj << /Type /Catalog >> truncated")
+    create_kb(page, "西游记")
+    result = upload(page, [broken, good])
+    assert "could not be indexed" in result
+    bad_row = outcome(page, "broken.pdf")
+    assert "not indexed" in bad_row and len(bad_row.split("not indexed", 1)[1].strip()) > 3  # has a reason
+    assert "added" in outcome(page, "西游记.txt")
+    docs = page.inner_text("#kb-docs")
+    assert "西游记.txt" in docs and "broken.pdf" not in docs
+    # the error stays visible next to the file name; a warning toast points at it
+    assert page.locator("#kb-outcomes .kb-bad", has_text="not indexed").is_visible()
+
+    # deleting a document
+    choose(page, "kb-doc-pick", "西游记.txt", multi=True)
+    page.click("#kb-doc-delete")
+    page.wait_for_selector("#kb-result:has-text('removed 1 document')")
+    assert "西游记.txt" not in page.inner_text("#kb-docs")
+
+
+def test_html_in_documents_is_shown_as_text_everywhere(page: Any) -> None:
+    text = f"第一回 测试\n这一段包含标记{XSS}，应当原样显示。\n\n第二段说明文字。"
+    doc = {"name": "<i>evil</i>.txt", "mimeType": "text/plain", "buffer": text.encode("utf-8")}
+    create_kb(page, "xss")
+    upload(page, [doc])  # Gradio itself already strips "<", ">" and "/" from upload names
+    assert page.locator("#kb-docs-table tbody tr").count() == 1
+    assert page.locator("#kb-docs i, #kb-result i").count() == 0
+
+    goto_tab(page, "Retrieval")
+    choose(page, "rt-kb", "xss")
+    page.fill("#rt-query textarea", "标记 原样显示")
+    page.click("#rt-run")
+    page.wait_for_selector("#rt-results .kb-hit")
+    results = page.locator("#rt-results")
+    assert XSS in results.inner_text()
+    assert results.locator("b", has_text="bold").count() == 0
+    assert results.locator("script").count() == 0
+    assert "score" in results.inner_text() and "第一回" in results.inner_text()
+
+    goto_tab(page, "Chat")
+    choose(page, "chat-kb", "xss")
+    ask(page, "这一段包含什么标记？")
+    wait_answer_done(page)
+    source = page.locator("#chatbot details.kb-source").first
+    source.locator("summary").click()
+    assert XSS in source.inner_text()
+    assert page.locator("#chatbot b", has_text="bold").count() == 0
+    assert page.evaluate("typeof window.__xss") == "undefined"
+
+
+def test_model_tab_and_plain_chat(page: Any) -> None:
+    goto_tab(page, "Models")
+    page.wait_for_selector("#model-llm:has-text('ready')")
+    status = page.inner_text("#model-status")
+    assert "fake" in status and "hash" in status and "load state" in status
+    assert page.inner_text("#model-banner").strip() == ""
+    shot(page, "models")
+
+    goto_tab(page, "Chat")
+    choose(page, "chat-kb", "💬 不使用知识库 · plain LLM chat")
+    ask(page, "你好，请介绍一下你自己。")
+    wait_answer_done(page)
+    assert bot_messages(page)[0].strip()
+    assert page.locator("#chatbot details.kb-source").count() == 0  # no knowledge base, no sources
+
+
+def test_rebuild_from_a_server_folder(page: Any, tmp_path: Path) -> None:
+    folder = tmp_path / "library"
+    folder.mkdir()
+    (folder / "a.txt").write_text("第一回 开端\n甲乙丙丁。天地玄黄。", encoding="utf-8")
+    (folder / "b.md").write_text("# 标题\n宇宙洪荒，日月盈昃。", encoding="utf-8")
+    (folder / "empty.txt").write_bytes(b"")
+    create_kb(page, "rebuilt")
+    page.get_by_text("rebuild from a folder on the server").click()
+    page.fill("#kb-folder textarea", str(folder))
+    page.click("#kb-rebuild")
+    page.wait_for_selector("#kb-outcomes:has-text('a.txt')")
+    assert "added" in outcome(page, "a.txt") and "added" in outcome(page, "b.md")
+    assert "not indexed" in outcome(page, "empty.txt")
+    docs = page.inner_text("#kb-docs")
+    assert "a.txt" in docs and "b.md" in docs
+
+
+def test_oversized_upload_is_refused_with_a_clear_message(
+    browser: Any, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    workdir = tmp_path_factory.mktemp("app-small-uploads")
+    config = workdir / "settings.yaml"
+    config.write_text("server:\n  max_upload_mb: 1\n", encoding="utf-8")
+    app = start_app(workdir, "--profile", "mock", "--config", str(config))
+    try:
+        big = workdir / "big.txt"
+        big.write_text("大" * 700_000, encoding="utf-8")  # 2.1 MB
+        for pg in open_page(browser, app.url):
+            create_kb(pg, "k")
+            assert "up to 1.0 MB per file" in pg.inner_text("#tab-kbs")
+            pg.set_input_files("#kb-upload input[type=file]", [str(big)])
+            toast = pg.locator(".toast-message-text", has_text="big.txt")
+            toast.wait_for()
+            assert "exceed the maximum allowed size of 1.0 Mb" in toast.inner_text()
+    finally:
+        stop_app(app)
+    assert not list((app.home / "kb" / "k").rglob("big.txt"))
+
+
+def test_login_page_when_auth_is_on(browser: Any, tmp_path_factory: pytest.TempPathFactory) -> None:
+    app = start_app(tmp_path_factory.mktemp("app-auth"), "--profile", "mock", "--auth", "reader:s3cret")
+    try:
+        for pg in open_page(browser, app.url, wait_app=False):
+            pg.get_by_role("button", name="Login").wait_for()
+            assert pg.locator("#chat-input").count() == 0  # nothing of the app before logging in
+            assert "please log in" in pg.inner_text("body")
+            shot(pg, "login")
+            pg.locator("input[type=text]").fill("reader")
+            pg.locator("input[type=password]").fill("wrong")
+            pg.get_by_role("button", name="Login").click()
+            pg.get_by_text(re.compile("Incorrect credentials", re.IGNORECASE)).wait_for()
+            assert pg.locator("#chat-input").count() == 0
+            pg.locator("input[type=text]").fill("reader")
+            pg.locator("input[type=password]").fill("s3cret")
+            pg.get_by_role("button", name="Login").click()
+            pg.wait_for_selector("#chat-input textarea")
+        # the API refuses anonymous callers too
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(app.url + "config", timeout=10)
+        assert err.value.code in (401, 403)
+    finally:
+        stop_app(app)
+
+
+# ------------------------------------------------------------------------------------ stop button
+class SlowQA:
+    """A QA stream that produces one token every 20 ms for up to a minute, unless stopped."""
+
+    def __init__(self) -> None:
+        self.calls: list[dict[str, Any]] = []
+        self.closed = threading.Event()
+        self.tokens = 0
+
+    def stream(self, question: str, kb: str | None, history: Any = (), **kw: Any) -> Iterator[Any]:
+        from kb.context import Passage
+        from kb.qa import Answer, Done, Retrieved, Token
+
+        stop = kw["stop"]
+        self.calls.append({"question": question, "kb": kb, "history": list(history), "stop": stop})
+        self.closed.clear()
+        source = Passage(f"片段{XSS}", "slow.txt", "第一回", 0.9, ("slow.txt#0",), 0, 10)
+        yield Retrieved(question, [source])
+        text = ""
+        try:
+            for i in range(3000):
+                if stop.is_set():
+                    break
+                time.sleep(0.02)
+                piece = f"词{i} "
+                text += piece
+                self.tokens += 1
+                yield Token(piece)
+            yield Done(Answer(question, question, text, [source], "slow", 1.0, 1.0, i, stopped=stop.is_set()))
+        finally:
+            self.closed.set()
+
+
+class SlowServices:
+    """The real mock services, with the slow QA stream in place of ``qa``."""
+
+    def __init__(self, services: Any, qa: SlowQA) -> None:
+        self._services = services
+        self.qa = qa
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._services, name)
+
+
+def test_stop_really_stops_generation_and_history_is_plain_per_session(browser: Any, tmp_path: Path) -> None:
+    import app as webapp
+    from kb.services import build_services
+    from kb.settings import load_settings
+
+    qa = SlowQA()
+    services = SlowServices(build_services(load_settings(home=tmp_path, profile="mock", env={})), qa)
+    demo = webapp.build_ui(services)  # type: ignore[arg-type]
+    demo.queue()
+    port = free_port()
+    demo.launch(
+        server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, ssr_mode=False, quiet=True
+    )
+    try:
+        url = f"http://127.0.0.1:{port}/"
+        for pg in open_page(browser, url):
+            ask(pg, "第一个问题")
+            pg.wait_for_selector("#chatbot [data-testid=bot]:has-text('词5')")
+            pg.click("#chat-stop")
+            pg.wait_for_selector("#chatbot :text('stopped')")
+            assert qa.closed.wait(30)  # the stream was ended early ...
+            assert qa.calls[0]["stop"].is_set()  # ... through the switch passed to QAService.stream
+            assert qa.tokens < 3000
+            produced = qa.tokens
+            pg.wait_for_selector("#chat-input textarea:enabled")
+            pg.wait_for_selector("#chatbot details.kb-source")
+            assert "stopped" in pg.inner_text("#chat-status")
+            assert qa.tokens == produced  # nothing is generated after the stop
+
+            # the next question gets a fresh switch, and the history holds plain turns only
+            ask(pg, "第二个问题")
+            pg.wait_for_selector("#chatbot [data-testid=bot]:has-text('词3')")
+            pg.click("#chat-stop")
+            assert qa.closed.wait(30) and qa.calls[1]["stop"].is_set()
+            pg.wait_for_selector("#chat-input textarea:enabled")
+            history = qa.calls[1]["history"]
+            assert [t.question for t in history] == ["第一个问题"]
+            assert history[0].answer.startswith("词0 词1") and "<" not in history[0].answer
+            assert qa.calls[1]["stop"] is not qa.calls[0]["stop"]
+
+        # another browser session has its own, empty history
+        for pg in open_page(browser, url):
+            ask(pg, "新会话")
+            pg.wait_for_selector("#chatbot [data-testid=bot]:has-text('词2')")
+            pg.click("#chat-stop")
+            assert qa.closed.wait(30)
+            assert qa.calls[2]["history"] == []
+    finally:
+        demo.close()
+
+
+# ------------------------------------------------------------------------------------ real models
+@pytest.fixture(scope="module")
+def real_app(tmp_path_factory: pytest.TempPathFactory, bundled_gguf_05b: Path) -> Iterator[App]:
+    """The app with the bundled multilingual-e5-small and the bundled Qwen2.5-Coder-0.5B GGUF."""
+    workdir = tmp_path_factory.mktemp("app-real")
+    config = workdir / "settings.yaml"
+    config.write_text(
+        f"llm:\n  backend: llamacpp\n  model: {bundled_gguf_05b}\n  max_tokens: 48\n  n_ctx: 2048\n",
+        encoding="utf-8",
+    )
+    app = start_app(workdir, "--config", str(config))
+    yield app
+    stop_app(app)
+
+
+def test_real_models_page_comes_up_loads_models_and_answers(
+    browser: Any, real_app: App, novels_dir: Path, tmp_path: Path
+) -> None:
+    novel = excerpt_file(novels_dir / "hongloumeng.utf8.txt", tmp_path / "红楼梦.txt", 3_000)
+    for pg in open_page(browser, real_app.url):
+        goto_tab(pg, "Models")
+        status = pg.inner_text("#model-status")
+        assert "llamacpp" in status and "multilingual-e5-small" in status
+        assert "qwen2.5-coder-0.5b" in status.lower()
+        pg.wait_for_selector("#model-llm:has-text('ready')", timeout=600_000)
+        pg.wait_for_selector("#model-embedding:has-text('ready')", timeout=600_000)
+
+        create_kb(pg, "红楼梦")
+        upload(pg, [novel])
+        assert "added" in outcome(pg, "红楼梦.txt")
+        goto_tab(pg, "Chat")
+        choose(pg, "chat-kb", "红楼梦")
+        ask(pg, "甄士隐住在哪里？")
+        wait_answer_done(pg)
+        answer = bot_messages(pg)[0]
+        assert answer.strip() and "✗" not in answer
+        assert pg.locator("#chatbot details.kb-source").count() >= 1
+        assert "model" in pg.inner_text("#chat-status")
