@@ -26,7 +26,7 @@ import os
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Literal, Protocol, get_args, runtime_checkable
 
 import numpy as np
 from langchain_core.embeddings import Embeddings
@@ -35,6 +35,18 @@ from models.errors import ModelUnavailableError
 
 ProgressFn = Callable[[int, int], None]
 """Called as ``progress(done, total)`` while a long embedding job runs."""
+
+Precision = Literal["fp32", "bf16", "int8"]
+"""Arithmetic of the forward pass on CPU (measured in docs/BENCHMARKS.md):
+
+* ``fp32`` — the weights as converted;
+* ``bf16`` — ``torch.autocast`` to bfloat16 (CPUs with AVX-512 BF16 / AMX);
+* ``int8`` — ``torch.ao.quantization.quantize_dynamic`` on every ``nn.Linear``: int8 weights,
+  activations quantised per batch (VNNI); embeddings stay float32 and L2-normalised.
+
+On CUDA the model always runs as loaded; the option only affects CPU inference.
+"""
+PRECISIONS: tuple[str, ...] = get_args(Precision)
 
 
 @runtime_checkable
@@ -126,13 +138,18 @@ class SentenceTransformerEmbedder(_LangChainMixin):
         batch_size: int = 32,
         device: str = "auto",
         threads: int | None = None,
+        precision: Precision = "fp32",
     ) -> None:
+        if precision not in PRECISIONS:
+            raise ValueError(f"unknown embedding precision {precision!r}; use one of {', '.join(PRECISIONS)}")
         self.model_id = model_id
         self.location = location
         self.batch_size = batch_size
         self.device = device
         self.threads = threads
+        self.precision = precision
         self._model = None
+        self._autocast = False
         self._lock = threading.Lock()
 
     @property
@@ -161,13 +178,39 @@ class SentenceTransformerEmbedder(_LangChainMixin):
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         try:
-            return SentenceTransformer(self.location, device=device)
+            model = SentenceTransformer(self.location, device=device)
         except (OSError, ValueError) as exc:
             raise ModelUnavailableError(
                 f"embedding model {self.model_id!r} is not available offline ({exc.__class__.__name__}). "
                 "Provide it as a local sentence-transformers folder (embedding.model: /path/to/model), "
                 "or download it once with network access (huggingface-cli download NAME)."
             ) from exc
+        if device == "cpu" and self.precision == "int8":
+            import warnings
+
+            with warnings.catch_warnings():  # torch.ao's "migrate to torchao" notice
+                warnings.simplefilter("ignore")
+                torch.ao.quantization.quantize_dynamic(
+                    model, {torch.nn.Linear}, dtype=torch.qint8, inplace=True
+                )
+        self._autocast = device == "cpu" and self.precision == "bf16"
+        return model
+
+    def _encode(self, model, texts: list[str], prompt_name: str | None, batch_size: int) -> np.ndarray:
+        """One ``model.encode`` call in the configured precision; float32, L2-normalised rows."""
+        import torch
+
+        autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=self._autocast)
+        with autocast, torch.inference_mode():
+            vecs = model.encode(
+                texts,
+                prompt_name=prompt_name,
+                batch_size=batch_size,
+                normalize_embeddings=True,
+                convert_to_tensor=True,
+                show_progress_bar=False,
+            )
+        return _normalise(vecs.float().cpu().numpy())
 
     @property
     def dimension(self) -> int:
@@ -194,29 +237,14 @@ class SentenceTransformerEmbedder(_LangChainMixin):
         step = max(self.batch_size * 8, 64)
         for start in range(0, len(texts), step):
             idx = order[start : start + step]
-            vecs = model.encode(
-                [texts[i] for i in idx],
-                prompt_name=prompt,
-                batch_size=self.batch_size,
-                normalize_embeddings=True,
-                convert_to_numpy=True,
-                show_progress_bar=False,
-            )
-            out[idx] = vecs
+            out[idx] = self._encode(model, [texts[i] for i in idx], prompt, self.batch_size)
             if progress:
                 progress(min(start + step, len(texts)), len(texts))
         return out
 
     def encode_query(self, text: str) -> np.ndarray:
         model = self.warm_up()
-        vec = model.encode(
-            [text],
-            prompt_name=self._prompt_name("query"),
-            normalize_embeddings=True,
-            convert_to_numpy=True,
-            show_progress_bar=False,
-        )
-        return np.asarray(vec[0], dtype=np.float32)
+        return self._encode(model, [text], self._prompt_name("query"), 1)[0]
 
 
 def resolve_embedding_location(model: str, models_dir: Path) -> str:
@@ -241,12 +269,19 @@ class EmbedderRegistry:
     """Creates one embedder per model id and shares it (models load once per process)."""
 
     def __init__(
-        self, models_dir: Path, *, batch_size: int = 32, device: str = "auto", threads: int | None = None
+        self,
+        models_dir: Path,
+        *,
+        batch_size: int = 32,
+        device: str = "auto",
+        threads: int | None = None,
+        precision: Precision = "fp32",
     ) -> None:
         self.models_dir = models_dir
         self.batch_size = batch_size
         self.device = device
         self.threads = threads
+        self.precision = precision
         self._embedders: dict[str, Embedder] = {}
         self._lock = threading.Lock()
 
@@ -266,5 +301,10 @@ class EmbedderRegistry:
             return HashEmbedder(dimension=dim)
         location = resolve_embedding_location(model_id, self.models_dir)
         return SentenceTransformerEmbedder(
-            model_id, location, batch_size=self.batch_size, device=self.device, threads=self.threads
+            model_id,
+            location,
+            batch_size=self.batch_size,
+            device=self.device,
+            threads=self.threads,
+            precision=self.precision,
         )

@@ -1,0 +1,553 @@
+"""``python -m kb bench``: our pipeline against the baseline a user would assemble from LangChain alone.
+
+The baseline is Langchain-Chatchat 0.2's recipe: ``RecursiveCharacterTextSplitter`` with Chinese
+separators, chunk 250, overlap 50; the SAME embedding model through
+``langchain_huggingface.HuggingFaceEmbeddings`` (e5 "passage: "/"query: " prompts via
+``encode_kwargs``/``query_encode_kwargs``); ``FAISS.from_documents``; ``similarity_search``.
+
+Parts (each can be skipped with ``--skip PART``; every measurement runs in its own subprocess, so
+peak RSS is per part and pipeline and one pipeline's torch/thread state cannot leak into the other):
+
+* ``qa`` — both pipelines on the same SQuAD-v1 file: hit@k, hit@budget, MRR, chunks, chunks/s,
+  query latency, and our/baseline ratios;
+* ``index`` — a whole novel: wall time, chunks/s and peak RSS of a first index and of a re-index of
+  the unchanged file (we skip it by content hash), and the baseline's first index;
+* ``latency`` — query cost on large synthetic knowledge bases (random normalised vectors, chunk
+  texts cut from the novel): FAISS flat inner product at 10k/100k/1M chunks, and the app's own
+  :class:`~kb.retrieval.Retriever` (query embedding + whatever retrieval mode is configured) at
+  10k/100k, with memory per 100k chunks.
+
+``--skip baseline`` runs only our side, ``--skip 1m`` leaves out the 1M-chunk size.
+Ratios are always between numbers measured in the same run: the machine may be shared.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from kb.evaluate import (
+    concat_context,
+    first_hit_rank,
+    hit_at_budget,
+    load_squad,
+    mean,
+    peak_rss_mb,
+    percentile,
+    reciprocal_rank,
+    scratch_services,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_SQUAD = REPO.parent / "shared" / "data" / "qa" / "cmrc2018_trial.json"
+DEFAULT_NOVEL = REPO.parent / "shared" / "data" / "novels" / "hongloumeng.utf8.txt"
+
+BASELINE_SEPARATORS = ["\n\n", "\n", "。", "！", "？", "；", "，", ""]
+BASELINE_CHUNK_SIZE = 250
+BASELINE_OVERLAP = 50
+PARTS = ("qa", "index", "latency")
+LATENCY_SIZES = (10_000, 100_000, 1_000_000)
+RETRIEVER_MAX_SIZE = 100_000
+LATENCY_QUERIES = 200
+
+
+class BenchError(RuntimeError):
+    """A benchmark part could not run (missing data file, failed worker); the message says which."""
+
+
+# =====================================================================================
+# The baseline (plain LangChain)
+# =====================================================================================
+
+
+def baseline_embeddings(settings: Any) -> Any:
+    """The app's embedding model as a user would load it: ``HuggingFaceEmbeddings`` on its folder.
+
+    The e5 prompts come from the folder's ``config_sentence_transformers.json``. A model that is
+    not a sentence-transformers folder (the ``hash`` fake of the mock profile) is used through the
+    app's own LangChain ``Embeddings`` wrapper instead, so the bench also runs in tests.
+    """
+    from models.embeddings import EmbedderRegistry, resolve_embedding_location
+
+    location = resolve_embedding_location(settings.embedding.model, settings.models_dir)
+    folder = Path(location)
+    if not folder.is_dir():
+        return EmbedderRegistry(settings.models_dir).get(settings.embedding.model)
+    from langchain_huggingface import HuggingFaceEmbeddings
+
+    prompts: dict[str, str] = {}
+    config = folder / "config_sentence_transformers.json"
+    if config.is_file():
+        prompts = json.loads(config.read_text(encoding="utf-8")).get("prompts") or {}
+    passage_kwargs: dict[str, Any] = {"normalize_embeddings": True}
+    query_kwargs: dict[str, Any] = {"normalize_embeddings": True}
+    if "passage" in prompts:
+        passage_kwargs["prompt_name"] = "passage"
+    if "query" in prompts:
+        query_kwargs["prompt_name"] = "query"
+    return HuggingFaceEmbeddings(
+        model_name=str(folder),
+        model_kwargs={"device": "cpu"},
+        encode_kwargs=passage_kwargs,
+        query_encode_kwargs=query_kwargs,
+    )
+
+
+def baseline_splitter() -> Any:
+    from langchain_text_splitters import RecursiveCharacterTextSplitter
+
+    return RecursiveCharacterTextSplitter(
+        separators=BASELINE_SEPARATORS, chunk_size=BASELINE_CHUNK_SIZE, chunk_overlap=BASELINE_OVERLAP
+    )
+
+
+def _baseline_index(texts: Sequence[tuple[str, str]], settings: Any) -> tuple[Any, int, float, float]:
+    """Split and index ``(source, text)`` pairs; returns (store, chunks, model_load_s, index_s)."""
+    from langchain_community.vectorstores import FAISS
+    from langchain_core.documents import Document
+
+    started = time.perf_counter()
+    embeddings = baseline_embeddings(settings)
+    embeddings.embed_query("warm up")
+    model_load_s = time.perf_counter() - started
+    started = time.perf_counter()
+    docs = baseline_splitter().split_documents(
+        [Document(page_content=text, metadata={"source": source}) for source, text in texts]
+    )
+    store = FAISS.from_documents(docs, embeddings)
+    return store, len(docs), model_load_s, time.perf_counter() - started
+
+
+# =====================================================================================
+# Workers (one per part and pipeline, each in its own process)
+# =====================================================================================
+
+
+def qa_baseline(settings: Any, squad_path: str, top_k: int, budget: int) -> dict[str, Any]:
+    squad = load_squad(squad_path)
+    store, chunks, load_s, index_s = _baseline_index(
+        [(a.article_id, a.text) for a in squad.articles], settings
+    )
+    ranks: list[int | None] = []
+    in_budget: list[bool] = []
+    latencies: list[float] = []
+    for q in squad.questions:
+        started = time.perf_counter()
+        texts = [d.page_content for d in store.similarity_search(q.question, k=top_k)]
+        latencies.append((time.perf_counter() - started) * 1000)
+        ranks.append(first_hit_rank(texts, q.answers))
+        in_budget.append(hit_at_budget(concat_context(texts), q.answers, budget))
+    return {
+        "questions": len(ranks),
+        "chunks": chunks,
+        "chunk_size": BASELINE_CHUNK_SIZE,
+        "overlap": BASELINE_OVERLAP,
+        "model_load_s": load_s,
+        "index_s": index_s,
+        "chunks_per_s": chunks / index_s,
+        "hit_at_k": mean([r is not None for r in ranks]),
+        "hit_at_budget": mean(in_budget),
+        "mrr": mean([reciprocal_rank(r) for r in ranks]),
+        "latency_p50_ms": percentile(latencies, 50),
+        "latency_p95_ms": percentile(latencies, 95),
+        "peak_rss_mb": peak_rss_mb(),
+    }
+
+
+def qa_ours(services: Any, squad_path: str, top_k: int, budget: int) -> dict[str, Any]:
+    from kb.evaluate import evaluate
+
+    with scratch_services(services, keep_home=False) as svc:
+        report = evaluate(svc, load_squad(squad_path), top_k=top_k, budget=budget)
+    return report.to_json()
+
+
+def index_ours(services: Any, novel: str) -> dict[str, Any]:
+    with scratch_services(services, keep_home=False) as svc:
+        started = time.perf_counter()
+        svc.kbs.create("novel")
+        warm = getattr(svc.kbs.embedder_for("novel"), "warm_up", None)
+        if warm is not None:
+            warm()
+        load_s = time.perf_counter() - started
+        started = time.perf_counter()
+        first = svc.kbs.add("novel", [novel])
+        first_s = time.perf_counter() - started
+        rss_first = peak_rss_mb()
+        started = time.perf_counter()
+        again = svc.kbs.add("novel", [novel])
+        again_s = time.perf_counter() - started
+    return {
+        "chars": _chars(novel),
+        "chunks": first.chunks,
+        "chunk_size": services.settings.splitter.chunk_size,
+        "overlap": services.settings.splitter.overlap,
+        "model_load_s": load_s,
+        "first_index_s": first_s,
+        "chunks_per_s": first.chunks / first_s,
+        "peak_rss_mb": rss_first,
+        "reindex_s": again_s,
+        "reindex_skipped": len(again.unchanged) == 1 and again.embedded == 0,
+    }
+
+
+def index_baseline(settings: Any, novel: str) -> dict[str, Any]:
+    text = Path(novel).read_text(encoding="utf-8")
+    _, chunks, load_s, index_s = _baseline_index([(Path(novel).name, text)], settings)
+    return {
+        "chars": len(text),
+        "chunks": chunks,
+        "chunk_size": BASELINE_CHUNK_SIZE,
+        "overlap": BASELINE_OVERLAP,
+        "model_load_s": load_s,
+        "first_index_s": index_s,
+        "chunks_per_s": chunks / index_s,
+        "peak_rss_mb": peak_rss_mb(),
+        "reindex_s": None,
+        "reindex_skipped": False,
+    }
+
+
+def _chars(path: str) -> int:
+    from loaders import load_document
+
+    return len(load_document(Path(path)).text)
+
+
+def _rss_now_mb() -> float:
+    import psutil
+
+    return psutil.Process().memory_info().rss / 2**20
+
+
+def _unit_vectors(rng: Any, n: int, dim: int) -> Any:
+    import numpy as np
+
+    out = np.empty((n, dim), dtype=np.float32)
+    for start in range(0, n, 100_000):
+        block = rng.standard_normal((min(100_000, n - start), dim), dtype=np.float32)
+        block /= np.linalg.norm(block, axis=1, keepdims=True)
+        out[start : start + len(block)] = block
+    return out
+
+
+def _timed(fn: Any, queries: Sequence[Any]) -> dict[str, float]:
+    times = []
+    for q in queries:
+        started = time.perf_counter()
+        fn(q)
+        times.append((time.perf_counter() - started) * 1000)
+    return {"p50_ms": percentile(times, 50), "p95_ms": percentile(times, 95), "max_ms": max(times)}
+
+
+def latency_flat(size: int, dim: int, top_k: int) -> dict[str, Any]:
+    """FAISS ``IndexFlatIP`` over ``size`` random unit vectors: build time, memory, query latency."""
+    import faiss
+    import numpy as np
+
+    rng = np.random.default_rng(size)
+    vectors = _unit_vectors(rng, size, dim)
+    before = _rss_now_mb()
+    started = time.perf_counter()
+    index = faiss.IndexFlatIP(dim)
+    index.add(vectors)
+    build_s = time.perf_counter() - started
+    index_mb = _rss_now_mb() - before
+    del vectors
+    queries = _unit_vectors(rng, LATENCY_QUERIES, dim)
+    index.search(queries[:1], top_k)
+    stats = _timed(lambda q: index.search(q[None, :], top_k), list(queries))
+    return {
+        "size": size,
+        "what": "faiss IndexFlatIP",
+        "threads": faiss.omp_get_max_threads(),
+        "build_s": build_s,
+        "index_mb": index_mb,
+        "mb_per_100k": index_mb * 100_000 / size,
+        **stats,
+        "peak_rss_mb": peak_rss_mb(),
+    }
+
+
+def latency_retriever(services: Any, size: int, novel: str, questions: Sequence[str]) -> dict[str, Any]:
+    """The app's retriever over a synthetic knowledge base of ``size`` chunks (random vectors,
+    texts cut from the novel), written with the real store so loading and search are the app's."""
+    import numpy as np
+
+    from vector_store import ChunkRecord, DocumentEntry
+
+    text = Path(novel).read_text(encoding="utf-8")
+    with scratch_services(services, keep_home=False) as svc:
+        kbs = svc.kbs
+        kbs.create("synthetic")
+        embedder = kbs.embedder_for("synthetic")
+        store = kbs.store("synthetic")
+        chunk_chars = svc.settings.splitter.chunk_size
+        records = []
+        for i in range(size):
+            start = (i * 7919) % (len(text) - chunk_chars)
+            records.append(
+                ChunkRecord(f"synthetic.txt#{i}", "synthetic.txt", i, text[start : start + chunk_chars], 0, 0)
+            )
+        vectors = _unit_vectors(np.random.default_rng(size), size, embedder.dimension)
+        started = time.perf_counter()
+        store.write_segment("synthetic", vectors, records)
+        entry = DocumentEntry("synthetic.txt", "synthetic.txt", "0" * 64, "synthetic", size, 0, time.time())
+        with store.lock():
+            store.commit({"synthetic.txt": entry})
+        write_s = time.perf_counter() - started
+        del vectors, records
+        before = _rss_now_mb()
+        started = time.perf_counter()
+        svc.retriever.retrieve("synthetic", questions[0])  # loads the snapshot (+ keyword index)
+        load_s = time.perf_counter() - started
+        loaded_mb = _rss_now_mb() - before
+        stats = _timed(lambda q: svc.retriever.retrieve("synthetic", q), list(questions))
+        query_embed = _timed(embedder.encode_query, list(questions)[:50])
+    return {
+        "size": size,
+        "what": f"Retriever ({getattr(svc.settings.retrieval, 'mode', 'dense')})",
+        "write_s": write_s,
+        "load_s": load_s,
+        "loaded_mb": loaded_mb,
+        "mb_per_100k": loaded_mb * 100_000 / size,
+        **stats,
+        "query_embedding_p50_ms": query_embed["p50_ms"],
+        "peak_rss_mb": peak_rss_mb(),
+    }
+
+
+# =====================================================================================
+# Orchestration: subprocess per part, tables
+# =====================================================================================
+
+
+def _worker(argv: Sequence[str]) -> int:
+    """Entry point of a worker subprocess: ``python -m kb.bench JOB.json`` -> JSON on stdout."""
+    from kb.services import build_services
+    from kb.settings import Settings
+
+    job = json.loads(Path(argv[0]).read_text(encoding="utf-8"))
+    settings = Settings.model_validate_json(job["settings"])
+    kind = job["kind"]
+    if kind == "qa-baseline":
+        result = qa_baseline(settings, job["squad"], job["top_k"], job["budget"])
+    elif kind == "index-baseline":
+        result = index_baseline(settings, job["novel"])
+    elif kind == "latency-flat":
+        result = latency_flat(job["size"], job["dim"], job["top_k"])
+    else:
+        services = build_services(settings)
+        if kind == "qa-ours":
+            result = qa_ours(services, job["squad"], job["top_k"], job["budget"])
+        elif kind == "index-ours":
+            result = index_ours(services, job["novel"])
+        elif kind == "latency-retriever":
+            result = latency_retriever(services, job["size"], job["novel"], job["questions"])
+        else:
+            raise BenchError(f"unknown bench job {kind!r}")
+    print(json.dumps(result, ensure_ascii=False, default=str))
+    return 0
+
+
+def run_job(settings: Any, kind: str, **params: Any) -> dict[str, Any]:
+    """Run one measurement in a fresh ``python -m kb.bench`` process; its JSON result."""
+    with tempfile.TemporaryDirectory(prefix="kbqa-bench-") as tmp:
+        job = Path(tmp) / "job.json"
+        job.write_text(
+            json.dumps({"kind": kind, "settings": settings.model_dump_json(), **params}, ensure_ascii=False),
+            encoding="utf-8",
+        )
+        started = time.perf_counter()
+        proc = subprocess.run(
+            [sys.executable, "-m", "kb.bench", str(job)],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+            check=False,
+        )
+    if proc.returncode != 0:
+        raise BenchError(f"bench job {kind} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    result["process_s"] = time.perf_counter() - started
+    return result
+
+
+def machine_info() -> dict[str, Any]:
+    """Cores, CPU model, Python/torch versions, date and commit: printed with every bench."""
+    cpu = platform.processor() or "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO, check=False
+        ).stdout.strip()
+    except OSError:
+        commit = ""
+    try:
+        load = os.getloadavg()[0]
+    except OSError:
+        load = math.nan
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "date": time.strftime("%Y-%m-%d %H:%M %Z"),
+        "commit": commit,
+        "load_avg_1m": round(load, 2),
+    }
+
+
+def _ratio(a: Any, b: Any) -> float | None:
+    if not isinstance(a, (int, float)) or not isinstance(b, (int, float)) or not b:
+        return None
+    return a / b
+
+
+def _fmt(val: Any) -> str:
+    if val is None:
+        return "-"
+    if isinstance(val, bool):
+        return "yes" if val else "no"
+    if isinstance(val, float):
+        if math.isnan(val):
+            return "-"
+        return f"{val:.1%}" if 0 <= val <= 1 and val != int(val) else f"{val:,.1f}"
+    return f"{val:,}" if isinstance(val, int) else str(val)
+
+
+def side_by_side(ours: dict[str, Any], base: dict[str, Any] | None, keys: Sequence[str]) -> list[str]:
+    """Markdown table: metric | ours | baseline | ours/baseline."""
+    lines = ["| metric | ours | baseline | ours / baseline |", "|---|---:|---:|---:|"]
+    for key in keys:
+        b = base.get(key) if base else None
+        r = _ratio(ours.get(key), b)
+        lines.append(f"| {key} | {_fmt(ours.get(key))} | {_fmt(b)} | {'-' if r is None else f'{r:.2f}x'} |")
+    return lines
+
+
+QA_KEYS = ("questions", "chunks", "index_s", "chunks_per_s", "hit_at_k", "hit_at_budget", "mrr")
+QA_KEYS += ("latency_p50_ms", "latency_p95_ms", "peak_rss_mb")
+INDEX_KEYS = ("chars", "chunks", "first_index_s", "chunks_per_s", "peak_rss_mb", "reindex_s")
+
+
+def run_bench(services: Any, args: argparse.Namespace, out: TextIO) -> int:
+    """``python -m kb bench``: run the parts not skipped, print tables (or one JSON object)."""
+    skip = {s.lower() for s in args.skip}
+    unknown = skip - {*PARTS, "baseline", "1m"}
+    if unknown:
+        print(
+            f"error: unknown --skip value(s) {sorted(unknown)}; use {', '.join(PARTS)}, baseline, 1m",
+            file=sys.stderr,
+        )
+        return 2
+    squad = Path(args.squad) if args.squad else DEFAULT_SQUAD
+    novel = Path(args.novel) if args.novel else DEFAULT_NOVEL
+    for part, path in (("qa", squad), ("index", novel), ("latency", novel)):
+        if part not in skip and not path.is_file():
+            print(f"error: {part} benchmark needs {path} (not found)", file=sys.stderr)
+            return 2
+    settings = services.settings
+    with_baseline = "baseline" not in skip
+    result: dict[str, Any] = {"machine": machine_info(), "settings": _settings_summary(settings)}
+
+    def say(line: str = "") -> None:
+        if not args.json:
+            print(line, file=out, flush=True)
+
+    say(f"machine: {result['machine']}")
+    say(f"settings: {result['settings']}")
+    try:
+        if "qa" not in skip:
+            params = {"squad": str(squad), "top_k": args.top_k, "budget": args.budget}
+            ours = run_job(settings, "qa-ours", **params)
+            base = run_job(settings, "qa-baseline", **params) if with_baseline else None
+            result["qa"] = {"ours": ours, "baseline": base, "ratio": _ratios(ours, base, QA_KEYS)}
+            say(f"\n## QA retrieval on {squad.name} (k={args.top_k}, budget={args.budget} chars)\n")
+            for line in side_by_side(ours, base, QA_KEYS):
+                say(line)
+        if "index" not in skip:
+            ours = run_job(settings, "index-ours", novel=str(novel))
+            base = run_job(settings, "index-baseline", novel=str(novel)) if with_baseline else None
+            result["index"] = {"ours": ours, "baseline": base, "ratio": _ratios(ours, base, INDEX_KEYS)}
+            say(f"\n## Indexing {novel.name}\n")
+            for line in side_by_side(ours, base, INDEX_KEYS):
+                say(line)
+            say(f"\nre-index of the unchanged file skipped by content hash: {_fmt(ours['reindex_skipped'])}")
+        if "latency" not in skip:
+            result["latency"] = _latency(services, settings, novel, squad, args.top_k, "1m" in skip, say)
+    except BenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(result, ensure_ascii=False), file=out)
+    return 0
+
+
+def _latency(
+    services: Any, settings: Any, novel: Path, squad: Path, top_k: int, skip_1m: bool, say: Any
+) -> list[dict[str, Any]]:
+    dim = services.kbs.embedders.get(settings.embedding.model).dimension
+    questions = (
+        [q.question for q in load_squad(squad).questions[:LATENCY_QUERIES]]
+        if squad.is_file()
+        else [f"第{i}回讲了什么？" for i in range(1, LATENCY_QUERIES + 1)]
+    )
+    rows: list[dict[str, Any]] = []
+    say("\n## Query latency on synthetic knowledge bases\n")
+    say("| chunks | what | p50 ms | p95 ms | load s | MiB per 100k chunks | peak RSS MiB |")
+    say("|---:|---|---:|---:|---:|---:|---:|")
+    for size in LATENCY_SIZES:
+        if skip_1m and size >= 1_000_000:
+            continue
+        jobs = [("latency-flat", {"size": size, "dim": dim, "top_k": top_k})]
+        if size <= RETRIEVER_MAX_SIZE:
+            jobs.append(("latency-retriever", {"size": size, "novel": str(novel), "questions": questions}))
+        for kind, params in jobs:
+            row = run_job(settings, kind, **params)
+            rows.append(row)
+            say(
+                f"| {size:,} | {row['what']} | {row['p50_ms']:.2f} | {row['p95_ms']:.2f} | "
+                f"{row.get('load_s', row.get('build_s', 0)):.1f} | {row['mb_per_100k']:.0f} | {row['peak_rss_mb']:.0f} |"
+            )
+    return rows
+
+
+def _ratios(
+    ours: dict[str, Any], base: dict[str, Any] | None, keys: Sequence[str]
+) -> dict[str, float | None]:
+    return {k: _ratio(ours.get(k), base.get(k)) for k in keys} if base else {}
+
+
+def _settings_summary(settings: Any) -> dict[str, Any]:
+    emb = settings.embedding
+    return {
+        "embedding": emb.model,
+        "batch_size": emb.batch_size,
+        "threads": emb.threads,
+        "precision": getattr(emb, "precision", "fp32"),
+        "chunk_size": settings.splitter.chunk_size,
+        "overlap": settings.splitter.overlap,
+        "retrieval_mode": getattr(settings.retrieval, "mode", "dense"),
+        "context_chars": settings.retrieval.context_chars,
+    }
+
+
+if __name__ == "__main__":
+    sys.exit(_worker(sys.argv[1:]))

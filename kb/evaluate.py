@@ -1,0 +1,618 @@
+"""``python -m kb eval``: how well does the app find (and answer) questions of a SQuAD-v1 file?
+
+What is measured, on the app's own pipeline and settings (loaders -> splitter -> embeddings ->
+vector store -> :class:`~kb.retrieval.Retriever` -> the context the app puts into the prompt):
+
+* ``hit_at_k``: a gold answer string occurs in one of the top-k retrieved chunks;
+* ``hit_at_budget``: a gold answer occurs in the first ``budget`` characters of the context string
+  the app would actually put into the prompt (``kb.context.build_context`` when present, else the
+  hit texts concatenated in rank order) — what a small LLM with a short context really gets to see;
+* ``mrr``: mean reciprocal rank of the first chunk containing an answer (0 when none does);
+* with ``--answers N``: the first N questions go through the real QA path (``services.qa.ask``) and
+  are scored with CMRC 2018's official exact match and character-level F1 (punctuation stripped,
+  lowercase, F1 over the longest common substring of characters, as in the official script);
+* timings: indexing seconds and chunks/s, per-question retrieval latency p50/p95, peak RSS.
+
+Layout of this module, so each part can be read and tested alone:
+
+1. **Metrics** — pure functions, no I/O (``tests/test_evaluate.py`` table-tests them);
+2. **SQuAD files** — parsing into articles and questions, typed :class:`SquadFormatError`;
+3. **Running an evaluation** — builds a temporary knowledge base with the app's service and asks;
+4. **CLI** — ``run_eval_cli`` / ``run_bench_cli`` called by :mod:`kb.cli`.
+
+>>> first_hit_rank(["甲乙", "丙丁", "乙丙"], ["丙"])
+2
+>>> round(f1_score("北京市。", ["北京"]), 3)
+0.8
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import math
+import re
+import resource
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+log = logging.getLogger(__name__)
+
+# =====================================================================================
+# 1. Metrics (pure)
+# =====================================================================================
+
+# The official CMRC 2018 evaluation script's punctuation list (cmrc2018_evaluate.py, ``sp_char``).
+CMRC_PUNCTUATION = frozenset(
+    [
+        *("-", ":", "_", "*", "^", "/", "\\", "~", "`", "+", "=", "，", "。", "：", "？", "！", "“", "”"),
+        *("；", "’", "《", "》", "……", "·", "、", "「", "」", "（", "）", "－", "～", "『", "』"),
+    ]
+)
+_CJK_RE = re.compile(r"[\u4e00-\u9fa5]")
+# Stand-in for nltk.word_tokenize on the non-CJK runs: words/numbers (with inner . or ') or one symbol.
+_WORD_RE = re.compile(r"[^\W_]+(?:['.][^\W_]+)*|\S")
+
+
+def cmrc_normalize(text: str) -> str:
+    """CMRC 2018 EM normalisation: lowercase, strip, drop the official punctuation and all spaces.
+
+    >>> cmrc_normalize(" 《红楼梦》 Cao Xueqin。")
+    '红楼梦caoxueqin'
+    """
+    return "".join(ch for ch in str(text).lower().strip() if ch not in CMRC_PUNCTUATION and not ch.isspace())
+
+
+def cmrc_segments(text: str) -> list[str]:
+    """CMRC 2018 ``mixed_segmentation(rm_punc=True)``: each CJK character is one token, other runs
+    are split into words (the official script uses nltk's word tokenizer there), punctuation dropped.
+
+    >>> cmrc_segments("他说：Hello world，2018年。")
+    ['他', '说', 'hello', 'world', '2018', '年']
+    """
+    segments: list[str] = []
+    run = ""
+    for ch in str(text).lower().strip():
+        if ch in CMRC_PUNCTUATION:
+            continue
+        if _CJK_RE.match(ch):
+            if run:
+                segments.extend(_WORD_RE.findall(run))
+                run = ""
+            segments.append(ch)
+        else:
+            run += ch
+    if run:
+        segments.extend(_WORD_RE.findall(run))
+    return segments
+
+
+def longest_common_substring(a: Sequence[str], b: Sequence[str]) -> int:
+    """Length of the longest common *contiguous* run of ``a`` and ``b`` (the official ``find_lcs``).
+
+    >>> longest_common_substring("abcde", "xbcdy")
+    3
+    """
+    best = 0
+    prev = [0] * (len(b) + 1)
+    for x in a:
+        cur = [0] * (len(b) + 1)
+        for j, y in enumerate(b):
+            if x == y:
+                cur[j + 1] = prev[j] + 1
+                if cur[j + 1] > best:
+                    best = cur[j + 1]
+        prev = cur
+    return best
+
+
+def f1_score(prediction: str, golds: Sequence[str]) -> float:
+    """CMRC 2018 character-level F1 of ``prediction`` against the best of ``golds`` (0..1)."""
+    pred = cmrc_segments(prediction)
+    best = 0.0
+    for gold in golds:
+        ref = cmrc_segments(gold)
+        common = longest_common_substring(ref, pred)
+        if common == 0:
+            continue
+        precision, recall = common / len(pred), common / len(ref)
+        best = max(best, 2 * precision * recall / (precision + recall))
+    return best
+
+
+def exact_match(prediction: str, golds: Sequence[str]) -> float:
+    """1.0 when the normalised prediction equals one normalised gold answer, else 0.0."""
+    pred = cmrc_normalize(prediction)
+    return 1.0 if any(cmrc_normalize(g) == pred for g in golds) else 0.0
+
+
+def contains_answer(text: str, golds: Sequence[str]) -> bool:
+    """Whether any non-empty gold answer string occurs verbatim in ``text``."""
+    return any(g and g in text for g in golds)
+
+
+def first_hit_rank(texts: Sequence[str], golds: Sequence[str]) -> int | None:
+    """1-based rank of the first text containing a gold answer; ``None`` when none does."""
+    for rank, text in enumerate(texts, 1):
+        if contains_answer(text, golds):
+            return rank
+    return None
+
+
+def reciprocal_rank(rank: int | None) -> float:
+    """1/rank, 0 for "not found"."""
+    return 0.0 if rank is None else 1.0 / rank
+
+
+def hit_at_k(texts: Sequence[str], golds: Sequence[str], k: int) -> bool:
+    """A gold answer occurs in one of the first ``k`` texts."""
+    rank = first_hit_rank(texts[:k], golds)
+    return rank is not None
+
+
+def hit_at_budget(context: str, golds: Sequence[str], budget: int) -> bool:
+    """A gold answer occurs *whole* inside the first ``budget`` characters of ``context``."""
+    return contains_answer(context[:budget], golds)
+
+
+def concat_context(texts: Sequence[str], separator: str = "\n") -> str:
+    """The fallback context: hit texts in rank order, joined by ``separator``."""
+    return separator.join(texts)
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Linear-interpolated percentile (numpy's default method); NaN for no values.
+
+    >>> percentile([1, 2, 3, 4], 50)
+    2.5
+    """
+    if not values:
+        return math.nan
+    data = sorted(values)
+    pos = (len(data) - 1) * q / 100.0
+    lo = math.floor(pos)
+    hi = min(lo + 1, len(data) - 1)
+    return data[lo] + (data[hi] - data[lo]) * (pos - lo)
+
+
+def mean(values: Sequence[float]) -> float:
+    """Arithmetic mean; NaN for no values."""
+    return sum(values) / len(values) if values else math.nan
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process so far, in MiB (Linux reports KiB)."""
+    kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return kib / 1024.0 if sys.platform != "darwin" else kib / (1024.0 * 1024.0)
+
+
+# =====================================================================================
+# 2. SQuAD-v1 files
+# =====================================================================================
+
+
+class SquadFormatError(ValueError):
+    """A SQuAD file cannot be read or is not SQuAD v1; the message names the file and the spot."""
+
+
+@dataclass(frozen=True)
+class SquadArticle:
+    """One article: its paragraphs joined by newlines become one document of the knowledge base."""
+
+    article_id: str
+    title: str
+    text: str
+
+
+@dataclass(frozen=True)
+class SquadQuestion:
+    qid: str
+    question: str
+    answers: tuple[str, ...]
+    article_id: str
+
+
+@dataclass(frozen=True)
+class SquadSet:
+    path: Path
+    articles: tuple[SquadArticle, ...]
+    questions: tuple[SquadQuestion, ...]
+
+
+def parse_squad(data: Any, source: str = "<data>") -> SquadSet:
+    """Articles and answerable questions of a parsed SQuAD v1 JSON object.
+
+    Questions without any non-empty answer text are skipped (they cannot be scored).
+
+    >>> s = parse_squad({"data": [{"title": "t", "paragraphs": [{"context": "甲。", "qas": [
+    ...     {"id": "q1", "question": "什么？", "answers": [{"text": "甲"}]}]}]}]})
+    >>> s.articles[0].text, s.questions[0].answers
+    ('甲。', ('甲',))
+    """
+
+    def fail(where: str, what: str) -> SquadFormatError:
+        return SquadFormatError(f"{source}: not a SQuAD v1 file: {where}: {what}")
+
+    if not isinstance(data, dict) or not isinstance(data.get("data"), list):
+        raise fail("top level", 'expected an object with a "data" list')
+    articles: list[SquadArticle] = []
+    questions: list[SquadQuestion] = []
+    seen_ids: set[str] = set()
+    for a, article in enumerate(data["data"]):
+        where = f"data[{a}]"
+        if not isinstance(article, dict) or not isinstance(article.get("paragraphs"), list):
+            raise fail(where, 'expected an object with a "paragraphs" list')
+        article_id = str(article.get("id") or article.get("title") or f"article{a}")
+        if article_id in seen_ids:
+            article_id = f"{article_id}#{a}"
+        seen_ids.add(article_id)
+        contexts: list[str] = []
+        for p, para in enumerate(article["paragraphs"]):
+            pwhere = f"{where}.paragraphs[{p}]"
+            if not isinstance(para, dict) or not isinstance(para.get("context"), str):
+                raise fail(pwhere, 'expected an object with a "context" string')
+            contexts.append(para["context"])
+            for q, qa in enumerate(para.get("qas") or []):
+                qwhere = f"{pwhere}.qas[{q}]"
+                if not isinstance(qa, dict) or not isinstance(qa.get("question"), str):
+                    raise fail(qwhere, 'expected an object with a "question" string')
+                raw_answers = qa.get("answers") or []
+                if not isinstance(raw_answers, list):
+                    raise fail(qwhere, '"answers" must be a list')
+                answers = tuple(
+                    dict.fromkeys(
+                        str(ans["text"]).strip()
+                        for ans in raw_answers
+                        if isinstance(ans, dict) and str(ans.get("text", "")).strip()
+                    )
+                )
+                if answers:
+                    qid = str(qa.get("id") or f"{article_id}/{p}/{q}")
+                    questions.append(SquadQuestion(qid, qa["question"].strip(), answers, article_id))
+        title = str(article.get("title") or article_id)
+        articles.append(SquadArticle(article_id, title, "\n".join(contexts)))
+    if not questions:
+        raise fail("data", "no answerable questions")
+    return SquadSet(Path(source), tuple(articles), tuple(questions))
+
+
+def load_squad(path: str | Path) -> SquadSet:
+    """Read and parse a SQuAD v1 JSON file; :class:`SquadFormatError` names the file on any problem."""
+    path = Path(path)
+    try:
+        raw = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SquadFormatError(f"cannot read SQuAD file {path}: {exc}") from exc
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise SquadFormatError(f"{path}: not valid JSON: {exc}") from exc
+    return parse_squad(data, str(path))
+
+
+def write_articles(squad: SquadSet, folder: Path) -> dict[str, str]:
+    """Write one UTF-8 ``.txt`` file per article into ``folder``; returns doc id -> article id."""
+    folder.mkdir(parents=True, exist_ok=True)
+    names: dict[str, str] = {}
+    for i, article in enumerate(squad.articles):
+        name = f"{i:05d}.txt"
+        (folder / name).write_text(article.text, encoding="utf-8")
+        names[name] = article.article_id
+    return names
+
+
+# =====================================================================================
+# 3. Running an evaluation
+# =====================================================================================
+
+
+@dataclass
+class QuestionResult:
+    """Per-question outcome (kept for ``--json`` consumers and debugging)."""
+
+    qid: str
+    rank: int | None
+    in_budget: bool
+    latency_ms: float
+    prediction: str | None = None
+    em: float | None = None
+    f1: float | None = None
+
+
+@dataclass
+class EvalReport:
+    """Everything ``python -m kb eval`` reports; :meth:`to_json` is the ``--json`` object."""
+
+    questions: int
+    chunks: int
+    index_s: float
+    k: int
+    budget: int
+    hit_at_k: float
+    hit_at_budget: float
+    mrr: float
+    latency_p50_ms: float
+    latency_p95_ms: float
+    peak_rss_mb: float
+    embedded: int = 0
+    model_load_s: float = 0.0
+    embedding_model: str = ""
+    chunk_size: int = 0
+    overlap: int = 0
+    retrieval_mode: str = ""
+    context_source: str = ""
+    em: float | None = None
+    f1: float | None = None
+    answered: int | None = None
+    results: list[QuestionResult] = field(default_factory=list, repr=False)
+
+    @property
+    def chunks_per_s(self) -> float:
+        return self.chunks / self.index_s if self.index_s > 0 else math.nan
+
+    def to_json(self, with_results: bool = False) -> dict[str, Any]:
+        data = asdict(self)
+        data.pop("results")
+        data["chunks_per_s"] = self.chunks_per_s
+        if self.answered is None:
+            for key in ("em", "f1", "answered"):
+                data.pop(key)
+        for key, val in data.items():
+            if isinstance(val, float):
+                data[key] = None if math.isnan(val) else round(val, 4)
+        if with_results:
+            data["results"] = [asdict(r) for r in self.results]
+        return data
+
+    def summary_lines(self) -> list[str]:
+        lines = [
+            f"questions        {self.questions}",
+            f"chunks           {self.chunks} ({self.embedding_model}, chunk {self.chunk_size}/{self.overlap})",
+            f"index            {self.index_s:.1f} s, {self.chunks_per_s:.1f} chunks/s",
+            f"hit@{self.k:<12} {self.hit_at_k:.1%}",
+            f"hit@{self.budget} chars {'':<{max(0, 3 - len(str(self.budget)))}}{self.hit_at_budget:.1%}"
+            f"  (context: {self.context_source})",
+            f"MRR              {self.mrr:.3f}",
+            f"latency          p50 {self.latency_p50_ms:.1f} ms, p95 {self.latency_p95_ms:.1f} ms",
+            f"peak RSS         {self.peak_rss_mb:.0f} MiB",
+        ]
+        if self.answered is not None:
+            lines.append(f"answers          {self.answered}: EM {self.em or 0:.1%}, F1 {self.f1 or 0:.1%}")
+        return lines
+
+
+ContextFn = Callable[[str, str, list[Any]], str]
+"""``context(kb, question, hits) -> str``: the context string the app would put into the prompt."""
+
+
+def app_context_fn(services: Any) -> tuple[ContextFn, str]:
+    """The app's context builder (``kb.context.build_context`` with the app's settings) when it is
+    available, else the hit texts concatenated in rank order; returns the function and a label.
+    """
+    try:
+        from kb.context import build_context
+    except ImportError:
+        return (lambda kb, question, hits: concat_context([h.text for h in hits])), "concatenated hits"
+    retrieval = services.settings.retrieval
+
+    def build(kb: str, question: str, hits: list[Any]) -> str:
+        return build_context(
+            hits,
+            window_chars=retrieval.window_chars,
+            context_chars=retrieval.context_chars,
+            kbs=services.kbs,
+            kb=kb,
+        ).text
+
+    return build, "kb.context.build_context"
+
+
+@contextlib.contextmanager
+def scratch_services(services: Any, keep_home: bool) -> Iterator[Any]:
+    """Services whose data home is a fresh temporary folder (removed afterwards), unless ``keep_home``.
+
+    The temporary home links ``models/`` to the real home's, so converted/assembled bundled models
+    are reused, while knowledge bases and the embedding cache start empty (honest timings).
+    """
+    if keep_home:
+        yield services
+        return
+    from kb.services import build_services
+
+    tmp = Path(tempfile.mkdtemp(prefix="kbqa-eval-"))
+    try:
+        real_models = services.settings.models_dir
+        real_models.mkdir(parents=True, exist_ok=True)
+        (tmp / "models").symlink_to(real_models, target_is_directory=True)
+        yield build_services(services.settings.model_copy(update={"home": tmp}))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def build_eval_kb(services: Any, squad: SquadSet, kb_name: str) -> tuple[Any, float, float]:
+    """Fresh knowledge base ``kb_name`` holding one document per article, via the app's service.
+
+    Returns ``(IngestReport, model_load_seconds, index_seconds)``; loading the embedding model is
+    timed apart from indexing.
+    """
+    kbs = services.kbs
+    if kbs.exists(kb_name):
+        kbs.delete(kb_name)
+    started = time.perf_counter()
+    kbs.create(kb_name)
+    warm = getattr(kbs.embedder_for(kb_name), "warm_up", None)
+    if warm is not None:
+        warm()
+    model_load_s = time.perf_counter() - started
+    with tempfile.TemporaryDirectory(prefix="kbqa-squad-") as folder:
+        write_articles(squad, Path(folder))
+        started = time.perf_counter()
+        report = kbs.add(kb_name, [folder])
+        index_s = time.perf_counter() - started
+    if report.skipped:
+        log.warning("eval: %d article(s) skipped: %s", len(report.skipped), report.skipped[:3])
+    return report, model_load_s, index_s
+
+
+def evaluate(
+    services: Any,
+    squad: SquadSet,
+    *,
+    top_k: int = 5,
+    budget: int = 1000,
+    answers: int = 0,
+    limit: int | None = None,
+    kb_name: str = "eval",
+    progress: Callable[[int, int], None] | None = None,
+) -> EvalReport:
+    """Index ``squad`` into ``kb_name`` of ``services`` and score every (or the first ``limit``) question."""
+    report, model_load_s, index_s = build_eval_kb(services, squad, kb_name)
+    questions = list(squad.questions[:limit] if limit else squad.questions)
+    context_fn, context_source = app_context_fn(services)
+    retriever = services.retriever
+    retriever.retrieve(kb_name, questions[0].question, top_k=top_k)  # warm caches (index load)
+    results: list[QuestionResult] = []
+    for i, q in enumerate(questions):
+        started = time.perf_counter()
+        hits = retriever.retrieve(kb_name, q.question, top_k=top_k)
+        context = context_fn(kb_name, q.question, hits)
+        latency = (time.perf_counter() - started) * 1000
+        texts = [h.text for h in hits]
+        results.append(
+            QuestionResult(
+                q.qid,
+                first_hit_rank(texts[:top_k], q.answers),
+                hit_at_budget(context, q.answers, budget),
+                latency,
+            )
+        )
+        if progress:
+            progress(i + 1, len(questions))
+    if answers > 0:
+        qa = services.qa
+        for q, res in zip(questions[:answers], results, strict=False):
+            reply = qa.ask(q.question, kb_name)
+            res.prediction = str(getattr(reply, "answer", reply))
+            res.em = exact_match(res.prediction, q.answers)
+            res.f1 = f1_score(res.prediction, q.answers)
+    answered = [r for r in results if r.prediction is not None]
+    settings = services.settings
+    return EvalReport(
+        questions=len(results),
+        chunks=report.chunks,
+        index_s=index_s,
+        k=top_k,
+        budget=budget,
+        hit_at_k=mean([1.0 if r.rank is not None else 0.0 for r in results]),
+        hit_at_budget=mean([1.0 if r.in_budget else 0.0 for r in results]),
+        mrr=mean([reciprocal_rank(r.rank) for r in results]),
+        latency_p50_ms=percentile([r.latency_ms for r in results], 50),
+        latency_p95_ms=percentile([r.latency_ms for r in results], 95),
+        peak_rss_mb=peak_rss_mb(),
+        embedded=report.embedded,
+        model_load_s=model_load_s,
+        embedding_model=services.kbs.summary(kb_name).embedding_model,
+        chunk_size=settings.splitter.chunk_size,
+        overlap=settings.splitter.overlap,
+        retrieval_mode=str(getattr(settings.retrieval, "mode", "dense")),
+        context_source=context_source,
+        em=mean([r.em for r in answered if r.em is not None]) if answers > 0 else None,
+        f1=mean([r.f1 for r in answered if r.f1 is not None]) if answers > 0 else None,
+        answered=len(answered) if answers > 0 else None,
+        results=results,
+    )
+
+
+# =====================================================================================
+# 4. CLI
+# =====================================================================================
+
+
+def _tqdm_progress(enabled: bool, desc: str) -> tuple[Callable[[int, int], None] | None, Callable[[], None]]:
+    if not enabled:
+        return None, lambda: None
+    from tqdm import tqdm
+
+    bar = tqdm(desc=desc, file=sys.stderr, leave=False)
+
+    def update(done: int, total: int) -> None:
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+
+    return update, bar.close
+
+
+def run_eval_cli(services: Any, args: argparse.Namespace, out: TextIO) -> int:
+    """``python -m kb eval``: prints the report (one JSON object with ``--json``); 2 on a bad file."""
+    try:
+        squad = load_squad(args.squad)
+    except SquadFormatError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.top_k < 1 or args.budget < 1 or args.answers < 0 or (args.limit is not None and args.limit < 1):
+        print("error: --top-k, --budget and --limit must be positive, --answers >= 0", file=sys.stderr)
+        return 2
+    progress, close = _tqdm_progress(sys.stderr.isatty() and not args.json, "questions")
+    try:
+        with scratch_services(services, keep_home=args.home is not None) as svc:
+            report = evaluate(
+                svc,
+                squad,
+                top_k=args.top_k,
+                budget=args.budget,
+                answers=args.answers,
+                limit=args.limit,
+                kb_name=f"eval-{Path(args.squad).stem}"[:64] if args.home else "eval",
+                progress=progress,
+            )
+    finally:
+        close()
+    if args.json:
+        print(json.dumps(report.to_json(), ensure_ascii=False), file=out)
+    else:
+        print(f"{args.squad}", file=out)
+        for line in report.summary_lines():
+            print(f"  {line}", file=out)
+    return 0
+
+
+def run_bench_cli(services: Any, args: argparse.Namespace, out: TextIO) -> int:
+    """``python -m kb bench``: see :mod:`kb.bench`."""
+    from kb.bench import run_bench
+
+    return run_bench(services, args, out)
+
+
+__all__ = [
+    "EvalReport",
+    "SquadArticle",
+    "SquadFormatError",
+    "SquadQuestion",
+    "SquadSet",
+    "cmrc_normalize",
+    "cmrc_segments",
+    "concat_context",
+    "contains_answer",
+    "evaluate",
+    "exact_match",
+    "f1_score",
+    "first_hit_rank",
+    "hit_at_budget",
+    "hit_at_k",
+    "load_squad",
+    "longest_common_substring",
+    "parse_squad",
+    "percentile",
+    "reciprocal_rank",
+    "run_bench_cli",
+    "run_eval_cli",
+]
