@@ -43,7 +43,7 @@ TEMPLATE = (
     "答案请使用中文。 问题是：{question}"
 )
 
-SUMMARY_QUESTION = "请分条详细总结上述已知信息中的每一段内容。"
+SUMMARY_TEMPLATE = "已知信息：\n{context}\n\n请用中文分条详细总结上述已知信息，每一段内容写一条。"
 
 FALLBACK_CONTEXT = (
     "长江是中国第一长河，全长约6300公里，发源于青藏高原的唐古拉山脉各拉丹冬峰西南侧。"
@@ -70,7 +70,7 @@ class Measurement:
 
 
 def grounded_prompt(count: Callable[[str], int], target_tokens: int = 1000) -> tuple[str, str]:
-    """(prompt, question): paragraphs added while the prompt stays within ``target_tokens``."""
+    """(prompt, context): paragraphs added while the prompt stays within ``target_tokens``."""
     if CMRC.is_file():
         data = json.loads(CMRC.read_text(encoding="utf-8"))
         paragraphs = [p for article in data["data"] for p in article["paragraphs"]]
@@ -96,7 +96,8 @@ def grounded_prompt(count: Callable[[str], int], target_tokens: int = 1000) -> t
         if partial:
             chosen.append(partial)
         break
-    return TEMPLATE.format(context="\n\n".join(chosen), question=question), question
+    context = "\n\n".join(chosen)
+    return TEMPLATE.format(context=context, question=question), context
 
 
 def measure_one(name: str, models_dir: Path, threads: int | None, max_tokens: int) -> Measurement:
@@ -120,13 +121,12 @@ def measure_one(name: str, models_dir: Path, threads: int | None, max_tokens: in
     t0 = time.perf_counter()
     chat.warm_up()
     load_s = time.perf_counter() - t0
-    prompt, _ = grounded_prompt(chat.get_num_tokens)
+    prompt, context = grounded_prompt(chat.get_num_tokens)
     prompt_tokens = chat.get_num_tokens(prompt)
     # 1. the grounded question: time to first token = prompt processing
     answer, ttft, _ = _timed_stream(chat, prompt)
     # 2. a grounded summary of the same context: a long answer for a stable decoding speed
-    summary_prompt = prompt.rsplit("问题是：", 1)[0] + "问题是：" + SUMMARY_QUESTION
-    summary, first, total = _timed_stream(chat, summary_prompt)
+    summary, first, total = _timed_stream(chat, SUMMARY_TEMPLATE.format(context=context))
     gen_tokens = chat.get_num_tokens(summary)
     return Measurement(
         model=name,

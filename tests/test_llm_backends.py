@@ -219,7 +219,12 @@ def test_real_bundled_models_assemble_and_verify(
 def qwen05(bundled_gguf_05b: Path, bundled_models_dir: Path) -> LlamaCppChat:
     """The real 0.5B through build_chat_model (bundled name resolved in the session models dir)."""
     settings = LLMSettings(
-        backend="llamacpp", model="bundled:qwen2.5-coder-0.5b", n_ctx=2048, temperature=0.0, max_tokens=48
+        backend="llamacpp",
+        model="bundled:qwen2.5-coder-0.5b",
+        n_ctx=2048,
+        threads=1,  # llama.cpp threads spin-wait: one thread is the robust choice on a shared CPU
+        temperature=0.0,
+        max_tokens=48,
     )
     chat = build_chat_model(settings, bundled_models_dir)
     assert isinstance(chat, LlamaCppChat)
@@ -469,7 +474,7 @@ def llama_server(bundled_gguf_05b: Path, tmp_path_factory: pytest.TempPathFactor
                 "--n_ctx",
                 "2048",
                 "--n_threads",
-                "2",
+                "1",
             ],
             stdout=out,
             stderr=subprocess.STDOUT,
