@@ -439,6 +439,87 @@ def test_trust_remote_code_stays_off_unless_set(
     assert sentinel.read_text() == "executed"
 
 
+GLM_LIKE_CODE = """
+import json
+import os
+
+from transformers import Qwen2ForCausalLM
+
+PIECES = ["你好", "，", "我是", "知识库", "助手。"]
+
+
+def _log(**kwargs):
+    with open(os.environ["KBQA_STREAM_CHAT_LOG"], "w", encoding="utf-8") as fh:
+        json.dump(kwargs, fh, ensure_ascii=False)
+
+
+class Glm6bLikeForCausalLM(Qwen2ForCausalLM):
+    # ChatGLM-6B / ChatGLM2: history is a list of (query, response) pairs; yields cumulative text
+    def stream_chat(self, tokenizer, query, history=None, max_length=2048, do_sample=True,
+                    top_p=0.7, temperature=0.95, **kwargs):
+        history = list(history or [])
+        _log(query=query, history=history, max_length=max_length, do_sample=do_sample)
+        response = ""
+        for piece in PIECES:
+            response += piece
+            yield response, history + [(query, response)]
+
+
+class Glm3LikeForCausalLM(Qwen2ForCausalLM):
+    # ChatGLM3 / GLM-4: history is a list of role dicts and there is a role parameter
+    def stream_chat(self, tokenizer, query, history=None, role="user", past_key_values=None,
+                    max_length=8192, do_sample=True, top_p=0.8, temperature=0.8, **kwargs):
+        history = list(history or [])
+        _log(query=query, history=history, max_length=max_length, do_sample=do_sample, role=role)
+        response = ""
+        for piece in PIECES:
+            response += piece
+            yield response, history
+"""
+
+
+@pytest.mark.parametrize("style", ["Glm6bLike", "Glm3Like"])
+def test_models_with_stream_chat_are_streamed_through_it(
+    tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, style: str
+) -> None:
+    import shutil
+
+    folder = tmp_path / f"{style.lower()}-model"
+    shutil.copytree(tiny_model, folder)
+    (folder / "glm_like.py").write_text(GLM_LIKE_CODE)
+    config = json.loads((folder / "config.json").read_text())
+    config["auto_map"] = {"AutoModelForCausalLM": f"glm_like.{style}ForCausalLM"}
+    (folder / "config.json").write_text(json.dumps(config))
+    log = tmp_path / "stream_chat.json"
+    monkeypatch.setenv("KBQA_STREAM_CHAT_LOG", str(log))
+    settings = LLMSettings(
+        backend="transformers", model=str(folder), trust_remote_code=True, temperature=0.0, max_tokens=16
+    )
+    chat = build_chat_model(settings, tmp_path)
+    messages = [
+        SystemMessage("只根据资料回答。"),
+        HumanMessage("你是谁？"),
+        AIMessage("我是助手。"),
+        HumanMessage("你能做什么？"),
+    ]
+    pieces = texts(list(chat.stream(messages)))
+    assert pieces == ["你好", "，", "我是", "知识库", "助手。"]  # deltas of the cumulative text
+    seen = json.loads(log.read_text(encoding="utf-8"))
+    assert seen["do_sample"] is False
+    assert seen["max_length"] <= 4096
+    if style == "Glm6bLike":
+        assert seen["query"] == "只根据资料回答。\n\n你能做什么？"
+        assert seen["history"] == [["你是谁？", "我是助手。"]]
+    else:
+        assert seen["query"] == "你能做什么？"
+        assert seen["history"] == [
+            {"role": "system", "content": "只根据资料回答。"},
+            {"role": "user", "content": "你是谁？"},
+            {"role": "assistant", "content": "我是助手。"},
+        ]
+    assert chat.invoke(messages, stop=["我是"]).content == "你好，"
+
+
 def test_transformers_missing_folder(tmp_path: Path) -> None:
     with pytest.raises(ModelUnavailableError, match=re.escape("not found or has no config.json")):
         build_chat_model(LLMSettings(backend="transformers", model=str(tmp_path / "nope")), tmp_path)
