@@ -574,7 +574,8 @@ def build_ui(services: Services, warmup: ModelWarmup | None = None) -> gr.Blocks
                     "metadata": {"title": f"📚 来源 · Sources ({len(sources)})"},
                 }
             )
-        history = [*history, Turn(question, text)]
+        if text.strip():  # a turn stopped before its first token is not worth remembering
+            history = [*history, Turn(question, text)]
         yield *twice(display), history, answer_footer(final, stopped)
 
     def stop_answer(request: gr.Request) -> str:
@@ -678,7 +679,7 @@ def build_ui(services: Services, warmup: ModelWarmup | None = None) -> gr.Blocks
                     file_count="multiple", type="filepath", label="files", elem_id="kb-upload", height=140
                 )
                 add = gr.Button("⬆ 添加到知识库 · Add to knowledge base", variant="primary", elem_id="kb-add")
-                kb_result = gr.HTML("", elem_id="kb-result")
+                kb_result = gr.HTML("", elem_id="kb-result", min_height=60)
                 gr.Markdown("**文档 · documents**")
                 kb_docs = gr.HTML(render_documents([]), elem_id="kb-docs")
                 with gr.Row():
@@ -780,6 +781,7 @@ def build_ui(services: Services, warmup: ModelWarmup | None = None) -> gr.Blocks
             [kb_result, files, *kb_outputs],
             concurrency_id="index",
             concurrency_limit=INDEX_CONCURRENCY,
+            show_progress_on=[kb_result],
         )
         rebuild_btn.click(
             rebuild,
@@ -787,6 +789,7 @@ def build_ui(services: Services, warmup: ModelWarmup | None = None) -> gr.Blocks
             [kb_result, *kb_outputs],
             concurrency_id="index",
             concurrency_limit=INDEX_CONCURRENCY,
+            show_progress_on=[kb_result],
         )
         for trigger in (rt_run.click, rt_query.submit):
             trigger(

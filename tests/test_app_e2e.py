@@ -231,6 +231,15 @@ def bot_messages(pg: Any) -> list[str]:
     return pg.locator("#chatbot [data-testid=bot]").all_inner_texts()
 
 
+def wait_last_bot_message(pg: Any, text: str) -> None:
+    """Until the newest assistant message (not an earlier one) contains ``text``."""
+    pg.wait_for_function(
+        """t => { const bots = document.querySelectorAll('#chatbot [data-testid=bot]');
+                  return bots.length > 0 && bots[bots.length - 1].innerText.includes(t); }""",
+        arg=text,
+    )
+
+
 def excerpt_file(src: Path, dest: Path, chars: int, encoding: str = "utf-8") -> Path:
     dest.write_bytes(src.read_bytes().decode(encoding)[:chars].encode(encoding))
     return dest
@@ -249,7 +258,6 @@ def test_upload_a_novel_then_chat_streams_an_answer_with_sources(
     chunks = int(re.search(r"红楼梦\.txt\s+(\d+)", docs).group(1))
     assert chunks > 10
     assert f"{chunks} chunks" in page.inner_text("#kb-overview")
-    shot(page, "knowledge_bases")
 
     goto_tab(page, "Chat")
     choose(page, "chat-kb", "红楼梦")
@@ -313,6 +321,7 @@ def test_broken_file_is_reported_and_the_good_one_indexed(
     assert "西游记.txt" in docs and "broken.pdf" not in docs
     # the error stays visible next to the file name; a warning toast points at it
     assert page.locator("#kb-outcomes .kb-bad", has_text="not indexed").is_visible()
+    shot(page, "knowledge_bases")
 
     # deleting a document
     choose(page, "kb-doc-pick", "西游记.txt", multi=True)
@@ -448,9 +457,9 @@ class SlowQA:
         self.calls.append({"question": question, "kb": kb, "history": list(history), "stop": stop})
         self.closed.clear()
         source = Passage(f"片段{XSS}", "slow.txt", "第一回", 0.9, ("slow.txt#0",), 0, 10)
-        yield Retrieved(question, [source])
-        text = ""
+        text, i = "", 0
         try:
+            yield Retrieved(question, [source])
             for i in range(3000):
                 if stop.is_set():
                     break
@@ -492,7 +501,7 @@ def test_stop_really_stops_generation_and_history_is_plain_per_session(browser: 
         url = f"http://127.0.0.1:{port}/"
         for pg in open_page(browser, url):
             ask(pg, "第一个问题")
-            pg.wait_for_selector("#chatbot [data-testid=bot]:has-text('词5')")
+            wait_last_bot_message(pg, "词5")
             pg.click("#chat-stop")
             pg.wait_for_selector("#chatbot :text('stopped')")
             assert qa.closed.wait(30)  # the stream was ended early ...
@@ -506,7 +515,7 @@ def test_stop_really_stops_generation_and_history_is_plain_per_session(browser: 
 
             # the next question gets a fresh switch, and the history holds plain turns only
             ask(pg, "第二个问题")
-            pg.wait_for_selector("#chatbot [data-testid=bot]:has-text('词3')")
+            wait_last_bot_message(pg, "词3")  # the first answer has 词3 too: wait for the new one
             pg.click("#chat-stop")
             assert qa.closed.wait(30) and qa.calls[1]["stop"].is_set()
             pg.wait_for_selector("#chat-input textarea:enabled")
@@ -518,7 +527,7 @@ def test_stop_really_stops_generation_and_history_is_plain_per_session(browser: 
         # another browser session has its own, empty history
         for pg in open_page(browser, url):
             ask(pg, "新会话")
-            pg.wait_for_selector("#chatbot [data-testid=bot]:has-text('词2')")
+            wait_last_bot_message(pg, "词2")
             pg.click("#chat-stop")
             assert qa.closed.wait(30)
             assert qa.calls[2]["history"] == []
@@ -533,7 +542,7 @@ def real_app(tmp_path_factory: pytest.TempPathFactory, bundled_gguf_05b: Path) -
     workdir = tmp_path_factory.mktemp("app-real")
     config = workdir / "settings.yaml"
     config.write_text(
-        f"llm:\n  backend: llamacpp\n  model: {bundled_gguf_05b}\n  max_tokens: 48\n  n_ctx: 2048\n",
+        f"llm:\n  backend: llamacpp\n  model: {bundled_gguf_05b}\n  max_tokens: 160\n  n_ctx: 2048\n",
         encoding="utf-8",
     )
     app = start_app(workdir, "--config", str(config))
@@ -547,6 +556,7 @@ def test_real_models_page_comes_up_loads_models_and_answers(
     novel = excerpt_file(novels_dir / "hongloumeng.utf8.txt", tmp_path / "红楼梦.txt", 3_000)
     for pg in open_page(browser, real_app.url):
         goto_tab(pg, "Models")
+        pg.wait_for_selector("#model-llm")
         status = pg.inner_text("#model-status")
         assert "llamacpp" in status and "multilingual-e5-small" in status
         assert "qwen2.5-coder-0.5b" in status.lower()
@@ -564,3 +574,17 @@ def test_real_models_page_comes_up_loads_models_and_answers(
         assert answer.strip() and "✗" not in answer
         assert pg.locator("#chatbot details.kb-source").count() >= 1
         assert "model" in pg.inner_text("#chat-status")
+
+        # stop ends a long generation of the real model after its first tokens
+        pg.click("#chat-clear")
+        pg.wait_for_function("!document.querySelector('#chatbot [data-testid=user]')")
+        choose(pg, "chat-kb", "💬 不使用知识库 · plain LLM chat")
+        ask(pg, "请从1数到200，用逗号分隔，不要省略。")
+        pg.wait_for_function(  # the first numbers have streamed in
+            "() => /\\d+\\s*[,，]\\s*\\d+/.test(document.querySelector('#chatbot [data-testid=bot]')?.innerText || '')"
+        )
+        pg.click("#chat-stop")
+        wait_answer_done(pg)
+        assert "stopped" in pg.inner_text("#chat-status")
+        tokens = int(re.search(r"(\d+) tokens", pg.inner_text("#chat-status")).group(1))
+        assert tokens < 160
