@@ -217,7 +217,12 @@ def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
     """``KBQA_LLM__BACKEND=fake`` -> ``{"llm": {"backend": "fake"}}``; ``KBQA_HOME`` -> home."""
     out: dict[str, Any] = {}
     for key, val in env.items():
-        if not key.startswith("KBQA_") or key in ("KBQA_PROFILE", "KBQA_CONFIG"):
+        if key == "KBQA_HOME":
+            out["home"] = val
+            continue
+        # Only KBQA_<SECTION>__<FIELD> are overrides; other KBQA_* variables (KBQA_PROFILE,
+        # KBQA_CONFIG, or ones a profile reads through ${...}) are not settings fields.
+        if not key.startswith("KBQA_") or "__" not in key:
             continue
         parts = key[len("KBQA_") :].lower().split("__")
         node = out
