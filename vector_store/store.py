@@ -7,8 +7,10 @@ Layout of one knowledge base folder (format version 1, see ``docs/ON_DISK_FORMAT
     <kb>/.lock                        file lock serialising writers (CLI, web app, ...)
     <kb>/segments/<seg>.npy           float32 vectors of one document's chunks (content-addressed)
     <kb>/segments/<seg>.jsonl         that document's chunks (text, offsets, chapter, page)
+    <kb>/segments/<seg>.terms.npz     that document's keyword term counts (see vector_store.keyword)
     <kb>/versions/v000003/manifest.json   documents -> segment, content hash, chunk count
     <kb>/versions/v000003/index.faiss     FAISS IndexFlatIP over all chunks, in manifest order
+    <kb>/versions/v000003/keyword.npz     BM25 term weights (sparse) + vocabulary, same row order
 
 Why this shape:
 
@@ -20,6 +22,11 @@ Why this shape:
 * **Incremental**: a document's chunks and vectors live in a segment named by its content hash (and
   the chunking parameters), so adding, replacing or deleting one document writes only its segment,
   a manifest and the FAISS index; an unchanged file costs nothing.
+* **Keyword index built at write time**: term counts are computed once per segment (at ingest,
+  next to its vectors); ``commit`` merges them into the version's BM25 matrix, so a query is one
+  sparse gather. A version written before keyword files existed (no ``keyword`` entry in its
+  manifest) gets its BM25 index built in memory from the chunk texts on load (logged); the next
+  write persists it. The on-disk format number is unchanged: the additions are optional files.
 * **Readers never block**: they read ``CURRENT`` and load that version; writers keep the previous
   version's files until a later write, so a reader that raced a write still sees one complete state.
 
@@ -29,9 +36,11 @@ Inner product on L2-normalised vectors = cosine similarity.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import shutil
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -40,10 +49,22 @@ from typing import Any
 
 import numpy as np
 
+from vector_store.keyword import (
+    KeywordIndex,
+    KeywordIndexError,
+    KeywordTokenizer,
+    TermCounts,
+    default_tokenizer,
+)
+
+log = logging.getLogger(__name__)
+
 FORMAT_VERSION = 1
 ORPHAN_GRACE_S = 3600.0
 """Unreferenced segments younger than this are kept: an ingest may be about to commit them."""
 _VERSION_RE = re.compile(r"^v(\d{6})$")
+_SEGMENT_SUFFIXES = (".terms.npz", ".npy", ".jsonl")
+KEYWORD_FILE = "keyword.npz"
 
 
 class StoreError(RuntimeError):
@@ -136,7 +157,12 @@ def read_json(path: Path) -> dict[str, Any]:
 
 
 class Snapshot:
-    """An immutable, fully loaded version of a knowledge base, safe to search from many threads."""
+    """An immutable, fully loaded version of a knowledge base, safe to search from many threads.
+
+    Holds the chunks, the FAISS index (dense) and the BM25 :class:`KeywordIndex` (keyword), all in
+    the same row order. ``keyword`` may be omitted: it is then built from the chunk texts on first
+    use (old knowledge bases, hand-made snapshots).
+    """
 
     def __init__(
         self,
@@ -145,34 +171,96 @@ class Snapshot:
         chunks: list[ChunkRecord],
         index: Any,
         dimension: int,
+        keyword: KeywordIndex | None = None,
+        tokenizer: KeywordTokenizer | None = None,
     ) -> None:
         self.version = version
         self.documents = documents
         self.chunks = chunks
         self.index = index
         self.dimension = dimension
+        self._keyword = keyword
+        self._tokenizer = tokenizer
+        self._keyword_lock = threading.Lock()
         self._by_doc: dict[str, list[int]] = {}
         for row, chunk in enumerate(chunks):
             self._by_doc.setdefault(chunk.doc_id, []).append(row)
+        if keyword is not None and len(keyword) != len(chunks):
+            raise StoreError(
+                f"keyword index has {len(keyword)} rows, version {version} has {len(chunks)} chunks; "
+                "rebuild the knowledge base"
+            )
 
     def __len__(self) -> int:
         return len(self.chunks)
 
-    def search(self, vector: np.ndarray, k: int) -> list[SearchHit]:
-        """Top-k chunks by cosine similarity (inner product of normalised vectors)."""
-        if not self.chunks or k <= 0:
-            return []
+    @property
+    def keyword(self) -> KeywordIndex:
+        """The BM25 index of this version (built from the chunk texts if it was not loaded)."""
+        if self._keyword is None:
+            with self._keyword_lock:
+                if self._keyword is None:
+                    started = time.perf_counter()
+                    self._keyword = KeywordIndex.from_texts(
+                        [c.text for c in self.chunks], tokenizer=self._tokenizer or default_tokenizer()
+                    )
+                    log.info(
+                        "built the keyword index of version %s in memory (%d chunks, %.1f s)",
+                        self.version,
+                        len(self.chunks),
+                        time.perf_counter() - started,
+                    )
+        return self._keyword
+
+    def _query(self, vector: np.ndarray) -> np.ndarray:
         query = np.asarray(vector, dtype=np.float32).reshape(1, -1)
         if query.shape[1] != self.dimension:
             raise ModelMismatchError(
                 f"query vector has dimension {query.shape[1]}, knowledge base has {self.dimension}"
             )
-        scores, rows = self.index.search(query, min(k, len(self.chunks)))
+        return query
+
+    def search(
+        self, vector: np.ndarray, k: int, rows: Sequence[int] | np.ndarray | None = None
+    ) -> list[SearchHit]:
+        """Top-k chunks by cosine similarity (inner product of normalised vectors).
+
+        ``rows`` restricts the search to those rows (e.g. one chapter's chunks).
+        """
+        if not self.chunks or k <= 0:
+            return []
+        query = self._query(vector)
+        if rows is None:
+            scores, found = self.index.search(query, min(k, len(self.chunks)))
+        else:
+            import faiss
+
+            allowed = np.unique(np.asarray(rows, dtype=np.int64))
+            if len(allowed) == 0:
+                return []
+            params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(allowed))
+            scores, found = self.index.search(query, min(k, len(allowed)), params=params)
         return [
             SearchHit(self.chunks[int(r)], float(s), int(r))
-            for s, r in zip(scores[0], rows[0], strict=True)
+            for s, r in zip(scores[0], found[0], strict=True)
             if r >= 0
         ]
+
+    def cosine(self, vector: np.ndarray, rows: Sequence[int]) -> np.ndarray:
+        """Cosine similarity of the query vector with the given rows' chunk vectors."""
+        query = self._query(vector)
+        if len(rows) == 0:
+            return np.zeros(0, dtype=np.float32)
+        vectors = self.index.reconstruct_batch(np.asarray(rows, dtype=np.int64))
+        return (vectors @ query[0]).astype(np.float32)
+
+    def search_keyword(
+        self, query: str, k: int, rows: Sequence[int] | np.ndarray | None = None
+    ) -> list[SearchHit]:
+        """Top-k chunks by BM25 over jieba tokens (only chunks sharing a term with the query)."""
+        if not self.chunks or k <= 0:
+            return []
+        return [SearchHit(self.chunks[r], s, r) for r, s in self.keyword.search(query, k, rows=rows)]
 
     def rows_of(self, doc_id: str) -> list[int]:
         """Rows of one document's chunks, in document order."""
@@ -182,8 +270,16 @@ class Snapshot:
 class VectorStore:
     """One knowledge base folder. Writers call :meth:`commit` under :meth:`write_lock`."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, tokenizer: KeywordTokenizer | None = None) -> None:
+        """``tokenizer`` splits chunk texts into keyword terms (default: the shared jieba one)."""
         self.path = Path(path)
+        self._tokenizer = tokenizer
+
+    @property
+    def tokenizer(self) -> KeywordTokenizer:
+        if self._tokenizer is None:
+            self._tokenizer = default_tokenizer()
+        return self._tokenizer
 
     # ---------------------------------------------------------------- identity
     @property
@@ -269,6 +365,11 @@ class VectorStore:
         seg_dir = self.path / "segments"
         return seg_dir / f"{segment}.npy", seg_dir / f"{segment}.jsonl"
 
+    def terms_path(self, segment: str) -> Path:
+        """The segment's keyword term counts (optional: recomputed from its chunks when missing)."""
+        vec, _ = self.segment_paths(segment)
+        return vec.with_name(f"{segment}.terms.npz")
+
     def has_segment(self, segment: str) -> bool:
         vec, chunks = self.segment_paths(segment)
         return vec.is_file() and chunks.is_file()
@@ -314,7 +415,7 @@ class VectorStore:
         for attempt in range(3):
             version = self.current_version()
             if version is None:
-                return Snapshot("empty", {}, [], faiss.IndexFlatIP(dim), dim)
+                return Snapshot("empty", {}, [], faiss.IndexFlatIP(dim), dim, tokenizer=self.tokenizer)
             try:
                 documents = self.documents(version)
                 chunks: list[ChunkRecord] = []
@@ -341,8 +442,66 @@ class VectorStore:
                     f"knowledge base {self.path.name!r} ({version}): index has {index.ntotal} vectors of "
                     f"dimension {index.d}, manifest lists {len(chunks)} chunks of dimension {dim}; rebuild it"
                 )
-            return Snapshot(version, documents, chunks, index, dim)
+            keyword = self._load_keyword(version, len(chunks))
+            return Snapshot(version, documents, chunks, index, dim, keyword=keyword, tokenizer=self.tokenizer)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _load_keyword(self, version: str, rows: int) -> KeywordIndex | None:
+        """The version's BM25 index; None (= build from chunk texts on first use) when it has none.
+
+        Versions written before keyword files existed, or by another tokenisation (e.g. a jieba
+        upgrade), are served from an in-memory index; the next write persists a fresh one.
+        """
+        entry = self.manifest(version).get("keyword")
+        if not entry:
+            log.info(
+                "%s %s has no keyword index on disk; building it from the chunks", self.path.name, version
+            )
+            return None
+        path = self.path / "versions" / version / KEYWORD_FILE
+        try:
+            keyword = KeywordIndex.load(path, tokenizer=self.tokenizer)
+        except (KeywordIndexError, OSError) as exc:
+            raise StoreError(
+                f"keyword index of {self.path.name!r} ({version}) is corrupt or missing ({exc}); "
+                "rebuild the knowledge base"
+            ) from exc
+        if not keyword.compatible:
+            log.warning(
+                "%s %s: keyword index made by %s, this version tokenises with %s; rebuilding it in memory",
+                self.path.name,
+                version,
+                keyword.tokenizer_id,
+                self.tokenizer.id,
+            )
+            return None
+        if len(keyword) != rows:
+            raise StoreError(
+                f"keyword index of {self.path.name!r} ({version}) has {len(keyword)} rows for {rows} "
+                "chunks; rebuild the knowledge base"
+            )
+        return keyword
+
+    def segment_terms(self, segment: str, chunks: Sequence[ChunkRecord] | None = None) -> TermCounts:
+        """The segment's term counts; computed from its chunks and saved when missing or stale."""
+        path = self.terms_path(segment)
+        tokenizer = self.tokenizer
+        try:
+            counts = TermCounts.load(path)
+            if counts.tokenizer == tokenizer.id and (chunks is None or len(counts) == len(chunks)):
+                return counts
+            log.info("%s: term counts of segment %s are stale; recomputing", self.path.name, segment)
+        except FileNotFoundError:
+            pass
+        except KeywordIndexError as exc:
+            log.warning(
+                "%s: term counts of segment %s unreadable (%s); recomputing", self.path.name, segment, exc
+            )
+        if chunks is None:
+            _, chunks = self.read_segment(segment)
+        counts = TermCounts.from_texts([c.text for c in chunks], tokenizer)
+        counts.save(path)
+        return counts
 
     # ---------------------------------------------------------------- writing
     def write_segment(self, segment: str, vectors: np.ndarray, chunks: Sequence[ChunkRecord]) -> None:
@@ -350,6 +509,9 @@ class VectorStore:
         if self.has_segment(segment):
             for path in self.segment_paths(segment):  # fresh mtime: not an orphan for the GC
                 os.utime(path)
+            self.segment_terms(segment, chunks)  # computes them for segments older than keyword files
+            if self.terms_path(segment).exists():
+                os.utime(self.terms_path(segment))
             return
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         if vectors.shape[0] != len(chunks) or vectors.shape[1] != self.dimension:
@@ -361,6 +523,7 @@ class VectorStore:
         lines = "".join(json.dumps(asdict(c), ensure_ascii=False) + "\n" for c in chunks)
         # .jsonl first, .npy last: has_segment() is true only once both are complete.
         _write_bytes_atomic(chunk_path, lines.encode("utf-8"))
+        TermCounts.from_texts([c.text for c in chunks], self.tokenizer).save(self.terms_path(segment))
         tmp = vec_path.with_name(f".{vec_path.name}.tmp-{os.getpid()}")
         with open(tmp, "wb") as fh:
             np.save(fh, vectors, allow_pickle=False)
@@ -378,16 +541,19 @@ class VectorStore:
 
         dim = self.dimension
         vectors: list[np.ndarray] = []
+        terms: list[TermCounts] = []
         total = 0
         for entry in documents.values():
             vecs, chunks = self.read_segment(entry.segment)
             if len(chunks) != entry.chunks:
                 raise StoreError(f"segment {entry.segment} has {len(chunks)} chunks, expected {entry.chunks}")
             vectors.append(vecs)
+            terms.append(self.segment_terms(entry.segment, chunks))
             total += len(chunks)
         index = faiss.IndexFlatIP(dim)
         if vectors:
             index.add(np.ascontiguousarray(np.concatenate(vectors), dtype=np.float32))
+        keyword = KeywordIndex.build(terms, tokenizer=self.tokenizer)
 
         versions = self._versions()
         last = int(versions[-1][1:]) if versions else 0
@@ -398,6 +564,7 @@ class VectorStore:
             shutil.rmtree(tmp)
         tmp.mkdir(parents=True)
         faiss.write_index(index, str(tmp / "index.faiss"))
+        keyword.save(tmp / KEYWORD_FILE)
         manifest = {
             "format": FORMAT_VERSION,
             "version": version,
@@ -405,9 +572,16 @@ class VectorStore:
             "chunks": total,
             "created_at": time.time(),
             "documents": {doc_id: asdict(entry) for doc_id, entry in documents.items()},
+            "keyword": {
+                "file": KEYWORD_FILE,
+                "tokenizer": keyword.tokenizer_id,
+                "terms": len(keyword.vocab),
+                "k1": keyword.k1,
+                "b": keyword.b,
+            },
         }
         (tmp / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=1), "utf-8")
-        for name in ("index.faiss", "manifest.json"):
+        for name in ("index.faiss", KEYWORD_FILE, "manifest.json"):
             with open(tmp / name, "rb") as fh:
                 os.fsync(fh.fileno())
         os.rename(tmp, final)
@@ -438,10 +612,19 @@ class VectorStore:
         # Segments written by an ingest that has not committed yet are young: keep them.
         cutoff = time.time() - ORPHAN_GRACE_S
         for path in (self.path / "segments").iterdir():
-            stem = path.name.lstrip(".").rsplit(".tmp-", 1)[0].rsplit(".", 1)[0]
+            stem = _segment_of(path.name)
             try:
                 old = path.stat().st_mtime < cutoff
             except FileNotFoundError:
                 continue
             if stem not in live and old:
                 path.unlink(missing_ok=True)
+
+
+def _segment_of(filename: str) -> str:
+    """Segment name of a file in ``segments/`` (also of a writer's ``.name.tmp-pid`` leftover)."""
+    name = filename.lstrip(".").rsplit(".tmp-", 1)[0]
+    for suffix in _SEGMENT_SUFFIXES:
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return name.rsplit(".", 1)[0]

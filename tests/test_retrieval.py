@@ -1,0 +1,426 @@
+"""Retrieval policy: fusion (pure, table-tested), modes, chapter-aware retrieval, cross-encoder reranking."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from kb.cli import main
+from kb.retrieval import (
+    ChapterRef,
+    chapter_number,
+    chapter_rows,
+    chinese_to_int,
+    find_chapter_reference,
+    int_to_chinese,
+    is_overview,
+    rrf_fuse,
+    spread,
+    weighted_fuse,
+)
+from kb.services import Services, build_services
+from kb.settings import load_settings
+from models.errors import ModelUnavailableError
+from tests.test_service import excerpt
+from vector_store.keyword import default_tokenizer
+
+
+# ====================================================================================== fusion
+@pytest.mark.parametrize(
+    ("rankings", "k", "weights", "expected"),
+    [
+        ([], 60, None, []),
+        ([[]], 60, None, []),
+        ([["a", "b", "c"]], 0, None, [("a", 1.0), ("b", 1 / 2), ("c", 1 / 3)]),
+        # in both lists beats first in one
+        ([["a", "b"], ["c", "b"]], 60, None, [("b", 2 / 62), ("a", 1 / 61), ("c", 1 / 61)]),
+        ([["a", "b"], ["b", "c"]], 1, None, [("b", 1 / 3 + 1 / 2), ("a", 1 / 2), ("c", 1 / 3)]),
+        # weights favour the second list
+        ([["a", "b"], ["b", "a"]], 1, [1.0, 3.0], [("b", 1 / 3 + 3 / 2), ("a", 1 / 2 + 3 / 3)]),
+        # a duplicate inside one list counts once, at its best rank
+        ([["a", "a", "b"]], 1, None, [("a", 1 / 2), ("b", 1 / 4)]),
+        # equal scores: first seen wins (deterministic)
+        ([["x"], ["y"]], 60, None, [("x", 1 / 61), ("y", 1 / 61)]),
+        ([[3, 1], [1, 2]], 60, None, [(1, 1 / 62 + 1 / 61), (3, 1 / 61), (2, 1 / 62)]),
+    ],
+)
+def test_rrf_fuse_table(rankings, k, weights, expected) -> None:
+    got = rrf_fuse(rankings, k=k, weights=weights)
+    assert [i for i, _ in got] == [i for i, _ in expected]
+    assert [s for _, s in got] == pytest.approx([s for _, s in expected])
+
+
+@pytest.mark.parametrize(
+    ("lists", "weights", "expected"),
+    [
+        ([], None, []),
+        ([{"a": 0.9, "b": 0.5}, {"b": 12.0, "c": 4.0}], [0.5, 0.5], [("a", 0.5), ("b", 0.5), ("c", 0.0)]),
+        ([{"a": 0.9, "b": 0.5}, {"b": 12.0, "c": 4.0}], [0.7, 0.3], [("a", 0.7), ("b", 0.3), ("c", 0.0)]),
+        ([{"a": 0.8, "b": 0.7, "c": 0.6}, {"c": 3.0}], None, [("a", 0.5), ("c", 0.5), ("b", 0.25)]),
+        ([{"a": 2.0, "b": 2.0}, {}], [1.0, 1.0], [("a", 1.0), ("b", 1.0)]),  # all equal -> 1.0
+    ],
+)
+def test_weighted_fuse_table(lists, weights, expected) -> None:
+    got = weighted_fuse(lists, weights)
+    assert [i for i, _ in got] == [i for i, _ in expected]
+    assert [s for _, s in got] == pytest.approx([s for _, s in expected])
+
+
+def test_fusion_rejects_bad_arguments() -> None:
+    with pytest.raises(ValueError, match="weights"):
+        rrf_fuse([["a"], ["b"]], weights=[1.0])
+    with pytest.raises(ValueError, match="k must"):
+        rrf_fuse([["a"]], k=-1)
+    with pytest.raises(ValueError, match="weights"):
+        weighted_fuse([{"a": 1.0}], [0.5, 0.5])
+
+
+# ====================================================================================== chapters
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("一", 1),
+        ("十", 10),
+        ("十三", 13),
+        ("二十", 20),
+        ("二十七", 27),
+        ("九十九", 99),
+        ("一百", 100),
+        ("一百零三", 103),
+        ("一百一十", 110),
+        ("一百二十", 120),
+        ("两百", 200),
+        ("一千零五", 1005),
+        ("一二〇", 120),  # digit by digit
+        ("〇", 0),
+        ("27", 27),
+        ("２７", 27),  # full width
+    ],
+)
+def test_chinese_numerals_table(text: str, value: int) -> None:
+    assert chinese_to_int(text) == value
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (1, "一"),
+        (10, "十"),
+        (13, "十三"),
+        (27, "二十七"),
+        (100, "一百"),
+        (103, "一百零三"),
+        (110, "一百一十"),
+        (120, "一百二十"),
+        (1005, "一千零五"),
+        (1010, "一千零一十"),
+        (9999, "九千九百九十九"),
+        (0, "零"),
+    ],
+)
+def test_int_to_chinese_table(value: int, text: str) -> None:
+    assert int_to_chinese(value) == text
+
+
+def test_chinese_numerals_round_trip() -> None:
+    for n in range(10000):
+        assert chinese_to_int(int_to_chinese(n)) == n
+
+
+def test_bad_numerals_are_refused() -> None:
+    for bad in ["", "abc", "三a"]:
+        with pytest.raises(ValueError):
+            chinese_to_int(bad)
+    with pytest.raises(ValueError):
+        int_to_chinese(10000)
+
+
+@pytest.mark.parametrize(
+    ("question", "number", "unit"),
+    [
+        ("第三回讲了什么", 3, "回"),
+        ("第二十七回", 27, "回"),
+        ("红楼梦第 27 回中宝钗在做什么？", 27, "回"),
+        ("第3回里林黛玉见到了谁", 3, "回"),
+        ("第一百二十回的结局", 120, "回"),
+        ("第五章主要内容", 5, "章"),
+        ("第二節", 2, "节"),
+        ("What happens in Chapter 3?", 3, "chapter"),
+        ("summarise chapter XII", 12, "chapter"),
+        ("chapter three please", 3, "chapter"),
+    ],
+)
+def test_find_chapter_reference_table(question: str, number: int, unit: str) -> None:
+    ref = find_chapter_reference(question)
+    assert ref is not None and (ref.number, ref.unit) == (number, unit)
+
+
+@pytest.mark.parametrize(
+    "question",
+    ["林黛玉是谁", "第一次见面在哪里", "the chapter did not say", "回到第几", "第x回", "第三者插足"],
+)
+def test_questions_without_chapter(question: str) -> None:
+    assert find_chapter_reference(question) is None
+
+
+def test_chapter_reference_labels_and_strip() -> None:
+    ref = find_chapter_reference("请问第三回中林黛玉见了谁？")
+    assert ref == ChapterRef(3, "回", 2, 5)
+    assert ref.labels == ("第三回", "第3回")
+    assert ref.strip_from("请问第三回中林黛玉见了谁？") == "请问 中林黛玉见了谁？"
+
+
+@pytest.mark.parametrize(
+    ("title", "parsed"),
+    [
+        ("第三回   贾雨村夤缘复旧职\u3000林黛玉抛父进京都", (3, "回")),
+        ("第001回\u3000灵根育孕源流出", (1, "回")),
+        ("第二十七回 滴翠亭杨妃戏彩蝶", (27, "回")),
+        ("《西游记》目录 第一回", (1, "回")),
+        ("Chapter 12", (12, "chapter")),
+        ("CHAPTER IV. The Ball", (4, "chapter")),
+        ("第五章", (5, "章")),
+        ("前言", None),
+        (None, None),
+    ],
+)
+def test_chapter_number_table(title: str | None, parsed) -> None:
+    assert chapter_number(title) == parsed
+
+
+def test_chapter_rows_match_numbers_both_ways_and_fall_back_on_unit() -> None:
+    chapters = [None, "第一回 甲", "第一回 甲", "第3回 乙", "第三回 乙", "第四回 丙", "第三章 丁"]
+    assert chapter_rows(chapters, ChapterRef(3, "回", 0, 0)) == [3, 4]
+    assert chapter_rows(chapters, ChapterRef(3, "章", 0, 0)) == [6]
+    assert chapter_rows(chapters, ChapterRef(1, "chapter", 0, 0)) == [1, 2]  # any unit with that number
+    assert chapter_rows(chapters, ChapterRef(9, "回", 0, 0)) == []
+
+
+@pytest.mark.parametrize(
+    ("rest", "overview"),
+    [
+        ("讲了什么", True),
+        ("", True),
+        ("的主要内容是什么？", True),
+        ("What happens in ?", True),
+        ("中林黛玉见了谁", False),
+        ("贾雨村做了什么官", False),
+    ],
+)
+def test_is_overview_table(rest: str, overview: bool) -> None:
+    assert is_overview(rest, default_tokenizer()) is overview
+
+
+@pytest.mark.parametrize(
+    ("n", "k", "expected"),
+    [(10, 4, [0, 3, 6, 9]), (3, 5, [0, 1, 2]), (5, 1, [0]), (0, 3, []), (5, 0, []), (7, 3, [0, 3, 6])],
+)
+def test_spread_table(n: int, k: int, expected: list[int]) -> None:
+    assert spread(list(range(n)), k) == expected
+
+
+# ====================================================================================== retriever
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data home with one knowledge base: the first five chapters of 红楼梦 + a few short notes."""
+    from tests.conftest import NOVELS
+
+    if not NOVELS.is_dir():
+        pytest.skip(f"test data folder {NOVELS} is absent")
+    root = tmp_path_factory.mktemp("retrieval")
+    folder = root / "docs"
+    folder.mkdir()
+    excerpt(NOVELS / "hongloumeng.utf8.txt", folder / "红楼梦.txt", 30000, "utf-8")
+    (folder / "notes.txt").write_text(
+        "孙悟空大闹天宫。\n唐僧西天取经，孙悟空保护师父。\nThe E5 model embeds passages.\n", encoding="utf-8"
+    )
+    services = build_services(load_settings(home=root / "home", profile="mock", env={}))
+    services.kbs.add("hlm", [folder])
+    return root / "home"
+
+
+def _services(home: Path, **retrieval: Any) -> Services:
+    return build_services(
+        load_settings(home=home, profile="mock", overrides={"retrieval": retrieval}, env={})
+    )
+
+
+def test_modes_give_their_own_scores(home: Path) -> None:
+    s = _services(home)
+    q = "甄士隐梦幻识通灵"
+    dense = s.retriever.retrieve("hlm", q, top_k=5, mode="dense")
+    keyword = s.retriever.retrieve("hlm", q, top_k=5, mode="keyword")
+    hybrid = s.retriever.retrieve("hlm", q, top_k=5, mode="hybrid")
+    assert len(dense) == len(keyword) == len(hybrid) == 5
+    assert all(h.dense_score == h.score and h.keyword_score is None for h in dense)
+    assert all(h.keyword_score == h.score and h.dense_score is None for h in keyword)
+    terms = default_tokenizer().query_terms(q)
+    assert all(any(t in h.text.lower() for t in terms) for h in keyword)  # BM25 needs a shared term
+    for hits in (dense, keyword, hybrid):
+        assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+    assert all(0 < h.score <= 1.0 and h.dense_score is not None for h in hybrid)
+    assert "甄士隐梦幻识通灵" in hybrid[0].text
+
+
+@pytest.mark.parametrize("fusion", ["rrf", "weighted"])
+def test_hybrid_fuses_the_two_candidate_lists(home: Path, fusion: str) -> None:
+    s = _services(home, candidates=12, rrf_k=10)
+    kbs = s.kbs
+    for q in ["林黛玉抛父进京都", "孙悟空保护师父", "冷子兴演说荣国府", "embeds passages"]:
+        dense = s.retriever.retrieve("hlm", q, top_k=12, mode="dense")
+        keyword = s.retriever.retrieve("hlm", q, top_k=12, mode="keyword")
+        if fusion == "rrf":
+            fused = rrf_fuse([[h.chunk_id for h in dense], [h.chunk_id for h in keyword]], k=10)
+            expected = [(c, x * 11 / 2) for c, x in fused[:5]]  # normalised: 1.0 = first in both
+        else:
+            expected = weighted_fuse(
+                [{h.chunk_id: h.score for h in dense}, {h.chunk_id: h.score for h in keyword}], [0.5, 0.5]
+            )[:5]
+        hybrid = s.retriever.retrieve("hlm", q, top_k=5, mode="hybrid", fusion=fusion)
+        assert [h.chunk_id for h in hybrid] == [c for c, _ in expected], q
+        assert [h.score for h in hybrid] == pytest.approx([x for _, x in expected])
+        # every hybrid hit carries its real cosine, also those only BM25 found
+        query = kbs.embedder_for("hlm").encode_query(q)
+        vectors = kbs.embedder_for("hlm").encode_passages([h.text for h in hybrid])
+        assert [h.dense_score for h in hybrid] == pytest.approx((vectors @ query).tolist(), abs=1e-5)
+        kw = {h.chunk_id: h.keyword_score for h in keyword}
+        assert [h.keyword_score for h in hybrid] == [kw.get(h.chunk_id) for h in hybrid]
+
+
+def test_mode_comes_from_settings(home: Path) -> None:
+    hits = _services(home, mode="keyword").retriever.retrieve("hlm", "孙悟空")
+    assert hits[0].source == "notes.txt" and all(h.dense_score is None for h in hits)
+    assert all(any(ch in h.text for ch in "孙悟空") for h in hits)  # 孙悟空, 悟空, 孙, 悟, 空
+    hits = _services(home, mode="dense", top_k=2).retriever.retrieve("hlm", "孙悟空")
+    assert len(hits) == 2 and all(h.keyword_score is None for h in hits)
+    with pytest.raises(ValueError, match="unknown retrieval mode"):
+        _services(home).retriever.retrieve("hlm", "孙悟空", mode="fuzzy")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="unknown fusion"):
+        _services(home).retriever.retrieve("hlm", "孙悟空", fusion="max")  # type: ignore[arg-type]
+
+
+def test_threshold_applies_to_the_dense_cosine(home: Path) -> None:
+    s = _services(home)
+    q = "林黛玉抛父进京都"
+    everything = s.retriever.retrieve("hlm", q, top_k=100, mode="hybrid")
+    cut = sorted(h.dense_score for h in everything)[len(everything) // 2]
+    kept = s.retriever.retrieve("hlm", q, top_k=100, mode="hybrid", score_threshold=cut)
+    assert kept and len(kept) < len(everything)
+    assert [h.chunk_id for h in kept] == [h.chunk_id for h in everything if h.dense_score >= cut]
+    # keyword mode has no cosine to compare with: the threshold does not apply
+    assert s.retriever.retrieve("hlm", q, top_k=5, mode="keyword", score_threshold=0.99)
+    assert s.retriever.retrieve("hlm", q, top_k=5, mode="dense", score_threshold=1.01) == []
+
+
+def test_empty_question_and_empty_kb(home: Path) -> None:
+    s = _services(home)
+    assert s.retriever.retrieve("hlm", "   ") == []
+    s.kbs.create("empty")
+    assert s.retriever.retrieve("empty", "孙悟空") == []
+
+
+@pytest.mark.parametrize("mode", ["hybrid", "dense", "keyword"])
+@pytest.mark.parametrize("question", ["第三回讲了什么", "第3回主要内容是什么？", "Chapter 3 讲了什么"])
+def test_chapter_overview_returns_that_chapter_in_reading_order(home: Path, mode: str, question: str) -> None:
+    hits = _services(home).retriever.retrieve("hlm", question, top_k=4, mode=mode)
+    assert len(hits) == 4
+    assert all(h.chapter and h.chapter.startswith("第三回") for h in hits)
+    assert hits[0].text.startswith("第三回")  # the heading (its title summarises the chapter)
+    assert [h.index for h in hits] == sorted(h.index for h in hits)
+    span = hits[-1].index - hits[0].index
+    assert span >= 10  # spread over the chapter, not its first four chunks
+
+
+@pytest.mark.parametrize("mode", ["hybrid", "dense", "keyword"])
+def test_chapter_named_with_a_topic_is_searched_inside_that_chapter(home: Path, mode: str) -> None:
+    s = _services(home)
+    unrestricted = s.retriever.retrieve("hlm", "贾雨村", top_k=8, mode=mode)
+    assert {h.chapter.split()[0] for h in unrestricted if h.chapter} != {"第二回"}
+    hits = s.retriever.retrieve("hlm", "第二回里的贾雨村", top_k=8, mode=mode)
+    assert hits and all(h.chapter and h.chapter.startswith("第二回") for h in hits)
+    if mode == "keyword":
+        assert "雨村" in hits[0].text
+    if mode == "hybrid":  # BM25's best is fused in at the top (the hash embedder's list is noise)
+        assert any("雨村" in h.text and h.keyword_score for h in hits[:2])
+
+
+def test_unknown_chapter_falls_back_to_the_whole_knowledge_base(home: Path) -> None:
+    hits = _services(home).retriever.retrieve("hlm", "第九十回里的林黛玉", top_k=5)
+    assert hits and any("黛玉" in h.text for h in hits)
+
+
+def test_cli_search_shows_the_component_scores(home: Path) -> None:
+    out = io.StringIO()
+    code = main(
+        ["--home", str(home), "--profile", "mock", "search", "--kb", "hlm", "--json", "孙悟空"], out=out
+    )
+    assert code == 0
+    hits = json.loads(out.getvalue())["hits"]
+    assert hits and {"score", "dense_score", "keyword_score"} <= set(hits[0])
+
+
+# ====================================================================================== reranking
+@pytest.fixture(scope="module")
+def tiny_cross_encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real (random-weight) BERT cross-encoder folder built offline: WordPiece vocab + tiny config."""
+    import torch
+    from tokenizers import BertWordPieceTokenizer
+    from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
+
+    folder = tmp_path_factory.mktemp("tiny-cross-encoder")
+    corpus = [
+        Path(__file__).resolve().parents[1].joinpath("tests", "test_retrieval.py").read_text("utf-8"),
+        "甄士隐梦幻识通灵贾雨村风尘怀闺秀林黛玉抛父进京都孙悟空大闹天宫",
+    ]
+    wordpiece = BertWordPieceTokenizer(lowercase=True, handle_chinese_chars=True)
+    wordpiece.train_from_iterator(
+        corpus,
+        vocab_size=2000,
+        min_frequency=1,
+        special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"],
+    )
+    wordpiece.save_model(str(folder))
+    tokenizer = BertTokenizerFast(vocab_file=str(folder / "vocab.txt"))
+    tokenizer.save_pretrained(folder)
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=512,
+        num_labels=1,
+        initializer_range=0.5,  # random but well-spread scores
+    )
+    BertForSequenceClassification(config).save_pretrained(folder)
+    return folder
+
+
+def test_cross_encoder_reranks_the_fused_candidates(home: Path, tiny_cross_encoder: Path) -> None:
+    from sentence_transformers import CrossEncoder
+
+    q = "林黛玉抛父进京都"
+    plain = _services(home, candidates=10).retriever.retrieve("hlm", q, top_k=10)
+    reranked = _services(home, candidates=10, reranker=str(tiny_cross_encoder)).retriever.retrieve(
+        "hlm", q, top_k=4
+    )
+    scores = CrossEncoder(str(tiny_cross_encoder)).predict([(q, h.text) for h in plain])
+    expected = [plain[i] for i in np.argsort(-np.asarray(scores), kind="stable")[:4]]
+    assert [h.chunk_id for h in reranked] == [h.chunk_id for h in expected]
+    assert [h.rerank_score for h in reranked] == pytest.approx(
+        sorted(scores.tolist(), reverse=True)[:4], rel=1e-4
+    )
+    assert all(h.score == h.rerank_score and h.dense_score is not None for h in reranked)
+    assert len({float(s) for s in scores}) > 1  # the weights really discriminate
+
+
+def test_missing_reranker_is_a_clear_error(home: Path, tmp_path: Path) -> None:
+    s = _services(home, reranker=str(tmp_path / "no-such-model"))
+    with pytest.raises(ModelUnavailableError, match="not available offline"):
+        s.retriever.retrieve("hlm", "孙悟空")
