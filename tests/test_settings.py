@@ -27,7 +27,9 @@ def test_priority_profile_then_file_then_env_then_overrides(tmp_path: Path) -> N
     assert s.llm.model == "/models/a.gguf" and s.llm.temperature == 0.5  # file beats profile
     assert s.retrieval.top_k == 9  # env beats file
     assert s.home == (tmp_path / "h").resolve()
-    s = load_settings(config_file=cfg, env={**env, "MY_MODEL": "/x.gguf"}, overrides={"retrieval": {"top_k": 2}})
+    s = load_settings(
+        config_file=cfg, env={**env, "MY_MODEL": "/x.gguf"}, overrides={"retrieval": {"top_k": 2}}
+    )
     assert s.llm.model == "/x.gguf" and s.retrieval.top_k == 2
 
 
