@@ -41,8 +41,9 @@ Precision = Literal["fp32", "bf16", "int8"]
 
 * ``fp32`` — the weights as converted;
 * ``bf16`` — ``torch.autocast`` to bfloat16 (CPUs with AVX-512 BF16 / AMX);
-* ``int8`` — ``torch.ao.quantization.quantize_dynamic`` on every ``nn.Linear``: int8 weights,
-  activations quantised per batch (VNNI); embeddings stay float32 and L2-normalised.
+* ``int8`` — dynamic int8 quantisation (:func:`quantize_int8`): int8 weights per output channel,
+  activations quantised per batch (VNNI), FFN down-projections kept float; embeddings stay float32
+  and L2-normalised.
 
 On CUDA the model always runs as loaded; the option only affects CPU inference.
 """
@@ -186,13 +187,7 @@ class SentenceTransformerEmbedder(_LangChainMixin):
                 "or download it once with network access (huggingface-cli download NAME)."
             ) from exc
         if device == "cpu" and self.precision == "int8":
-            import warnings
-
-            with warnings.catch_warnings():  # torch.ao's "migrate to torchao" notice
-                warnings.simplefilter("ignore")
-                torch.ao.quantization.quantize_dynamic(
-                    model, {torch.nn.Linear}, dtype=torch.qint8, inplace=True
-                )
+            quantize_int8(model)
         self._autocast = device == "cpu" and self.precision == "bf16"
         return model
 
@@ -247,6 +242,34 @@ class SentenceTransformerEmbedder(_LangChainMixin):
         return self._encode(model, [text], self._prompt_name("query"), 1)[0]
 
 
+def quantize_int8(model) -> list[str]:
+    """Dynamic int8 quantisation of a transformer's ``nn.Linear`` layers, in place; returns their names.
+
+    Weights get per-output-channel int8 scales; activations are quantised per batch. Down-projections
+    (``in_features > out_features``: a BERT layer's FFN output, 1536 -> 384 in e5-small) stay float:
+    their inputs are GELU outputs with large outliers that per-tensor activation quantisation clips.
+    Measured on CMRC 2018 (docs/BENCHMARKS.md): quantising every Linear is 1.8x faster than fp32 but
+    loses 0.6 points of hit@1000 (cosine to fp32 0.97); this recipe is 1.5x faster, cosine 0.997,
+    same hit@1000.
+    """
+    import warnings
+
+    import torch
+    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+
+    names = [
+        name
+        for name, module in model.named_modules()
+        if isinstance(module, torch.nn.Linear) and module.in_features <= module.out_features
+    ]
+    with warnings.catch_warnings():  # torch.ao's "migrate to torchao" notice
+        warnings.simplefilter("ignore")
+        quantize_dynamic(
+            model, dict.fromkeys(names, per_channel_dynamic_qconfig), dtype=torch.qint8, inplace=True
+        )
+    return names
+
+
 def resolve_embedding_location(model: str, models_dir: Path) -> str:
     """Map a configured embedding model id to where its weights are (may convert the bundled one).
 
@@ -266,7 +289,11 @@ def resolve_embedding_location(model: str, models_dir: Path) -> str:
 
 
 class EmbedderRegistry:
-    """Creates one embedder per model id and shares it (models load once per process)."""
+    """Creates one embedder per model id and shares it (models load once per process).
+
+    ``precision`` defaults to ``int8``: on CPU it indexes about 1.5x faster than fp32 with the same
+    CMRC 2018 hit@budget (docs/BENCHMARKS.md); ``fp32`` reproduces the converted weights exactly.
+    """
 
     def __init__(
         self,
@@ -275,7 +302,7 @@ class EmbedderRegistry:
         batch_size: int = 32,
         device: str = "auto",
         threads: int | None = None,
-        precision: Precision = "fp32",
+        precision: Precision = "int8",
     ) -> None:
         self.models_dir = models_dir
         self.batch_size = batch_size
