@@ -7,8 +7,8 @@
 * **hybrid** - both, ``candidates`` each, fused by reciprocal-rank fusion (:func:`rrf_fuse`,
   constant ``rrf_k``) or by a weighted sum of min-max normalised scores (:func:`weighted_fuse`,
   ``dense_weight`` for the cosine, the rest for BM25). Which one: ``settings.retrieval.fusion``
-  when that field exists, else RRF; the ``fusion=`` argument overrides it per call. On CMRC 2018
-  trial the weighted sum wins (docs/BENCHMARKS.md).
+  (default weighted); the ``fusion=`` argument overrides it per call. On CMRC 2018 trial the
+  weighted sum wins (docs/BENCHMARKS.md).
 
 Then, in order: hits whose dense cosine is below ``score_threshold`` are dropped (dense and hybrid;
 keyword mode embeds nothing, so there is no cosine to compare); the optional cross-encoder
@@ -55,8 +55,6 @@ log = logging.getLogger(__name__)
 
 Mode = Literal["dense", "keyword", "hybrid"]
 Fusion = Literal["rrf", "weighted"]
-DEFAULT_DENSE_WEIGHT = 0.5
-"""Weight of the dense cosine in weighted fusion (BM25 gets the rest) when settings do not say."""
 K = TypeVar("K", bound=Hashable)
 
 
@@ -351,11 +349,10 @@ class Retriever:
         mode = mode or cfg.mode
         if mode not in ("dense", "keyword", "hybrid"):
             raise ValueError(f"unknown retrieval mode {mode!r}: use dense, keyword or hybrid")
-        # ``fusion`` / ``dense_weight`` are read when RetrievalSettings has them (proposed fields).
-        fusion = fusion or getattr(cfg, "fusion", "rrf")
+        fusion = fusion or cfg.fusion
         if fusion not in ("rrf", "weighted"):
             raise ValueError(f"unknown fusion {fusion!r}: use rrf or weighted")
-        dense_weight = float(getattr(cfg, "dense_weight", DEFAULT_DENSE_WEIGHT))
+        dense_weight = cfg.dense_weight
         top_k = top_k or cfg.top_k
         threshold = cfg.score_threshold if score_threshold is None else score_threshold
         snap = self.kbs.snapshot(kb)

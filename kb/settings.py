@@ -82,6 +82,14 @@ class RetrievalSettings(_Section):
     context_chars: int = Field(
         3000, ge=200, description="Character budget of the retrieved context put into the prompt."
     )
+    fusion: Literal["rrf", "weighted"] = Field(
+        "weighted",
+        description="How hybrid mode fuses dense and keyword lists: reciprocal ranks, or a weighted sum "
+        "of normalised scores (measured best on CMRC 2018, docs/BENCHMARKS.md).",
+    )
+    dense_weight: float = Field(
+        0.5, ge=0.0, le=1.0, description="Weight of the dense score in weighted fusion; BM25 gets the rest."
+    )
     rrf_k: int = Field(60, ge=1, description="Reciprocal-rank-fusion constant.")
     candidates: int = Field(30, ge=1, description="Candidates taken from each retriever before fusion.")
     reranker: str | None = Field(
