@@ -210,7 +210,7 @@ class SentenceTransformerEmbedder(_LangChainMixin):
     @property
     def dimension(self) -> int:
         model = self.warm_up()
-        dim = model.get_sentence_embedding_dimension()
+        dim = model.get_embedding_dimension()
         if dim is None:  # pragma: no cover - all ST models we load report it
             dim = int(model.encode(["x"]).shape[1])
         return int(dim)
