@@ -752,6 +752,13 @@ def build_ui(services: Services, warmup: ModelWarmup | None = None) -> gr.Blocks
             answer_events.append(step)
             step.then(lambda: gr.update(interactive=True), outputs=[message], concurrency_limit=None)
         stop_btn.click(stop_answer, outputs=[chat_status], concurrency_limit=None)
+
+        def api_ask(question: str, kb: str = "") -> dict[str, Any]:
+            """Answer one question (``kb`` empty = plain chat); JSON like ``python -m kb ask --json``."""
+            return services.qa.ask(question, kb or None).to_json()
+
+        # Programmatic access for scripts on the same machine (and the load test); same queue as chat.
+        gr.api(api_ask, api_name="ask", concurrency_id="llm", concurrency_limit=CHAT_CONCURRENCY)
         clear_outputs = [chatbot, display, history, chat_status, message]
         clear.click(clear_chat, outputs=clear_outputs, concurrency_limit=None, cancels=answer_events)
         chatbot.clear(clear_chat, outputs=clear_outputs, concurrency_limit=None, cancels=answer_events)
