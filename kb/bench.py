@@ -387,13 +387,17 @@ def run_job(settings: Any, kind: str, **params: Any) -> dict[str, Any]:
 def machine_info() -> dict[str, Any]:
     """Cores, CPU model, Python/torch versions, date and commit: printed with every bench."""
     cpu = platform.processor() or "unknown"
+    info: dict[str, str] = {}
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+            key, _, val = line.partition(":")
+            info.setdefault(key.strip(), val.strip())
     except OSError:
         pass
+    if "model name" in info:
+        flags = set(info.get("flags", "").split())
+        isa = [f for f in ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile") if f in flags]
+        cpu = f"{info['model name']} (family {info.get('cpu family')}, model {info.get('model')}; {' '.join(isa)})"
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO, check=False
@@ -465,7 +469,7 @@ def run_bench(services: Any, args: argparse.Namespace, out: TextIO) -> int:
             return 2
     settings = services.settings
     with_baseline = "baseline" not in skip
-    result: dict[str, Any] = {"machine": machine_info(), "settings": _settings_summary(settings)}
+    result: dict[str, Any] = {"machine": machine_info(), "settings": _settings_summary(services)}
 
     def say(line: str = "") -> None:
         if not args.json:
@@ -535,13 +539,14 @@ def _ratios(
     return {k: _ratio(ours.get(k), base.get(k)) for k in keys} if base else {}
 
 
-def _settings_summary(settings: Any) -> dict[str, Any]:
+def _settings_summary(services: Any) -> dict[str, Any]:
+    settings = services.settings
     emb = settings.embedding
     return {
         "embedding": emb.model,
         "batch_size": emb.batch_size,
         "threads": emb.threads,
-        "precision": getattr(emb, "precision", "fp32"),
+        "precision": getattr(services.kbs.embedders, "precision", "fp32"),
         "chunk_size": settings.splitter.chunk_size,
         "overlap": settings.splitter.overlap,
         "retrieval_mode": getattr(settings.retrieval, "mode", "dense"),
@@ -549,5 +554,108 @@ def _settings_summary(settings: Any) -> dict[str, Any]:
     }
 
 
+# =====================================================================================
+# Embedding candidates (precision x batch size x chunk size), interleaved
+# =====================================================================================
+
+
+def compare_candidates(
+    squad_path: str,
+    model_folder: str,
+    precisions: Sequence[str] = ("fp32", "bf16", "int8"),
+    batch_sizes: Sequence[int] = (32,),
+    chunk_size: int = 300,
+    overlap: int = 60,
+    budget: int = 1000,
+    top_k: int = 5,
+) -> dict[str, dict[str, float]]:
+    """Speed and dense retrieval quality of embedding variants on one SQuAD file, in one process.
+
+    Every variant embeds the same chunks (the app's splitter) slice by slice, *interleaved* (slice 1
+    with every variant, then slice 2, ...), so load from other jobs on a shared machine hits all
+    variants alike and the speed ratios stay meaningful. Quality: hit@k and hit@budget (hit texts
+    concatenated) of dense FAISS search, and mean cosine to the first variant's vectors.
+    """
+    import faiss
+    import numpy as np
+
+    from kb.splitter import split_text
+    from models.embeddings import SentenceTransformerEmbedder
+
+    squad = load_squad(squad_path)
+    chunks = [
+        c.text for a in squad.articles for c in split_text(a.text, chunk_size=chunk_size, overlap=overlap)
+    ]
+    variants = {
+        f"{p}/b{b}": SentenceTransformerEmbedder("candidate", model_folder, batch_size=b, precision=p)  # type: ignore[arg-type]
+        for p in precisions
+        for b in batch_sizes
+    }
+    for emb in variants.values():
+        emb.warm_up()
+    order = np.argsort([-len(t) for t in chunks], kind="stable")
+    vectors = {k: np.zeros((len(chunks), emb.dimension), dtype=np.float32) for k, emb in variants.items()}
+    spent = dict.fromkeys(variants, 0.0)
+    for start in range(0, len(chunks), 64):
+        idx = order[start : start + 64]
+        for key, emb in variants.items():
+            started = time.perf_counter()
+            vectors[key][idx] = emb.encode_passages([chunks[i] for i in idx])
+            spent[key] += time.perf_counter() - started
+    first = next(iter(variants))
+    results: dict[str, dict[str, float]] = {}
+    for key, emb in variants.items():
+        index = faiss.IndexFlatIP(emb.dimension)
+        index.add(vectors[key])
+        queries = np.stack([emb.encode_query(q.question) for q in squad.questions])
+        _, rows = index.search(queries, top_k)
+        ranks, in_budget = [], []
+        for q, found in zip(squad.questions, rows, strict=True):
+            texts = [chunks[j] for j in found if j >= 0]
+            ranks.append(first_hit_rank(texts, q.answers))
+            in_budget.append(hit_at_budget(concat_context(texts), q.answers, budget))
+        results[key] = {
+            "chunks": len(chunks),
+            "chunks_per_s": len(chunks) / spent[key],
+            "speedup": spent[first] / spent[key],
+            "hit_at_k": mean([r is not None for r in ranks]),
+            "hit_at_budget": mean(in_budget),
+            "mrr": mean([reciprocal_rank(r) for r in ranks]),
+            "cosine_to_first": float((vectors[key] * vectors[first]).sum(axis=1).mean()),
+        }
+    return results
+
+
+def _candidates_main(argv: Sequence[str]) -> int:
+    """``python -m kb.bench candidates --squad FILE --model FOLDER [--precisions fp32,int8] ...``"""
+    p = argparse.ArgumentParser(prog="python -m kb.bench candidates")
+    p.add_argument("--squad", default=str(DEFAULT_SQUAD))
+    p.add_argument("--model", required=True, help="sentence-transformers folder (the converted bundled e5)")
+    p.add_argument("--precisions", default="fp32,bf16,int8")
+    p.add_argument("--batch-sizes", default="32")
+    p.add_argument("--chunk-size", type=int, default=300)
+    p.add_argument("--overlap", type=int, default=60)
+    args = p.parse_args(list(argv))
+    results = compare_candidates(
+        args.squad,
+        args.model,
+        precisions=args.precisions.split(","),
+        batch_sizes=[int(b) for b in args.batch_sizes.split(",")],
+        chunk_size=args.chunk_size,
+        overlap=args.overlap,
+    )
+    print(f"machine: {machine_info()}")
+    print("| variant | chunks | chunks/s | speed-up | hit@5 | hit@1000 | MRR | cosine to first |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for key, r in results.items():
+        print(
+            f"| {key} | {r['chunks']} | {r['chunks_per_s']:.2f} | {r['speedup']:.2f}x | {r['hit_at_k']:.1%} | "
+            f"{r['hit_at_budget']:.1%} | {r['mrr']:.3f} | {r['cosine_to_first']:.4f} |"
+        )
+    return 0
+
+
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["candidates"]:
+        sys.exit(_candidates_main(sys.argv[2:]))
     sys.exit(_worker(sys.argv[1:]))

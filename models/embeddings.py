@@ -49,6 +49,9 @@ On CUDA the model always runs as loaded; the option only affects CPU inference.
 """
 PRECISIONS: tuple[str, ...] = get_args(Precision)
 
+_TORCH_THREADS_LOCK = threading.Lock()
+"""Serialises temporary changes of torch's (process-wide) intra-op thread count, see encode_query."""
+
 
 @runtime_checkable
 class Embedder(Protocol):
@@ -238,8 +241,23 @@ class SentenceTransformerEmbedder(_LangChainMixin):
         return out
 
     def encode_query(self, text: str) -> np.ndarray:
+        """Embed one question on ONE torch thread.
+
+        A question is ~20 tokens: every op is tiny, and with two intra-op threads each op waits for
+        the second core. When that core is busy (the LLM generating, an upload being indexed, other
+        processes) the wait is a scheduler time slice per op: measured 1.9 s per question with two
+        threads against 52 ms with one (int8, load average 5.6 on 2 cores; docs/BENCHMARKS.md).
+        """
+        import torch
+
         model = self.warm_up()
-        return self._encode(model, [text], self._prompt_name("query"), 1)[0]
+        with _TORCH_THREADS_LOCK:
+            previous = torch.get_num_threads()
+            torch.set_num_threads(1)
+            try:
+                return self._encode(model, [text], self._prompt_name("query"), 1)[0]
+            finally:
+                torch.set_num_threads(previous)
 
 
 def quantize_int8(model) -> list[str]:
