@@ -40,6 +40,10 @@ log = logging.getLogger(__name__)
 SPLITTER_VERSION = 1
 """Bump when :mod:`kb.splitter` changes its output, so old segments are not reused."""
 
+EMBED_BUFFER_CHUNKS = 2048
+"""Chunks of several small files are embedded together up to this many (bigger batches are faster;
+segments are still written every few thousand chunks, so a crashed ingest keeps most of its work)."""
+
 ProgressFn = Callable[[str, int, int], None]
 """``progress(stage, done, total)``: stage is "load", "embed" or "save"."""
 
@@ -339,9 +343,9 @@ class KnowledgeBaseService:
         path: Path,
         existing: dict[str, DocumentEntry],
         report: IngestReport,
-        progress: ProgressFn | None,
-    ) -> DocumentEntry | None:
-        """Load, split and embed one file into a segment; None when skipped or unchanged."""
+    ) -> tuple[DocumentEntry, list[ChunkRecord]] | None:
+        """Load and split one file. Returns its entry and the chunks still to embed (empty when its
+        segment already exists); None when skipped or unchanged."""
         try:
             doc = load_document(path)
         except LoaderError as exc:
@@ -363,6 +367,7 @@ class KnowledgeBaseService:
         if not pieces:
             report.skipped.append(FileProblem(doc_id, "no text to index"))
             return None
+        records = []
         if not store.has_segment(segment):
             records = [
                 ChunkRecord(
@@ -377,19 +382,9 @@ class KnowledgeBaseService:
                 )
                 for c in pieces
             ]
-            texts = [r.text for r in records]
-
-            def compute(batch: list[str]) -> np.ndarray:
-                return embedder.encode_passages(
-                    batch, progress=(lambda d, t: progress("embed", d, t)) if progress else None
-                )
-
-            vectors, misses = self.cache.embed(embedder.model_id, texts, embedder.dimension, compute)
-            report.embedded += misses
-            store.write_segment(segment, vectors, records)
         (report.replaced if old is not None else report.added).append(doc_id)
         report.chunks += len(pieces)
-        return DocumentEntry(
+        entry = DocumentEntry(
             doc_id=doc_id,
             source=doc_id,
             content_hash=digest,
@@ -399,6 +394,33 @@ class KnowledgeBaseService:
             added_at=time.time(),
             metadata=dict(doc.metadata),
         )
+        return entry, records
+
+    def _embed_segments(
+        self,
+        store: VectorStore,
+        embedder: Embedder,
+        pending: list[tuple[DocumentEntry, list[ChunkRecord]]],
+        report: IngestReport,
+        progress: ProgressFn | None,
+    ) -> None:
+        """Embed the chunks of several documents in one call (large, length-sorted batches instead
+        of one small call per file), then write each document's segment."""
+        texts = [r.text for _, records in pending for r in records]
+        if not texts:
+            return
+
+        def compute(batch: list[str]) -> np.ndarray:
+            return embedder.encode_passages(
+                batch, progress=(lambda d, t: progress("embed", d, t)) if progress else None
+            )
+
+        vectors, misses = self.cache.embed(embedder.model_id, texts, embedder.dimension, compute)
+        report.embedded += misses
+        offset = 0
+        for entry, records in pending:
+            store.write_segment(entry.segment, vectors[offset : offset + len(records)], records)
+            offset += len(records)
 
     def _ingest(
         self,
@@ -421,12 +443,20 @@ class KnowledgeBaseService:
         report.skipped.extend(problems)
         existing = {} if replace_all else store.documents()
         prepared: dict[str, DocumentEntry] = {}
+        pending: list[tuple[DocumentEntry, list[ChunkRecord]]] = []
         for i, (doc_id, path) in enumerate(files):
             if progress:
                 progress("load", i, len(files))
-            entry = self._prepare(store, embedder, doc_id, path, {**existing, **prepared}, report, progress)
-            if entry is not None:
-                prepared[doc_id] = entry
+            result = self._prepare(store, embedder, doc_id, path, {**existing, **prepared}, report)
+            if result is None:
+                continue
+            prepared[doc_id] = result[0]
+            if result[1]:
+                pending.append(result)
+            if sum(len(records) for _, records in pending) >= EMBED_BUFFER_CHUNKS:
+                self._embed_segments(store, embedder, pending, report, progress)
+                pending = []
+        self._embed_segments(store, embedder, pending, report, progress)
         if progress:
             progress("load", len(files), len(files))
             progress("save", 0, 1)
