@@ -424,7 +424,10 @@ def _ratio(a: Any, b: Any) -> float | None:
     return a / b
 
 
-def _fmt(val: Any) -> str:
+FRACTION_KEYS = frozenset({"hit_at_k", "hit_at_budget", "mrr"})
+
+
+def _fmt(val: Any, key: str = "") -> str:
     if val is None:
         return "-"
     if isinstance(val, bool):
@@ -432,7 +435,9 @@ def _fmt(val: Any) -> str:
     if isinstance(val, float):
         if math.isnan(val):
             return "-"
-        return f"{val:.1%}" if 0 <= val <= 1 and val != int(val) else f"{val:,.1f}"
+        if key in FRACTION_KEYS:
+            return f"{val:.1%}"
+        return f"{val:,.1f}" if abs(val) >= 1 else f"{val:.3f}"
     return f"{val:,}" if isinstance(val, int) else str(val)
 
 
@@ -442,7 +447,9 @@ def side_by_side(ours: dict[str, Any], base: dict[str, Any] | None, keys: Sequen
     for key in keys:
         b = base.get(key) if base else None
         r = _ratio(ours.get(key), b)
-        lines.append(f"| {key} | {_fmt(ours.get(key))} | {_fmt(b)} | {'-' if r is None else f'{r:.2f}x'} |")
+        lines.append(
+            f"| {key} | {_fmt(ours.get(key), key)} | {_fmt(b, key)} | {'-' if r is None else f'{r:.2f}x'} |"
+        )
     return lines
 
 
