@@ -62,6 +62,7 @@ def build_services(settings: Settings) -> Services:
         batch_size=settings.embedding.batch_size,
         device=settings.embedding.device,
         threads=settings.embedding.threads,
+        precision=settings.embedding.precision,
     )
     kbs = KnowledgeBaseService(settings, embedders)
     return Services(settings=settings, embedders=embedders, kbs=kbs, retriever=Retriever(settings, kbs))

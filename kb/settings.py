@@ -51,6 +51,11 @@ class EmbeddingSettings(_Section):
     threads: int | None = Field(
         None, ge=1, description="torch intra-op threads; None = number of physical cores."
     )
+    precision: Literal["fp32", "bf16", "int8"] = Field(
+        "int8",
+        description="Inference precision on CPU: int8 (dynamic, FFN outputs kept float; ~1.5x fp32, "
+        "same hit@budget), bf16 (~1.25x, same retrieval) or fp32. See docs/BENCHMARKS.md.",
+    )
 
 
 class SplitterSettings(_Section):
