@@ -14,6 +14,8 @@ The app runs as ``python app.py --profile mock`` (hash embeddings, scripted LLM)
 from __future__ import annotations
 
 import contextlib
+import itertools
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,6 +38,7 @@ from tests.test_app_e2e import (
     upload,
     wait_answer_done,
 )
+from tests.test_reliability import _cli_process
 
 pytestmark = pytest.mark.slow
 
@@ -108,3 +111,128 @@ def test_a_long_upload_never_blocks_the_chat_of_another_session(
             print(f"A answered in {answered:.1f} s; B's indexing finished {indexed:.1f} s after A asked")
     finally:
         stop_app(app)
+
+
+# ------------------------------------------------------------------------------------ Issue 7: two writers
+QUESTIONS = ["孙悟空 花果山 甄士隐", "曹操 刘备 贾雨村"]
+
+
+def answer_key(result: dict[str, Any]) -> frozenset[tuple[str, tuple[str, ...], float]]:
+    """What an ``/ask`` answer was built from: its passages (file, chunks, score)."""
+    return frozenset((p["source"], tuple(p["chunk_ids"]), round(p["score"], 4)) for p in result["sources"])
+
+
+def reference_answers(home: Path, base: Path, app_doc: Path, cli_doc: Path) -> list[tuple[str, list[Any]]]:
+    """For every state the knowledge base may pass through, the sources each question gets in it.
+
+    Built in a separate home by the same code the app runs. A state is named by the documents added
+    to the old one; "both" is reached in either order (FAISS rows differ, so both are kept).
+    """
+    from kb.services import build_services
+    from kb.settings import load_settings
+
+    services = build_services(load_settings(home=home, profile="mock", env={}))
+    states: list[tuple[str, list[Any]]] = []
+
+    def record(kb: str, added: list[Path]) -> None:
+        name = "+".join(["old", *sorted(p.stem for p in added)])
+        states.append((name, [answer_key(services.qa.ask(q, kb).to_json()) for q in QUESTIONS]))
+
+    for kb, first, second in (("p", app_doc, cli_doc), ("q", cli_doc, app_doc)):
+        services.kbs.add(kb, [base])
+        record(kb, [])
+        services.kbs.add(kb, [first])
+        record(kb, [first])
+        services.kbs.add(kb, [second])
+        record(kb, [first, second])
+    return states
+
+
+def test_cli_and_web_app_writing_one_kb_are_serialised_and_searches_see_whole_states(
+    browser: Any, tmp_path_factory: pytest.TempPathFactory, novels_dir: Path
+) -> None:
+    from gradio_client import Client
+
+    from vector_store import VectorStore
+
+    workdir = tmp_path_factory.mktemp("app-two-writers")
+    docs = workdir / "docs"
+    docs.mkdir()
+    base = excerpt_file(novels_dir / "hongloumeng.utf8.txt", docs / "base.txt", 20_000)
+    app_doc = excerpt_file(novels_dir / "sanguo.gbk.txt", docs / "sanguo.txt", 150_000, "gbk")
+    cli_doc = excerpt_file(novels_dir / "xiyouji.utf8-bom.txt", docs / "xiyouji.txt", 150_000, "utf-8-sig")
+    expected = reference_answers(workdir / "ref", base, app_doc, cli_doc)
+    assert len({name for name, _ in expected}) == 4
+    for (name1, keys1), (name2, keys2) in itertools.combinations(expected, 2):
+        assert name1 == name2 or keys1 != keys2, "the answers do not tell these states apart"
+
+    home = workdir / "home"
+    cli = _cli_process(home, "add", "--kb", "x", str(base))
+    assert cli.wait(timeout=120) == 0
+    app = start_app(workdir, "--profile", "mock")
+    assert app.home == home
+
+    seen: list[tuple[float, str]] = []
+    errors: list[str] = []
+    stop = threading.Event()
+
+    def asker() -> None:
+        """Ask through the app's /ask API in a loop; name the state each answer came from."""
+        client = Client(app.url, verbose=False)
+        i = 0
+        while not stop.is_set():
+            q = i % len(QUESTIONS)
+            try:
+                key = answer_key(client.predict(QUESTIONS[q], "x", api_name="/ask"))
+            except Exception as exc:  # any failure of a search during the writes is a finding
+                errors.append(f"{type(exc).__name__}: {exc}")
+                return
+            states = {name for name, keys in expected if keys[q] == key}
+            if len(states) != 1:
+                errors.append(f"answer to {QUESTIONS[q]!r} matches {len(states)} whole states: {sorted(key)}")
+                return
+            seen.append((time.monotonic(), states.pop()))
+            i += 1
+
+    try:
+        with session(browser, app.url) as pg:
+            goto_tab(pg, "Knowledge bases")
+            pg.wait_for_function("() => document.querySelector('#kb-select input').value === 'x'")
+            thread = threading.Thread(target=asker, daemon=True)
+            thread.start()
+            pg.set_input_files("#kb-upload input[type=file]", [str(app_doc)])
+            pg.wait_for_function("() => document.querySelectorAll('#kb-upload tr.file').length === 1")
+            started = time.monotonic()
+            cli = _cli_process(home, "add", "--kb", "x", str(cli_doc))
+            pg.click("#kb-add")
+            pg.wait_for_selector("#kb-result:has-text('embedding chunks')")  # the app is indexing ...
+            assert cli.poll() is None  # ... while the CLI is still at work: two writers at once
+            pg.wait_for_selector("#kb-outcomes", timeout=600_000)
+            app_done = time.monotonic()
+            _, err = cli.communicate(timeout=600)
+            cli_done = time.monotonic()
+            assert cli.returncode == 0, err.decode(errors="replace")
+            assert "added" in outcome(pg, "sanguo.txt")
+            deadline = time.monotonic() + 120
+            while thread.is_alive() and time.monotonic() < deadline:
+                if any(t > max(app_done, cli_done) for t, _ in seen):
+                    break  # one more answer after both writes
+                time.sleep(0.2)
+            stop.set()
+            thread.join(timeout=120)
+    finally:
+        stop.set()
+        stop_app(app)
+
+    assert not errors, errors
+    during = [state for t, state in seen if started < t < max(app_done, cli_done)]
+    assert during, "no search was answered while the writers ran"
+    assert seen[-1][1] == "old+sanguo+xiyouji"  # the final state holds both writers' documents
+    print(f"states seen during the writes: {during}")
+
+    store = VectorStore(home / "kb" / "x")
+    snap = store.load()
+    assert sorted(snap.documents) == ["base.txt", "sanguo.txt", "xiyouji.txt"]
+    assert snap.index.ntotal == len(snap.chunks) == sum(d.chunks for d in snap.documents.values())
+    assert snap.version == store.current_version()
+    assert not list((home / "kb" / "x" / "versions").glob(".*tmp*"))  # no half-written version left
