@@ -482,7 +482,9 @@ class KnowledgeBaseService:
                 docs = dict(current)
             docs.update(prepared)
             changed = report.added or report.replaced or report.removed
-            if changed or store.current_version() is None:
+            # A rebuild always publishes a fresh version (from the segments, nothing re-embedded): it
+            # is the documented way out of a damaged index whose manifest still reads fine.
+            if changed or replace_all or store.current_version() is None:
                 report.version = store.commit(docs)
             else:
                 report.version = store.current_version()

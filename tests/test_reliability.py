@@ -155,6 +155,10 @@ def test_corrupt_index_gives_clear_error_and_rebuild_recovers(
     assert _run_cli(home, "search", "--kb", "x", "甄士隐") == 2
     err = capsys.readouterr().err
     assert "corrupt" in err and "rebuild" in err
+    # the manifest still reads fine and lists the same files: the rebuild must publish a new index anyway
+    assert _run_cli(home, "rebuild", "--kb", "x", str(lib)) == 0
+    assert _run_cli(home, "search", "--kb", "x", "甄士隐") == 0
+    version = (kb_dir / "CURRENT").read_text()
     (kb_dir / "versions" / version / "manifest.json").write_text("{not json")
     assert _run_cli(home, "search", "--kb", "x", "甄士隐") == 2
     assert _run_cli(home, "rebuild", "--kb", "x", str(lib)) == 0
