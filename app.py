@@ -219,6 +219,16 @@ def render_error(message: object) -> str:
     return f"<p class='kb-bad'>✗ {esc(message)}</p>"
 
 
+def render_rebuild_hint(kb: str) -> str:
+    """How to repair a knowledge base whose files on disk are damaged (shown under the error)."""
+    return (
+        "<p class='kb-muted' id='kb-rebuild-hint'>To repair it, use “rebuild from a folder on the server” "
+        "below with the folder of its documents (the damaged index is replaced), or delete it in the "
+        "danger zone and upload the files again. Command line: "
+        f"<code>python -m kb rebuild --kb {esc(kb)} FOLDER</code></p>"
+    )
+
+
 def _fmt_state(state: Any) -> str:
     if state.state == "loading":
         return f"⏳ loading… ({state.seconds:.0f} s)"
@@ -320,6 +330,7 @@ def build_ui(services: Services, warmup: ModelWarmup | None = None) -> gr.Blocks
     from kb.qa import Done, Retrieved, Token, Turn
     from kb.status import model_status
     from kb.ui_support import StopSwitches
+    from vector_store import StoreError
 
     settings = services.settings
     kbs = services.kbs
@@ -345,11 +356,17 @@ def build_ui(services: Services, warmup: ModelWarmup | None = None) -> gr.Blocks
             return "?"
 
     # ------------------------------------------------------------------ handlers: knowledge bases
-    def overview(kb: str | None) -> str:
+    def overview(kb: str | None, check: bool = False) -> str:
+        """One line about ``kb``; with ``check`` its index is loaded (or reused), so a corrupt one
+        shows here, with the way out, as soon as the knowledge base is picked."""
         if not kb:
             return "<p class='kb-muted'>选择或新建一个知识库 · pick or create a knowledge base.</p>"
         try:
             s = kbs.summary(kb)
+            if check:
+                kbs.snapshot(kb)
+        except StoreError as exc:
+            return render_error(exc) + render_rebuild_hint(kb)
         except user_errors as exc:
             return render_error(exc)
         return (
@@ -363,9 +380,13 @@ def build_ui(services: Services, warmup: ModelWarmup | None = None) -> gr.Blocks
             return overview(None), render_documents([]), gr.update(choices=[], value=[])
         try:
             docs = kbs.documents(kb)
+        except StoreError as exc:
+            broken = render_error(exc) + render_rebuild_hint(kb)
+            return broken, render_documents([]), gr.update(choices=[], value=[])
         except user_errors as exc:
             return render_error(exc), render_documents([]), gr.update(choices=[], value=[])
-        return overview(kb), render_documents(docs), gr.update(choices=[d.doc_id for d in docs], value=[])
+        view = overview(kb, check=True)
+        return view, render_documents(docs), gr.update(choices=[d.doc_id for d in docs], value=[])
 
     def refresh_all(selected: str | None, chat_kb: str | None, rt_kb: str | None) -> tuple[Any, ...]:
         """Re-read the knowledge base list into every dropdown; keep selections that still exist."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -26,6 +27,7 @@ import pytest
 from tests.test_app_e2e import (
     CHROMIUM,
     CHROMIUM_ARGS,
+    ask,
     choose,
     create_kb,
     excerpt_file,
@@ -236,3 +238,70 @@ def test_cli_and_web_app_writing_one_kb_are_serialised_and_searches_see_whole_st
     assert snap.index.ntotal == len(snap.chunks) == sum(d.chunks for d in snap.documents.values())
     assert snap.version == store.current_version()
     assert not list((home / "kb" / "x" / "versions").glob(".*tmp*"))  # no half-written version left
+
+
+# ------------------------------------------------------------------------------------ Issue 7: corrupt index
+def last_bot_message(pg: Any) -> str:
+    """The newest assistant answer (the sources block after it, if any, is skipped)."""
+    texts = pg.locator("#chatbot [data-testid=bot]").all_inner_texts()
+    answers = [t for t in texts if "来源 · Sources" not in t]
+    return answers[-1] if answers else ""
+
+
+def test_app_starts_on_a_home_with_a_corrupt_index_and_the_ui_rebuild_repairs_it(
+    browser: Any, tmp_path_factory: pytest.TempPathFactory, novels_dir: Path
+) -> None:
+    from kb.cli import main
+
+    workdir = tmp_path_factory.mktemp("app-corrupt")
+    home = workdir / "home"
+    good, bad = workdir / "good", workdir / "bad"
+    good.mkdir()
+    bad.mkdir()
+    excerpt_file(novels_dir / "nahan.utf8.txt", good / "呐喊.txt", 20_000)
+    excerpt_file(novels_dir / "hongloumeng.utf8.txt", bad / "红楼梦.txt", 20_000)
+    for name, folder in (("good", good), ("broken", bad)):
+        assert main(["--home", str(home), "--profile", "mock", "add", "--kb", name, str(folder)]) == 0
+    kb_dir = home / "kb" / "broken"
+    index = kb_dir / "versions" / (kb_dir / "CURRENT").read_text() / "index.faiss"
+    index.write_bytes(index.read_bytes()[:100])  # truncated, as by a full disk or a bad copy
+
+    app = start_app(workdir, "--profile", "mock")  # comes up (start_app fails if it exits)
+    try:
+        with session(browser, app.url) as pg:
+            choose(pg, "chat-kb", "good")
+            ask(pg, "孔乙己是谁？")
+            wait_answer_done(pg)
+            assert "tokens" in pg.inner_text("#chat-status")
+            assert pg.locator("#chatbot details.kb-source").count() >= 1
+
+            choose(pg, "chat-kb", "broken")
+            ask(pg, "甄士隐住在哪里？")
+            wait_answer_done(pg)
+            error = last_bot_message(pg)
+            assert "✗" in error and "corrupt" in error and "rebuild" in error
+            assert "error" in pg.inner_text("#chat-status")
+
+            # the knowledge-base tab names the problem and the way out when the broken one is picked
+            goto_tab(pg, "Knowledge bases")
+            choose(pg, "kb-select", "broken")
+            pg.wait_for_selector("#kb-overview .kb-bad")
+            overview = pg.inner_text("#kb-overview")
+            assert "corrupt" in overview and "rebuild from a folder" in overview
+            pg.get_by_role("button", name=re.compile("rebuild from a folder")).click()
+            pg.fill("#kb-folder textarea", str(bad))
+            pg.click("#kb-rebuild")
+            pg.wait_for_selector("#kb-outcomes:has-text('红楼梦.txt')")
+            assert "unchanged" in outcome(pg, "红楼梦.txt")  # same document, fresh index
+            pg.wait_for_function("() => !document.querySelector('#kb-overview .kb-bad')")
+            assert "1 document(s)" in pg.inner_text("#kb-overview")
+
+            goto_tab(pg, "Chat")
+            ask(pg, "甄士隐住在哪里？")
+            wait_answer_done(pg)
+            assert "tokens" in pg.inner_text("#chat-status")
+            assert "✗" not in last_bot_message(pg)
+            assert "红楼梦.txt" in pg.locator("#chatbot details.kb-source summary").last.inner_text()
+    finally:
+        stop_app(app)
+    assert app.proc.returncode is not None and "Traceback" not in app.log_tail()

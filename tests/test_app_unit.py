@@ -297,6 +297,8 @@ def test_tables_escape_names_and_reasons() -> None:
     assert "&lt;s&gt;.pdf" in html and "bad &lt;tag&gt;" in html and "&lt;summary&gt;" in html
     assert "could not be indexed" in html
     assert app.render_error("<x>") == "<p class='kb-bad'>✗ &lt;x&gt;</p>"
+    hint = app.render_rebuild_hint("<k>")
+    assert "python -m kb rebuild --kb &lt;k&gt; FOLDER" in hint and "<k>" not in hint
 
 
 def test_answer_footer() -> None:
