@@ -10,6 +10,9 @@ peak RSS is per part and pipeline and one pipeline's torch/thread state cannot l
 
 * ``qa`` — both pipelines on the same SQuAD-v1 file: hit@k, hit@budget, MRR, chunks, chunks/s,
   query latency, and our/baseline ratios;
+* ``novels`` — both pipelines on the novel sets (``tests/data/novel_qa.json``'s factual questions
+  and the chapter-title questions of its novels, see :mod:`kb.novel_sets`), each novel indexed
+  once per pipeline, the same gold rule for both: hit@k, hit@budget, MRR per set and per novel;
 * ``index`` — a whole novel: wall time, chunks/s and peak RSS of a first index and of a re-index of
   the unchanged file (we skip it by content hash), and the baseline's first index;
 * ``latency`` — query cost on large synthetic knowledge bases (random normalised vectors, chunk
@@ -47,6 +50,7 @@ from kb.evaluate import (
     reciprocal_rank,
     scratch_services,
 )
+from kb.novel_sets import NovelSetError
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_SQUAD = REPO.parent / "shared" / "data" / "qa" / "cmrc2018_trial.json"
@@ -55,7 +59,8 @@ DEFAULT_NOVEL = REPO.parent / "shared" / "data" / "novels" / "hongloumeng.utf8.t
 BASELINE_SEPARATORS = ["\n\n", "\n", "。", "！", "？", "；", "，", ""]
 BASELINE_CHUNK_SIZE = 250
 BASELINE_OVERLAP = 50
-PARTS = ("qa", "index", "latency")
+PARTS = ("qa", "novels", "index", "latency")
+DEFAULT_NOVEL_QA = REPO / "tests" / "data" / "novel_qa.json"
 LATENCY_SIZES = (10_000, 100_000, 1_000_000)
 RETRIEVER_MAX_SIZE = 100_000
 LATENCY_QUERIES = 200
@@ -170,6 +175,74 @@ def qa_ours(services: Any, squad_path: str, top_k: int, budget: int) -> dict[str
     with scratch_services(services, keep_home=False) as svc:
         report = evaluate(svc, load_squad(squad_path), top_k=top_k, budget=budget)
     return report.to_json()
+
+
+def novels_ours(
+    services: Any,
+    qa_file: str | None,
+    novels_dir: str | None,
+    chapters: Sequence[str],
+    top_k: int,
+    budget: int,
+) -> dict[str, Any]:
+    """Our pipeline on the novel sets: each novel indexed once (fresh home), every set asked on it."""
+    from kb.evaluate import evaluate_novels, novel_plan
+
+    plan = novel_plan(qa_file, novels_dir, chapters)
+    with scratch_services(services, keep_home=False) as svc:
+        reports = evaluate_novels(svc, plan, top_k=top_k, budget=budget)
+    return {name: {**rep.to_json(), "by_novel": per} for name, (rep, per) in reports.items()}
+
+
+def novels_baseline(
+    settings: Any,
+    qa_file: str | None,
+    novels_dir: str | None,
+    chapters: Sequence[str],
+    top_k: int,
+    budget: int,
+) -> dict[str, Any]:
+    """The baseline on the same novel sets and the same gold rules: one FAISS store per novel
+    (the file read as UTF-8, as ``index_baseline`` does), every set asked on it."""
+    from kb.evaluate import QuestionResult, by_novel, novel_plan
+
+    plan = novel_plan(qa_file, novels_dir, chapters)
+    results: dict[str, list[QuestionResult]] = {}
+    novel_of: dict[str, str] = {}
+    chunks = 0
+    load_s = index_s = 0.0
+    for novel, sets in plan.items():
+        text = novel.read_text(encoding="utf-8")
+        store, n_chunks, n_load, n_index = _baseline_index([(novel.name, text)], settings)
+        chunks, load_s, index_s = chunks + n_chunks, load_s + n_load, index_s + n_index
+        for name, questions in sets.items():
+            for q in questions:
+                novel_of[q.qid] = novel.name
+                started = time.perf_counter()
+                texts = [d.page_content for d in store.similarity_search(q.question, k=top_k)]
+                latency = (time.perf_counter() - started) * 1000
+                rank = next((r for r, t in enumerate(texts, 1) if q.matches(t)), None)
+                in_budget = q.matches(concat_context(texts)[:budget])
+                results.setdefault(name, []).append(QuestionResult(q.qid, rank, in_budget, latency))
+    out: dict[str, Any] = {}
+    for name, rs in results.items():
+        out[name] = {
+            "questions": len(rs),
+            "chunks": chunks,
+            "chunk_size": BASELINE_CHUNK_SIZE,
+            "overlap": BASELINE_OVERLAP,
+            "model_load_s": load_s,
+            "index_s": index_s,
+            "chunks_per_s": chunks / index_s if index_s else None,
+            "hit_at_k": mean([r.rank is not None for r in rs]),
+            "hit_at_budget": mean([r.in_budget for r in rs]),
+            "mrr": mean([reciprocal_rank(r.rank) for r in rs]),
+            "latency_p50_ms": percentile([r.latency_ms for r in rs], 50),
+            "latency_p95_ms": percentile([r.latency_ms for r in rs], 95),
+            "peak_rss_mb": peak_rss_mb(),
+            "by_novel": by_novel(rs, novel_of),
+        }
+    return out
 
 
 def index_ours(services: Any, novel: str) -> dict[str, Any]:
@@ -344,12 +417,16 @@ def _worker(argv: Sequence[str]) -> int:
         result = qa_baseline(settings, job["squad"], job["top_k"], job["budget"])
     elif kind == "index-baseline":
         result = index_baseline(settings, job["novel"])
+    elif kind == "novels-baseline":
+        result = novels_baseline(settings, *_novel_params(job))
     elif kind == "latency-flat":
         result = latency_flat(job["size"], job["dim"], job["top_k"])
     else:
         services = build_services(settings)
         if kind == "qa-ours":
             result = qa_ours(services, job["squad"], job["top_k"], job["budget"])
+        elif kind == "novels-ours":
+            result = novels_ours(services, *_novel_params(job))
         elif kind == "index-ours":
             result = index_ours(services, job["novel"])
         elif kind == "latency-retriever":
@@ -358,6 +435,10 @@ def _worker(argv: Sequence[str]) -> int:
             raise BenchError(f"unknown bench job {kind!r}")
     print(json.dumps(result, ensure_ascii=False, default=str))
     return 0
+
+
+def _novel_params(job: dict[str, Any]) -> tuple[Any, ...]:
+    return job["novel_qa"], job["novels_dir"], job["chapters"], job["top_k"], job["budget"]
 
 
 def run_job(settings: Any, kind: str, **params: Any) -> dict[str, Any]:
@@ -493,6 +574,8 @@ def run_bench(services: Any, args: argparse.Namespace, out: TextIO) -> int:
             say(f"\n## QA retrieval on {squad.name} (k={args.top_k}, budget={args.budget} chars)\n")
             for line in side_by_side(ours, base, QA_KEYS):
                 say(line)
+        if "novels" not in skip:
+            result["novels"] = _novels_part(settings, args, with_baseline, say)
         if "index" not in skip:
             ours = run_job(settings, "index-ours", novel=str(novel))
             base = run_job(settings, "index-baseline", novel=str(novel)) if with_baseline else None
@@ -506,9 +589,48 @@ def run_bench(services: Any, args: argparse.Namespace, out: TextIO) -> int:
     except BenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except NovelSetError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     if args.json:
         print(json.dumps(result, ensure_ascii=False), file=out)
     return 0
+
+
+def _novels_part(settings: Any, args: argparse.Namespace, with_baseline: bool, say: Any) -> dict[str, Any]:
+    """Both pipelines on the novel sets (factual QA file + chapter titles), a table per set."""
+    from kb.evaluate import NOVEL_SETS, novel_plan
+
+    qa_file = getattr(args, "novel_qa", None) or str(DEFAULT_NOVEL_QA)
+    chapters = getattr(args, "chapters", None)
+    if chapters is None:  # default: the chapter sets of the factual set's novels
+        chapters = [str(p) for p in novel_plan(qa_file, getattr(args, "novels_dir", None), [])]
+    params = {
+        "novel_qa": qa_file,
+        "novels_dir": getattr(args, "novels_dir", None),
+        "chapters": list(chapters),
+        "top_k": args.top_k,
+        "budget": args.budget,
+    }
+    ours = run_job(settings, "novels-ours", **params)
+    base = run_job(settings, "novels-baseline", **params) if with_baseline else None
+    part: dict[str, Any] = {}
+    for name in NOVEL_SETS:
+        if name not in ours:
+            continue
+        mine, theirs = ours[name], base.get(name) if base else None
+        part[name] = {"ours": mine, "baseline": theirs, "ratio": _ratios(mine, theirs, QA_KEYS)}
+        say(f"\n## Novel set {name} (k={args.top_k}, budget={args.budget} chars)\n")
+        for line in side_by_side(mine, theirs, QA_KEYS):
+            say(line)
+        for novel, row in mine.get("by_novel", {}).items():
+            other = (theirs or {}).get("by_novel", {}).get(novel, {})
+            say(
+                f"\n{novel}: hit@budget ours {row['hit_at_budget']:.1%} / baseline "
+                f"{_fmt(other.get('hit_at_budget'), 'hit_at_budget')}, MRR ours {row['mrr']:.3f} / baseline "
+                f"{_fmt(other.get('mrr'), 'mrr')}"
+            )
+    return part
 
 
 def _latency(

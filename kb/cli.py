@@ -104,8 +104,13 @@ def build_parser() -> argparse.ArgumentParser:
     ch.add_argument("--kb", required=True)
     ch.add_argument("--top-k", type=int)
 
-    ev = sub.add_parser("eval", help="retrieval/answer evaluation on a SQuAD-v1-format file")
-    ev.add_argument("--squad", required=True)
+    ev = sub.add_parser("eval", help="retrieval/answer evaluation: SQuAD-v1 file and/or novel question sets")
+    ev.add_argument("--squad", help="SQuAD-v1 JSON file (one document per article)")
+    ev.add_argument("--novel-qa", help="factual novel questions (tests/data/novel_qa.json format)")
+    ev.add_argument(
+        "--chapters", nargs="+", default=[], metavar="NOVEL", help="chapter-title questions of these novels"
+    )
+    ev.add_argument("--novels-dir", help="where --novel-qa's novels are (default ../shared/data/novels)")
     ev.add_argument("--top-k", type=int, default=5)
     ev.add_argument("--budget", type=int, default=1000)
     ev.add_argument("--answers", type=int, default=0)
@@ -116,7 +121,14 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--novel", default=None)
     bench.add_argument("--budget", type=int, default=1000)
     bench.add_argument("--top-k", type=int, default=5)
-    bench.add_argument("--skip", nargs="*", default=[], help="parts to skip: qa index latency")
+    bench.add_argument(
+        "--novel-qa", default=None, help="novels part: factual set (default tests/data/novel_qa.json)"
+    )
+    bench.add_argument(
+        "--chapters", nargs="*", default=None, metavar="NOVEL", help="novels part: chapter-title novels"
+    )
+    bench.add_argument("--novels-dir", default=None, help="where --novel-qa's novels are")
+    bench.add_argument("--skip", nargs="*", default=[], help="parts to skip: qa index latency novels")
     bench.add_argument("--json", action="store_true")
     return p
 

@@ -476,26 +476,14 @@ def evaluate(
     """Index ``squad`` into ``kb_name`` of ``services`` and score every (or the first ``limit``) question."""
     report, model_load_s, index_s = build_eval_kb(services, squad, kb_name)
     questions = list(squad.questions[:limit] if limit else squad.questions)
-    context_fn, context_source = app_context_fn(services)
-    retriever = services.retriever
-    retriever.retrieve(kb_name, questions[0].question, top_k=top_k)  # warm caches (index load)
-    results: list[QuestionResult] = []
-    for i, q in enumerate(questions):
-        started = time.perf_counter()
-        hits = retriever.retrieve(kb_name, q.question, top_k=top_k)
-        context = context_fn(kb_name, q.question, hits)
-        latency = (time.perf_counter() - started) * 1000
-        texts = [h.text for h in hits]
-        results.append(
-            QuestionResult(
-                q.qid,
-                first_hit_rank(texts[:top_k], q.answers),
-                hit_at_budget(context, q.answers, budget),
-                latency,
-            )
-        )
-        if progress:
-            progress(i + 1, len(questions))
+    results = score_questions(
+        services,
+        kb_name,
+        [(q.qid, q.question, _answers_matcher(q.answers)) for q in questions],
+        top_k=top_k,
+        budget=budget,
+        progress=progress,
+    )
     if answers > 0:
         qa = services.qa
         for q, res in zip(questions[:answers], results, strict=False):
@@ -504,10 +492,75 @@ def evaluate(
             res.em = exact_match(res.prediction, q.answers)
             res.f1 = f1_score(res.prediction, q.answers)
     answered = [r for r in results if r.prediction is not None]
+    return make_report(
+        services,
+        results,
+        chunks=report.chunks,
+        embedded=report.embedded,
+        index_s=index_s,
+        model_load_s=model_load_s,
+        top_k=top_k,
+        budget=budget,
+        embedding_model=services.kbs.summary(kb_name).embedding_model,
+        em=mean([r.em for r in answered if r.em is not None]) if answers > 0 else None,
+        f1=mean([r.f1 for r in answered if r.f1 is not None]) if answers > 0 else None,
+        answered=len(answered) if answers > 0 else None,
+    )
+
+
+def _answers_matcher(answers: Sequence[str]) -> Callable[[str], bool]:
+    return lambda text: contains_answer(text, answers)
+
+
+def score_questions(
+    services: Any,
+    kb_name: str,
+    items: Sequence[tuple[str, str, Callable[[str], bool]]],
+    *,
+    top_k: int,
+    budget: int,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[QuestionResult]:
+    """Retrieve for every ``(qid, question, matches)`` and score it: rank of the first hit text
+    ``matches`` accepts (within ``top_k``) and whether the context's first ``budget`` characters do."""
+    context_fn, _ = app_context_fn(services)
+    retriever = services.retriever
+    results: list[QuestionResult] = []
+    if not items:
+        return results
+    retriever.retrieve(kb_name, items[0][1], top_k=top_k)  # warm caches (index load)
+    for i, (qid, question, matches) in enumerate(items):
+        started = time.perf_counter()
+        hits = retriever.retrieve(kb_name, question, top_k=top_k)
+        context = context_fn(kb_name, question, hits)
+        latency = (time.perf_counter() - started) * 1000
+        rank = next((r for r, h in enumerate(hits[:top_k], 1) if matches(h.text)), None)
+        results.append(QuestionResult(qid, rank, matches(context[:budget]), latency))
+        if progress:
+            progress(i + 1, len(items))
+    return results
+
+
+def make_report(
+    services: Any,
+    results: Sequence[QuestionResult],
+    *,
+    chunks: int,
+    embedded: int,
+    index_s: float,
+    model_load_s: float,
+    top_k: int,
+    budget: int,
+    embedding_model: str,
+    em: float | None = None,
+    f1: float | None = None,
+    answered: int | None = None,
+) -> EvalReport:
+    """The :class:`EvalReport` of scored ``results`` under ``services``' settings."""
     settings = services.settings
     return EvalReport(
         questions=len(results),
-        chunks=report.chunks,
+        chunks=chunks,
         index_s=index_s,
         k=top_k,
         budget=budget,
@@ -517,18 +570,171 @@ def evaluate(
         latency_p50_ms=percentile([r.latency_ms for r in results], 50),
         latency_p95_ms=percentile([r.latency_ms for r in results], 95),
         peak_rss_mb=peak_rss_mb(),
-        embedded=report.embedded,
+        embedded=embedded,
         model_load_s=model_load_s,
-        embedding_model=services.kbs.summary(kb_name).embedding_model,
+        embedding_model=embedding_model,
         chunk_size=settings.splitter.chunk_size,
         overlap=settings.splitter.overlap,
         retrieval_mode=str(getattr(settings.retrieval, "mode", "dense")),
-        context_source=context_source,
-        em=mean([r.em for r in answered if r.em is not None]) if answers > 0 else None,
-        f1=mean([r.f1 for r in answered if r.f1 is not None]) if answers > 0 else None,
-        answered=len(answered) if answers > 0 else None,
-        results=results,
+        context_source=app_context_fn(services)[1],
+        em=em,
+        f1=f1,
+        answered=answered,
+        results=list(results),
     )
+
+
+# =====================================================================================
+# 3b. Novel sets (factual QA file, chapter titles): one knowledge base per novel
+# =====================================================================================
+
+NOVEL_SETS = ("novel_qa", "chapters")
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_NOVELS_DIR = REPO.parent / "shared" / "data" / "novels"
+
+
+def novel_plan(
+    qa_file: str | Path | None, novels_dir: str | Path | None, chapter_novels: Sequence[str | Path]
+) -> dict[Path, dict[str, list[Any]]]:
+    """Which questions of which set run on which novel file: ``{novel: {set: [ScoredQuestion]}}``.
+
+    The factual set names its novels by file name, looked up in ``novels_dir``; the chapter set is
+    generated from each of ``chapter_novels`` as the app's loader reads it. Every novel is indexed
+    once and all its questions run on that one index. :class:`~kb.novel_sets.NovelSetError` on a
+    missing novel or a novel without chapters.
+    """
+    from kb.novel_sets import NovelSetError, chapter_questions, load_novel_qa
+    from loaders import load_document
+
+    folder = Path(novels_dir) if novels_dir else DEFAULT_NOVELS_DIR
+    plan: dict[Path, dict[str, list[Any]]] = {}
+    if qa_file:
+        for q in load_novel_qa(qa_file):
+            path = (folder / q.novel).resolve()
+            if not path.is_file():
+                raise NovelSetError(f"{qa_file}: question {q.qid}: novel {q.novel} not found in {folder}")
+            plan.setdefault(path, {}).setdefault("novel_qa", []).append(q.scored())
+    for novel in chapter_novels:
+        path = Path(novel).resolve()
+        try:
+            text = load_document(path).text
+        except Exception as exc:  # loaders raise typed LoaderError; missing files OSError
+            raise NovelSetError(f"cannot load novel {novel}: {exc}") from exc
+        questions = chapter_questions(path.name, text)
+        if not questions:
+            raise NovelSetError(f"{novel}: no chapters (第N回 headings) found")
+        plan.setdefault(path, {})["chapters"] = questions
+    return plan
+
+
+def novel_kb_name(services: Any, novel: Path) -> str:
+    """Knowledge base of one novel, named after the file and the chunking (so a kept ``--home``
+    holds one per chunk size and query-time sweeps reuse it)."""
+    sp = services.settings.splitter
+    stem = re.sub(r"[^\w\u4e00-\u9fff.-]+", "_", novel.stem)[:40]
+    return f"novel-{stem}-{sp.chunk_size}-{sp.overlap}"
+
+
+def build_novel_kb(services: Any, novel: Path, kb_name: str, reuse: bool) -> tuple[int, int, float, float]:
+    """The novel's knowledge base (fresh unless ``reuse``; an unchanged file is then skipped by
+    content hash). Returns ``(chunks, embedded, model_load_s, index_s)``."""
+    kbs = services.kbs
+    if kbs.exists(kb_name) and not reuse:
+        kbs.delete(kb_name)
+    started = time.perf_counter()
+    if not kbs.exists(kb_name):
+        kbs.create(kb_name)
+    warm = getattr(kbs.embedder_for(kb_name), "warm_up", None)
+    if warm is not None:
+        warm()
+    model_load_s = time.perf_counter() - started
+    started = time.perf_counter()
+    report = kbs.add(kb_name, [str(novel)])
+    index_s = time.perf_counter() - started
+    if report.skipped:
+        raise NovelEvalError(f"{novel}: not indexed: {report.skipped}")
+    return kbs.summary(kb_name).chunks, report.embedded, model_load_s, index_s
+
+
+class NovelEvalError(RuntimeError):
+    """A novel could not be indexed for an evaluation."""
+
+
+def by_novel(results: Sequence[QuestionResult], novel_of: dict[str, str]) -> dict[str, dict[str, float]]:
+    """hit@k, hit@budget and MRR per novel (``novel_of`` maps question id -> novel file name)."""
+    groups: dict[str, list[QuestionResult]] = {}
+    for r in results:
+        groups.setdefault(novel_of[r.qid], []).append(r)
+    return {
+        novel: {
+            "questions": len(rs),
+            "hit_at_k": round(mean([1.0 if r.rank is not None else 0.0 for r in rs]), 4),
+            "hit_at_budget": round(mean([1.0 if r.in_budget else 0.0 for r in rs]), 4),
+            "mrr": round(mean([reciprocal_rank(r.rank) for r in rs]), 4),
+        }
+        for novel, rs in sorted(groups.items())
+    }
+
+
+def evaluate_novels(
+    services: Any,
+    plan: dict[Path, dict[str, list[Any]]],
+    *,
+    top_k: int = 5,
+    budget: int = 1000,
+    reuse: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, tuple[EvalReport, dict[str, dict[str, float]]]]:
+    """Index each novel of ``plan`` once and score every set on it; per set, one report over all
+    novels (chunks, embedded and index seconds summed) and the per-novel breakdown."""
+    results: dict[str, list[QuestionResult]] = {}
+    novel_of: dict[str, str] = {}
+    chunks = embedded = 0
+    load_s = index_s = 0.0
+    model = ""
+    total = sum(len(qs) for sets in plan.values() for qs in sets.values())
+    done = 0
+    for novel, sets in plan.items():
+        kb_name = novel_kb_name(services, novel)
+        n_chunks, n_embedded, n_load, n_index = build_novel_kb(services, novel, kb_name, reuse)
+        chunks, embedded, load_s, index_s = (
+            chunks + n_chunks,
+            embedded + n_embedded,
+            load_s + n_load,
+            index_s + n_index,
+        )
+        model = services.kbs.summary(kb_name).embedding_model
+        for name, questions in sets.items():
+            items = [(q.qid, q.question, q.matches) for q in questions]
+            novel_of.update((q.qid, novel.name) for q in questions)
+            offset = done
+
+            def step(i: int, _n: int, offset: int = offset) -> None:
+                if progress:
+                    progress(offset + i, total)
+
+            results.setdefault(name, []).extend(
+                score_questions(services, kb_name, items, top_k=top_k, budget=budget, progress=step)
+            )
+            done += len(items)
+    return {
+        name: (
+            make_report(
+                services,
+                rs,
+                chunks=chunks,
+                embedded=embedded,
+                index_s=index_s,
+                model_load_s=load_s,
+                top_k=top_k,
+                budget=budget,
+                embedding_model=model,
+            ),
+            by_novel(rs, novel_of),
+        )
+        for name in NOVEL_SETS
+        if (rs := results.get(name))
+    }
 
 
 # =====================================================================================
@@ -552,36 +758,74 @@ def _tqdm_progress(enabled: bool, desc: str) -> tuple[Callable[[int, int], None]
 
 
 def run_eval_cli(services: Any, args: argparse.Namespace, out: TextIO) -> int:
-    """``python -m kb eval``: prints the report (one JSON object with ``--json``); 2 on a bad file."""
-    try:
-        squad = load_squad(args.squad)
-    except SquadFormatError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    """``python -m kb eval``: prints the report (one JSON object with ``--json``); 2 on a bad file.
+
+    With ``--squad`` alone the JSON object is the SQuAD report; with ``--novel-qa`` and/or
+    ``--chapters`` it has one report per set (``squad``, ``novel_qa``, ``chapters``), each with the
+    same keys, the novel sets also ``by_novel``.
+    """
+    from kb.novel_sets import NovelSetError
+
+    novel_qa = getattr(args, "novel_qa", None)
+    chapters = getattr(args, "chapters", None) or []
+    if not (args.squad or novel_qa or chapters):
+        print("error: give --squad FILE, --novel-qa FILE and/or --chapters NOVEL...", file=sys.stderr)
         return 2
     if args.top_k < 1 or args.budget < 1 or args.answers < 0 or (args.limit is not None and args.limit < 1):
         print("error: --top-k, --budget and --limit must be positive, --answers >= 0", file=sys.stderr)
         return 2
+    try:
+        squad = load_squad(args.squad) if args.squad else None
+        plan = (
+            novel_plan(novel_qa, getattr(args, "novels_dir", None), chapters) if novel_qa or chapters else {}
+        )
+    except (SquadFormatError, NovelSetError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    keep = args.home is not None
+    reports: dict[str, tuple[EvalReport, dict[str, Any] | None]] = {}
     progress, close = _tqdm_progress(sys.stderr.isatty() and not args.json, "questions")
     try:
-        with scratch_services(services, keep_home=args.home is not None) as svc:
-            report = evaluate(
-                svc,
-                squad,
-                top_k=args.top_k,
-                budget=args.budget,
-                answers=args.answers,
-                limit=args.limit,
-                kb_name=f"eval-{Path(args.squad).stem}"[:64] if args.home else "eval",
-                progress=progress,
-            )
+        with scratch_services(services, keep_home=keep) as svc:
+            if squad is not None:
+                report = evaluate(
+                    svc,
+                    squad,
+                    top_k=args.top_k,
+                    budget=args.budget,
+                    answers=args.answers,
+                    limit=args.limit,
+                    kb_name=f"eval-{Path(args.squad).stem}"[:64] if keep else "eval",
+                    progress=progress,
+                )
+                reports["squad"] = (report, None)
+            if plan:
+                for name, (report, per_novel) in evaluate_novels(
+                    svc, plan, top_k=args.top_k, budget=args.budget, reuse=keep, progress=progress
+                ).items():
+                    reports[name] = (report, per_novel)
     finally:
         close()
     if args.json:
-        print(json.dumps(report.to_json(), ensure_ascii=False), file=out)
-    else:
-        print(f"{args.squad}", file=out)
-        for line in report.summary_lines():
+        if list(reports) == ["squad"]:
+            payload: dict[str, Any] = reports["squad"][0].to_json()
+        else:
+            payload = {
+                name: {**rep.to_json(), **({"by_novel": per} if per is not None else {})}
+                for name, (rep, per) in reports.items()
+            }
+        print(json.dumps(payload, ensure_ascii=False), file=out)
+        return 0
+    for name, (rep, per) in reports.items():
+        print(args.squad if name == "squad" else f"{name} ({', '.join(sorted(per or {}))})", file=out)
+        for line in rep.summary_lines():
             print(f"  {line}", file=out)
+        for novel, row in (per or {}).items():
+            print(
+                f"  {novel}: {row['questions']} questions, hit@{rep.k} {row['hit_at_k']:.1%}, "
+                f"hit@{rep.budget} chars {row['hit_at_budget']:.1%}, MRR {row['mrr']:.3f}",
+                file=out,
+            )
     return 0
 
 
@@ -603,6 +847,7 @@ __all__ = [
     "concat_context",
     "contains_answer",
     "evaluate",
+    "evaluate_novels",
     "exact_match",
     "f1_score",
     "first_hit_rank",
@@ -610,9 +855,11 @@ __all__ = [
     "hit_at_k",
     "load_squad",
     "longest_common_substring",
+    "novel_plan",
     "parse_squad",
     "percentile",
     "reciprocal_rank",
     "run_bench_cli",
     "run_eval_cli",
+    "score_questions",
 ]

@@ -1,0 +1,324 @@
+"""tests/data/novel_qa.json against the real novels; kb/novel_sets.py (chapter set, gold rule);
+``python -m kb eval --novel-qa/--chapters`` and the bench's ``novels`` part through ``kb.cli.main``
+(mock profile: the hash embedder, retrieval quality does not matter here)."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from kb.cli import main
+from kb.novel_sets import (
+    NovelSetError,
+    chapter_questions,
+    chinese_number,
+    load_novel_qa,
+    parse_novel_qa,
+    shares_shingle,
+    shingles,
+    split_chapters,
+    squeeze,
+    unique_shingles,
+)
+
+NOVEL_QA = Path(__file__).resolve().parent / "data" / "novel_qa.json"
+
+# ------------------------------------------------------------------------------- the hand-checked set
+
+
+@pytest.fixture(scope="module")
+def loaded_novels() -> dict[str, str]:
+    from loaders import load_document
+
+    folder = Path(__file__).resolve().parents[2] / "shared" / "data" / "novels"
+    if not folder.is_dir():
+        pytest.skip(f"{folder} is absent")
+    names = {q.novel for q in load_novel_qa(NOVEL_QA)}
+    return {name: load_document(folder / name).text for name in names}
+
+
+def test_novel_qa_file_shape() -> None:
+    questions = load_novel_qa(NOVEL_QA)
+    assert len(questions) >= 40
+    per_novel = Counter(q.novel for q in questions)
+    assert set(per_novel) == {"xiyouji.utf8-bom.txt", "hongloumeng.utf8.txt"}
+    assert min(per_novel.values()) >= 20
+    assert len({q.question for q in questions}) == len(questions)
+    for q in questions:
+        assert len(q.evidence) <= 120, q.qid
+        assert q.chapter.startswith(("第", "附录")), q.qid
+        # the question is not a copy of the evidence
+        assert q.question not in q.evidence and q.evidence not in q.question, q.qid
+
+
+def test_every_answer_and_evidence_occurs_in_the_loaded_novel(loaded_novels: dict[str, str]) -> None:
+    for q in load_novel_qa(NOVEL_QA):
+        text = loaded_novels[q.novel]
+        assert q.evidence in text, f"{q.qid}: evidence not in {q.novel}"
+        for answer in q.answers:
+            assert answer in q.evidence, f"{q.qid}: answer {answer!r} not in its evidence"
+            assert answer in text
+        count = max(text.count(a) for a in q.answers)
+        assert q.answer_count == count, q.qid
+        assert count <= 15, f"{q.qid}: answer too frequent to be evidence of retrieval"
+        chapter = q.chapter.split("（")[0]
+        heading = chapter.split(" ", 1)[-1].replace("\u3000", "")
+        if q.chapter.startswith("第"):  # the evidence follows its chapter heading, before the next one
+            start = squeeze(text).find(heading)
+            assert 0 <= start < squeeze(text).find(squeeze(q.evidence)), q.qid
+
+
+# ------------------------------------------------------------------------------- pure functions
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        *[
+            ("一", 1),
+            ("十", 10),
+            ("十五", 15),
+            ("二十", 20),
+            ("九十九", 99),
+            ("一百", 100),
+            ("一百十九", 119),
+        ],
+        *[("一百二十", 120), ("一一八", 118), ("一二零", 120), ("一〇一", 101), ("37", 37)],
+    ],
+)
+def test_chinese_number(text: str, value: int) -> None:
+    assert chinese_number(text) == value
+
+
+BODY_A = "甲乙丙丁戊己庚辛壬癸子丑寅卯辰巳午未申酉戌亥天地玄黄宇宙洪荒日月盈昃辰宿列张"
+BODY_B = "寒来暑往秋收冬藏闰余成岁律吕调阳云腾致雨露结为霜金生丽水玉出昆冈剑号巨阙珠称夜光"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # plain headings; the number is not part of the question, parts joined by "，"
+        (f"第一回 上联 下联\n{BODY_A}\n第二回　只一句\n{BODY_B}", [(1, "上联，下联"), (2, "只一句")]),
+        # a table of contents (headings without bodies) is dropped, the real chapters kept
+        (
+            f"目录\n第一回 上联\n第二回 下联\n\n第一回 上联\n{BODY_A}\n第二回 下联\n{BODY_B}",
+            [(1, "上联"), (2, "下联")],
+        ),
+        # prose starting with "第一回中……，" is not a heading
+        (f"第二回 甲\n第一回中说过的事，此回不提。{BODY_A}\n", [(2, "甲")]),
+        # a banner before the heading on the same line (as in xiyouji.utf8-bom.txt)
+        (f"《》目录 第一百回　径回东土　五圣成真\n{BODY_A}", [(100, "径回东土，五圣成真")]),
+        ("没有回目的文字。" + BODY_A, []),
+    ],
+)
+def test_split_chapters(text: str, expected: list[tuple[int, str]]) -> None:
+    assert [(c.number, c.question) for c in split_chapters(text)] == expected
+
+
+def test_chapter_body_excludes_its_heading() -> None:
+    chapters = split_chapters(f"第一回 标题在此\n{BODY_A}\n第二回 另一标题\n{BODY_B}")
+    assert "标题" not in chapters[0].body and chapters[0].body.strip() == BODY_A
+
+
+def test_shingles_ignore_white_space() -> None:
+    assert shingles("ab\r\n c d", 3) == {"abc", "bcd"}
+    assert shingles("ab", 3) == set()
+
+
+def test_unique_shingles_drop_text_shared_by_chapters() -> None:
+    formula = "欲知后事如何且听下回分解"  # repeated at the end of every chapter
+    chapters = split_chapters(f"第一回 甲\n{BODY_A}{formula}\n第二回 乙\n{BODY_B}{formula}")
+    gold = unique_shingles(chapters, 10)
+    assert all(formula[:10] not in g for g in gold)
+    assert BODY_A[:10] in gold[0] and BODY_A[:10] not in gold[1]
+
+
+@pytest.mark.parametrize(
+    ("retrieved", "chapter", "expected"),
+    [
+        (BODY_A[5:40], 0, True),  # 35 characters of chapter 1's body
+        (BODY_A[5:40], 1, False),  # ... are not chapter 2
+        (BODY_A[5:34], 0, False),  # 29 characters: too short to count
+        ("\n".join(BODY_A[i : i + 5] for i in range(0, 40, 5)), 0, True),  # line-wrapped by another loader
+        ("第一回 甲", 0, False),  # the heading alone is not the chapter
+        (BODY_A[-15:] + BODY_B[:15], 0, False),  # straddling two chapters: 15 + 15 is not 30 of one
+    ],
+)
+def test_chapter_gold_rule(retrieved: str, chapter: int, expected: bool) -> None:
+    chapters = split_chapters(f"第一回 甲\n{BODY_A}\n第二回 乙\n{BODY_B}")
+    assert shares_shingle(retrieved, unique_shingles(chapters)[chapter]) is expected
+
+
+def test_chapter_questions_one_per_chapter() -> None:
+    qs = chapter_questions("n.txt", f"第一回 甲 乙\n{BODY_A}\n第二回 丙\n{BODY_B}")
+    assert [(q.qid, q.question) for q in qs] == [("n.txt#1", "甲，乙"), ("n.txt#2", "丙")]
+    assert qs[0].matches(BODY_A) and not qs[0].matches(BODY_B)
+
+
+def test_real_novels_have_every_chapter(novels_dir: Path) -> None:
+    from loaders import load_document
+
+    for name, count in (
+        ("xiyouji.utf8-bom.txt", 100),
+        ("hongloumeng.utf8.txt", 120),
+        ("sanguo.gbk.txt", 120),
+    ):
+        chapters = split_chapters(load_document(novels_dir / name).text)
+        assert [c.number for c in chapters] == list(range(1, count + 1)), name
+        assert all(len(c.body) > 500 for c in chapters), name  # 红楼梦 92 is short in this file
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ([], "non-empty list"),
+        ({"questions": [{"id": "a"}]}, "'novel' must be"),
+        (
+            [{"id": "a", "novel": "n", "question": "q", "chapter": "c", "evidence": "e", "answers": []}],
+            "answers",
+        ),
+        (
+            [{"id": "a", "novel": "n", "question": "q", "chapter": "c", "evidence": "e", "answers": ["x"]}]
+            * 2,
+            "duplicate id",
+        ),
+    ],
+)
+def test_bad_novel_qa_files(data: object, message: str) -> None:
+    with pytest.raises(NovelSetError, match=message):
+        parse_novel_qa(data, "f.json")
+
+
+# ------------------------------------------------------------------------------- CLI (mock profile)
+
+MINI_NOVEL = "\n".join(
+    [
+        "《小书》",
+        "第一回　石猴出世　拜师学艺",
+        "东海之外有一座花果山，山顶一块仙石，受天真地秀，日精月华，一日迸裂，产一石卵，见风化作一个石猴。"
+        "那猴在山中行走跳跃，食草木，饮涧泉，采山花，觅树果，与狼虫为伴，虎豹为群。",
+        "后来石猴漂洋过海，访得灵台方寸山斜月三星洞，拜须菩提祖师为师，学了七十二般变化与筋斗云。",
+        "第二回　龙宫借宝　地府勾名",
+        "石猴回到花果山，嫌兵器不称手，便下东海龙宫，讨得一根如意金箍棒，重一万三千五百斤，可大可小。"
+        "又到幽冥地府，把生死簿上猴属之名一笔勾销，众猴从此不伏阎王管辖。",
+        "龙王与阎王各自写表，上奏天庭，告那妖猴强取宝物、扰乱幽冥，玉帝闻奏，便要遣将擒拿。",
+    ]
+)
+
+
+@pytest.fixture
+def mini(tmp_path: Path) -> tuple[Path, Path]:
+    folder = tmp_path / "novels"
+    folder.mkdir()
+    (folder / "mini.txt").write_text(MINI_NOVEL, encoding="utf-8")
+    qa = tmp_path / "qa.json"
+    qa.write_text(
+        json.dumps(
+            [
+                {
+                    "id": "m1",
+                    "novel": "mini.txt",
+                    "question": "金箍棒有多重？",
+                    "answers": ["一万三千五百斤"],
+                    "chapter": "第二回",
+                    "evidence": "重一万三千五百斤",
+                },
+                {
+                    "id": "m2",
+                    "novel": "mini.txt",
+                    "question": "石猴拜了谁为师？",
+                    "answers": ["须菩提祖师"],
+                    "chapter": "第一回",
+                    "evidence": "拜须菩提祖师为师",
+                },
+            ],
+            ensure_ascii=False,
+        ),
+        encoding="utf-8",
+    )
+    return folder, qa
+
+
+def test_eval_novel_sets_json(tmp_path: Path, mini: tuple[Path, Path]) -> None:
+    folder, qa = mini
+    home = tmp_path / "home"
+    argv = [
+        "--home",
+        str(home),
+        "--profile",
+        "mock",
+        "eval",
+        "--novel-qa",
+        str(qa),
+        "--novels-dir",
+        str(folder),
+    ]
+    out = io.StringIO()
+    assert main([*argv, "--chapters", str(folder / "mini.txt"), "--top-k", "2", "--json"], out) == 0
+    report = json.loads(out.getvalue())
+    assert set(report) == {"novel_qa", "chapters"}
+    assert report["novel_qa"]["questions"] == 2 and report["chapters"]["questions"] == 2
+    for rep in report.values():
+        assert {"hit_at_k", "hit_at_budget", "mrr", "chunks", "index_s", "latency_p50_ms", "k"} <= set(rep)
+        assert rep["k"] == 2 and rep["by_novel"]["mini.txt"]["questions"] == 2
+        assert 0.0 <= rep["mrr"] <= rep["hit_at_k"] <= 1.0
+    # the one novel was indexed once, into the kept home, and both sets ran on it
+    assert report["novel_qa"]["chunks"] == report["chapters"]["chunks"] > 0
+    assert [p.name for p in (home / "kb").iterdir()] == ["novel-mini-300-60"]
+    # a second run reuses the kept knowledge base: nothing is embedded again
+    out = io.StringIO()
+    assert main([*argv, "--json"], out) == 0
+    again = json.loads(out.getvalue())
+    assert set(again) == {"novel_qa"} and again["novel_qa"]["embedded"] == 0
+
+
+def test_eval_novel_sets_human_output(tmp_path: Path, mini: tuple[Path, Path]) -> None:
+    folder, _ = mini
+    out = io.StringIO()
+    argv = [
+        "--home",
+        str(tmp_path / "h"),
+        "--profile",
+        "mock",
+        "eval",
+        "--chapters",
+        str(folder / "mini.txt"),
+    ]
+    assert main(argv, out) == 0
+    assert "chapters (mini.txt)" in out.getvalue() and "mini.txt: 2 questions" in out.getvalue()
+
+
+@pytest.mark.parametrize("problem", ["no-set", "missing-novel", "no-chapters"])
+def test_eval_novel_set_user_errors(
+    tmp_path: Path, mini: tuple[Path, Path], problem: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, qa = mini
+    argv = ["--home", str(tmp_path / "h"), "--profile", "mock", "eval"]
+    if problem == "missing-novel":
+        argv += ["--novel-qa", str(qa), "--novels-dir", str(tmp_path)]
+    elif problem == "no-chapters":
+        flat = tmp_path / "flat.txt"
+        flat.write_text("没有回目。" * 20, encoding="utf-8")
+        argv += ["--chapters", str(flat)]
+    assert main(argv, io.StringIO()) == 2
+    assert "error:" in capsys.readouterr().err
+
+
+def test_bench_novels_part_runs_both_pipelines(tmp_path: Path, mini: tuple[Path, Path]) -> None:
+    folder, qa = mini
+    argv = ["--home", str(tmp_path / "h"), "--profile", "mock", "bench", "--novel-qa", str(qa)]
+    argv += ["--novels-dir", str(folder), "--skip", "qa", "index", "latency", "--json"]
+    out = io.StringIO()
+    assert main(argv, out) == 0
+    part = json.loads(out.getvalue())["novels"]
+    assert set(part) == {"novel_qa", "chapters"}  # chapters default to the factual set's novels
+    for name in part:
+        ours, base = part[name]["ours"], part[name]["baseline"]
+        assert ours["questions"] == base["questions"] == 2
+        assert base["chunk_size"] == 250
+        assert set(ours["by_novel"]) == set(base["by_novel"]) == {"mini.txt"}
+        assert part[name]["ratio"]["questions"] == 1.0
