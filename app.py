@@ -56,6 +56,12 @@ INDEX_CONCURRENCY = 1
 """Uploads/rebuilds at once; a separate queue group from chat, so indexing never blocks answers."""
 SEARCH_CONCURRENCY = 2
 
+STOP_GRACE_TOKENS = 8
+"""Tokens still accepted after "stop" before the UI leaves the stream. ``QAService.stream`` honours
+the switch at its next step and ends with ``Done(stopped=True)``, whose token count and timings the
+status line shows; leaving at once (before that ``Done``) lost them when the stop landed while the
+UI was sending an update."""
+
 SOURCE_EXCERPT_CHARS = 300
 STREAM_INTERVAL_S = 0.05
 """Minimum seconds between streamed chat updates (fast models would otherwise flood the socket)."""
@@ -533,7 +539,7 @@ def build_ui(services: Services, warmup: ModelWarmup | None = None) -> gr.Blocks
         stop = switches.current(request.session_hash or "")
         display = list(display)
         text, sources, final = "", [], None
-        last_yield = 0.0
+        last_yield, late = 0.0, 0
 
         def show(content: str) -> list[dict[str, Any]]:
             display[-1] = {"role": "assistant", "content": content}
@@ -560,14 +566,17 @@ def build_ui(services: Services, warmup: ModelWarmup | None = None) -> gr.Blocks
                     yield *twice(show("⏳ …")), history, esc(note)
                 elif isinstance(event, Token):
                     text += event.text
+                    if stop.is_set():  # the stream ends with Done(stopped) at its next step: wait for it
+                        late += 1
+                        if late > STOP_GRACE_TOKENS:
+                            break  # a stream that ignores the switch is closed below
+                        continue
                     now = time.monotonic()
                     if now - last_yield >= STREAM_INTERVAL_S:
                         last_yield = now
                         yield *twice(show(escape_answer(text) + " ▌")), history, ""
                 elif isinstance(event, Done):
                     final = event.answer
-                if stop.is_set():
-                    break
         except user_errors as exc:
             yield *twice(show(f"✗ {esc(exc)}")), history, esc("error — see the message above")
             return

@@ -4,6 +4,7 @@ model warm-up, escaping of everything rendered from documents, and the command l
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -335,3 +336,41 @@ def test_build_ui_wires_the_four_tabs(tmp_path: Path) -> None:
     assert groups["upload"] == groups["rebuild"] == ("index", app.INDEX_CONCURRENCY)
     assert groups["run_search"] == ("search", app.SEARCH_CONCURRENCY)
     assert groups["stop_answer"][1] is None  # the stop button never queues behind anything
+
+
+class StopMidStreamQA:
+    """A QA stream whose switch is set between two tokens, as when "stop" lands while the UI is
+    busy sending an update; like ``QAService.stream`` it then ends with ``Done(stopped=True)``."""
+
+    def stream(self, question: str, kb: str | None, history: object = (), **kw: object) -> Iterator[object]:
+        from kb.qa import Answer, Done, Retrieved, Token
+
+        stop = kw["stop"]
+        assert isinstance(stop, threading.Event)
+        yield Retrieved(question, [])
+        pieces: list[str] = []
+        for i in range(100):
+            if stop.is_set():
+                break
+            if i == 5:
+                stop.set()  # the user presses stop now
+            pieces.append(f"t{i} ")
+            yield Token(pieces[-1])
+        text = "".join(pieces).strip()
+        yield Done(Answer(question, question, text, [], "m", 1.0, 2.0, len(pieces), stopped=stop.is_set()))
+
+
+def test_a_stop_between_two_tokens_still_reports_the_tokens_and_keeps_the_turn(tmp_path: Path) -> None:
+    services = build_services(load_settings(home=tmp_path, profile="mock", env={}))
+    demo = app.build_ui(SimpleNamespace(settings=services.settings, kbs=services.kbs, qa=StopMidStreamQA()))  # type: ignore[arg-type]
+    answer = next(fn.fn for fn in demo.fns.values() if fn.name == "answer")
+    request = SimpleNamespace(session_hash="s1")
+    updates = list(
+        answer(
+            "问题", app.PLAIN_CHAT, [{"role": "user", "content": "问题"}, {}], [], 5, 0, 0, 3, 0.1, request
+        )
+    )
+    chat, _, history, status = updates[-1]
+    assert "stopped" in status and "6 tokens" in status
+    assert "stopped" in chat[-1]["content"] and "t5" in chat[-1]["content"]
+    assert [t.answer for t in history] == ["t0 t1 t2 t3 t4 t5"]
