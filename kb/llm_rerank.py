@@ -70,13 +70,11 @@ class YesNoPrompt:
             raise ModelConfigError("YesNoPrompt.user must put {question} before {passage}")
 
     def messages(self, question: str, passage: str) -> list[dict[str, str]]:
-        """Chat messages for one pair (plain ``str.replace``: braces in the texts are safe)."""
-        user = self.user.replace("{question}", question, 1)
-        head, tail = user.split("{passage}", 1)
-        return [
-            {"role": "system", "content": self.system},
-            {"role": "user", "content": head + passage + tail},
-        ]
+        """Chat messages for one pair (the texts are inserted verbatim: braces in them are safe)."""
+        head, rest = self.user.split("{question}", 1)
+        middle, tail = rest.split("{passage}", 1)
+        user = head + question + middle + passage + tail
+        return [{"role": "system", "content": self.system}, {"role": "user", "content": user}]
 
 
 # ============================================================================= pure ordering logic
