@@ -356,10 +356,13 @@ def measure(
     """Retrieve ``candidates`` hits per question with the app's retriever, rerank them with each
     reranker (interleaved per question, so load changes hit all alike), and score every order.
 
+    The "oracle" order puts the candidates holding a gold answer first: the most any reranker of
+    these candidates can gain.
+
     ``limits[name]`` caps how many questions reranker ``name`` sees (the slow one sees a prefix of
     the same questions); the retriever baseline is reported on that same prefix too.
     """
-    from kb.evaluate import app_context_fn, first_hit_rank, hit_at_budget, percentile
+    from kb.evaluate import app_context_fn, contains_answer, first_hit_rank, hit_at_budget, percentile
 
     limits = limits or {}
     context_fn, _ = app_context_fn(services)
@@ -380,6 +383,13 @@ def measure(
             continue
         record("retriever", hits, question, answers)
         texts = [h.text for h in hits]
+        gold = [not contains_answer(t, answers) for t in texts]  # False sorts first
+        record(
+            "oracle (upper bound)",
+            reorder(hits, sorted(range(len(hits)), key=lambda i: gold[i])),
+            question,
+            answers,
+        )
         for name, reranker in rerankers.items():
             if n >= limits.get(name, len(questions)):
                 continue
@@ -432,7 +442,8 @@ def main(argv: Sequence[str] | None = None) -> int:  # pragma: no cover - manual
         "--model",
         action="append",
         metavar="NAME[:QUESTIONS]",
-        help="reranker model, repeatable; ':N' caps its questions (default: bundled 0.5b, 1.5b:30)",
+        help="reranker model, repeatable; ':N' caps its questions (default: bundled 0.5b, 1.5b:30); "
+        "'none': retriever and oracle only",
     )
     parser.add_argument(
         "--threads", type=int, default=1, help="llama.cpp threads (default 1: fastest on a shared 2-core CPU)"
@@ -443,6 +454,7 @@ def main(argv: Sequence[str] | None = None) -> int:  # pragma: no cover - manual
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     specs = args.model or ["bundled:qwen2.5-coder-0.5b", "bundled:qwen2.5-coder-1.5b:30"]
+    specs = [] if specs == ["none"] else specs
     from kb.evaluate import build_eval_kb, load_squad, scratch_services
     from kb.services import build_services
     from kb.settings import load_settings

@@ -87,15 +87,24 @@ def test_measure_scores_every_order_on_a_real_knowledge_base(reranker: LlmRerank
     from kb.settings import load_settings
 
     services = build_services(load_settings(home=tmp_path / "home", profile="mock", env={}))
-    doc = tmp_path / "facts.txt"
-    doc.write_text("\n\n".join([*(p for _, p in CASES), *IRRELEVANT]), encoding="utf-8")
-    services.kbs.add("facts", [doc])
+    docs = tmp_path / "facts"
+    docs.mkdir()
+    for i, text in enumerate([*(p for _, p in CASES), *IRRELEVANT]):
+        (docs / f"{i}.txt").write_text(text, encoding="utf-8")
+    services.kbs.add("facts", [docs])
     questions = [(CASES[1][0], ("曹雪芹",))]
     report = measure(services, "facts", questions, {"0.5b": reranker}, candidates=3, budget=200)
-    assert set(report["orders"]) == {"retriever", "0.5b yes/no", "0.5b rrf(retriever, llm)"}
+    assert set(report["orders"]) == {
+        "retriever",
+        "oracle (upper bound)",
+        "0.5b yes/no",
+        "0.5b rrf(retriever, llm)",
+    }
     for row in report["orders"].values():
         assert row["questions"] == 1 and 0.0 <= row["hit@1"] <= row["hit@5"] <= 1.0
+    assert report["orders"]["retriever"]["hit@5"] == 1.0  # BM25 finds 红楼梦 among the 3 candidates
     assert report["cost"]["0.5b"]["ms_per_candidate"] > 0
+    assert report["orders"]["oracle (upper bound)"]["hit@1"] == 1.0  # in 1 of 5 one-chunk files
 
 
 # ------------------------------------------------------------------------------------ no model
