@@ -343,9 +343,11 @@ class KnowledgeBaseService:
         path: Path,
         existing: dict[str, DocumentEntry],
         report: IngestReport,
+        repair: bool = False,
     ) -> tuple[DocumentEntry, list[ChunkRecord]] | None:
         """Load and split one file. Returns its entry and the chunks still to embed (empty when its
-        segment already exists); None when skipped or unchanged."""
+        segment already exists); None when skipped or unchanged. With ``repair`` (rebuilds) an
+        existing segment is read back first and written anew when it is damaged."""
         try:
             doc = load_document(path)
         except LoaderError as exc:
@@ -368,6 +370,13 @@ class KnowledgeBaseService:
             report.skipped.append(FileProblem(doc_id, "no text to index"))
             return None
         records = []
+        if repair and store.has_segment(segment):
+            try:
+                store.read_segment(segment)
+            except StoreError as exc:  # a damaged segment is written anew (from the embedding cache)
+                log.warning("%s: %s; re-embedding it", doc_id, exc)
+                for damaged in (*store.segment_paths(segment), store.terms_path(segment)):
+                    damaged.unlink(missing_ok=True)
         if not store.has_segment(segment):
             records = [
                 ChunkRecord(
@@ -447,7 +456,9 @@ class KnowledgeBaseService:
         for i, (doc_id, path) in enumerate(files):
             if progress:
                 progress("load", i, len(files))
-            result = self._prepare(store, embedder, doc_id, path, {**existing, **prepared}, report)
+            result = self._prepare(
+                store, embedder, doc_id, path, {**existing, **prepared}, report, repair=replace_all
+            )
             if result is None:
                 continue
             prepared[doc_id] = result[0]

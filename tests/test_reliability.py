@@ -163,3 +163,10 @@ def test_corrupt_index_gives_clear_error_and_rebuild_recovers(
     assert _run_cli(home, "search", "--kb", "x", "甄士隐") == 2
     assert _run_cli(home, "rebuild", "--kb", "x", str(lib)) == 0
     assert _run_cli(home, "search", "--kb", "x", "甄士隐") == 0
+    capsys.readouterr()
+    segment = next((kb_dir / "segments").glob("*.npy"))  # a document's stored vectors, truncated
+    segment.write_bytes(segment.read_bytes()[:200])
+    assert _run_cli(home, "search", "--kb", "x", "甄士隐") == 2
+    assert "corrupt" in capsys.readouterr().err
+    assert _run_cli(home, "rebuild", "--kb", "x", str(lib)) == 0  # writes the damaged segment anew
+    assert _run_cli(home, "search", "--kb", "x", "甄士隐") == 0
