@@ -43,6 +43,8 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+NOVELS_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "novels"
+
 _Q = "\x00QUESTION\x00"
 _P = "\x00PASSAGE\x00"
 
@@ -336,6 +338,13 @@ def spread_sample(items: Sequence[T], n: int | None) -> list[T]:
     return [items[i * len(items) // n] for i in range(n)]
 
 
+def _questions_from_novel_qa(path: str, limit: int | None) -> list[tuple[str, tuple[str, ...]]]:
+    """``tests/data/novel_qa.json``: ``{"questions": [{"novel", "question", "answers", ...}]}``."""
+    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    items = [(q["question"], tuple(q["answers"])) for q in data["questions"]]
+    return spread_sample(items, limit)
+
+
 def _questions_from_squad(path: str, limit: int | None) -> list[tuple[str, tuple[str, ...]]]:
     from kb.evaluate import load_squad
 
@@ -430,9 +439,13 @@ def main(argv: Sequence[str] | None = None) -> int:  # pragma: no cover - manual
         prog="python -m kb.llm_rerank",
         description="Measure LLM yes/no reranking of the app's retrieval candidates (docs/RETRIEVAL.md).",
     )
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--squad", help="SQuAD v1 file (e.g. ../shared/data/qa/cmrc2018_trial.json)")
+    source.add_argument("--novel-qa", help="novel question set (tests/data/novel_qa.json)")
     parser.add_argument(
-        "--squad", required=True, help="SQuAD v1 file (e.g. ../shared/data/qa/cmrc2018_trial.json)"
+        "--novels-dir", default=str(NOVELS_DIR), help="folder of the novels named by --novel-qa"
     )
+    parser.add_argument("--kb", help="reuse this knowledge base of --home instead of indexing")
     parser.add_argument(
         "--limit", type=int, default=100, help="questions, spread evenly over the file (default 100)"
     )
@@ -459,13 +472,25 @@ def main(argv: Sequence[str] | None = None) -> int:  # pragma: no cover - manual
     from kb.services import build_services
     from kb.settings import load_settings
 
-    questions = _questions_from_squad(args.squad, args.limit)
+    if args.squad:
+        questions = _questions_from_squad(args.squad, args.limit)
+        kb_name = args.kb or f"llmrr-{Path(args.squad).stem}"[:64]
+    else:
+        questions = _questions_from_novel_qa(args.novel_qa, args.limit)
+        kb_name = args.kb or "llmrr-novels"
     base = build_services(load_settings(home=args.home))
     with scratch_services(base, keep_home=args.home is not None) as services:
-        kb_name = f"llmrr-{Path(args.squad).stem}"[:64]
         if not (args.home and services.kbs.exists(kb_name) and services.kbs.summary(kb_name).chunks):
-            ingest, _, index_s = build_eval_kb(services, load_squad(args.squad), kb_name)
-            print(f"indexed {ingest.chunks} chunks in {index_s:.0f} s", file=sys.stderr, flush=True)
+            started = time.perf_counter()
+            if args.squad:
+                ingest, _, _ = build_eval_kb(services, load_squad(args.squad), kb_name)
+            else:
+                novels = json.loads(Path(args.novel_qa).read_text(encoding="utf-8"))["questions"]
+                files = sorted({str(Path(args.novels_dir) / q["novel"]) for q in novels})
+                if not services.kbs.exists(kb_name):
+                    services.kbs.create(kb_name)
+                ingest = services.kbs.add(kb_name, files)
+            print(f"indexed {ingest.chunks} chunks in {time.perf_counter() - started:.0f} s", file=sys.stderr)
         rerankers: dict[str, LlmReranker] = {}
         limits: dict[str, int] = {}
         for spec in specs:
@@ -490,7 +515,9 @@ def main(argv: Sequence[str] | None = None) -> int:  # pragma: no cover - manual
     if args.json:
         print(json.dumps(report, ensure_ascii=False, indent=1))
         return 0
-    print(f"\n{args.squad}: {len(questions)} questions, {args.candidates} candidates, budget {args.budget}")
+    print(
+        f"\n{args.squad or args.novel_qa}: {len(questions)} questions, {args.candidates} candidates, budget {args.budget}"
+    )
     print(f"{'order':34s} {'n':>4s} {'hit@1':>6s} {'hit@3':>6s} {'hit@5':>6s} {'MRR':>6s} {'hit@bud':>7s}")
     for label, row in report["orders"].items():
         cells = " ".join(
