@@ -10,6 +10,7 @@ the real bundled models. Screenshots of every tab are written to ``docs/screensh
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import socket
@@ -29,6 +30,7 @@ import pytest
 pytestmark = pytest.mark.slow
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
+PlaywrightTimeout = playwright_sync.TimeoutError
 
 REPO = Path(__file__).resolve().parents[1]
 SCREENSHOTS = REPO / "docs" / "screenshots"
@@ -155,7 +157,9 @@ def shot(pg: Any, name: str) -> None:
     """Screenshot the page into docs/screenshots (toasts closed first so they hide nothing)."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     for close in pg.locator(".toast-close").all():
-        close.click()
+        # A toast that is already fading out is inert and goes away by itself: do not wait for it.
+        with contextlib.suppress(PlaywrightTimeout):
+            close.click(timeout=2_000)
     pg.wait_for_timeout(300)  # let the last update paint
     pg.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
 
