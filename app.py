@@ -228,9 +228,10 @@ def render_error(message: object) -> str:
 def render_rebuild_hint(kb: str) -> str:
     """How to repair a knowledge base whose files on disk are damaged (shown under the error)."""
     return (
-        "<p class='kb-muted' id='kb-rebuild-hint'>To repair it, use “rebuild from a folder on the server” "
-        "below with the folder of its documents (the damaged index is replaced), or delete it in the "
-        "danger zone and upload the files again. Command line: "
+        "<p class='kb-muted' id='kb-rebuild-hint'>To repair it, use “🩹 Repair” under “rebuild from a "
+        "folder on the server” below (it republishes the index from the chunks stored on disk, no files "
+        "needed), or rebuild from the folder of its documents, or delete it in the danger zone and upload "
+        f"the files again. Command line: <code>python -m kb repair --kb {esc(kb)}</code> or "
         f"<code>python -m kb rebuild --kb {esc(kb)} FOLDER</code></p>"
     )
 
@@ -489,6 +490,20 @@ def build_ui(services: Services, warmup: ModelWarmup | None = None) -> gr.Blocks
             gr.Warning(f"{len(report.skipped)} file(s) not indexed — see the list for reasons")
         return (render_outcomes(report.summary(), outcomes), *refresh_all(name, chat_kb, rt_kb))
 
+    def repair(kb: str | None, chat_kb: str | None, rt_kb: str | None) -> tuple[Any, ...]:
+        """Republish a damaged knowledge base from what is stored on disk (no source files needed)."""
+        name = (kb or "").strip()
+        if not name:
+            raise gr.Error("pick a knowledge base first")
+        try:
+            report = kbs.repair(name)
+        except user_errors as exc:
+            raise gr.Error(str(exc)) from exc
+        outcomes = [FileOutcome(p.source, "skipped", p.reason) for p in report.lost]
+        if report.lost:
+            gr.Warning(f"{len(report.lost)} document(s) could not be recovered — add their files again")
+        return (render_outcomes(report.summary(), outcomes), *refresh_all(name, chat_kb, rt_kb))
+
     # ------------------------------------------------------------------ handlers: retrieval test
     def run_search(kb: str | None, query: str, top_k: float, threshold: float) -> str:
         if not kb:
@@ -730,6 +745,11 @@ def build_ui(services: Services, warmup: ModelWarmup | None = None) -> gr.Blocks
                     with gr.Row():
                         folder = gr.Textbox(label="folder path", elem_id="kb-folder", scale=4)
                         rebuild_btn = gr.Button("🔁 重建 Rebuild", elem_id="kb-rebuild", scale=1)
+                    gr.Markdown(
+                        "A damaged index (the page says so when the knowledge base is picked) can also be "
+                        "repaired without the files: it is republished from the chunks stored on disk."
+                    )
+                    repair_btn = gr.Button("🩹 修复 Repair (no files needed)", elem_id="kb-repair")
                 with gr.Accordion("危险操作 · danger zone", open=False):
                     delete_ask = gr.Button(
                         "删除知识库 · Delete knowledge base…", variant="stop", elem_id="kb-delete"
@@ -823,6 +843,14 @@ def build_ui(services: Services, warmup: ModelWarmup | None = None) -> gr.Blocks
         rebuild_btn.click(
             rebuild,
             [kb_select, folder, chat_kb, rt_kb],
+            [kb_result, *kb_outputs],
+            concurrency_id="index",
+            concurrency_limit=INDEX_CONCURRENCY,
+            show_progress_on=[kb_result],
+        )
+        repair_btn.click(
+            repair,
+            [kb_select, chat_kb, rt_kb],
             [kb_result, *kb_outputs],
             concurrency_id="index",
             concurrency_limit=INDEX_CONCURRENCY,

@@ -6,6 +6,7 @@ failure such as skipped files, 2 usage/user error).
 Examples::
 
     python -m kb --home ./data rebuild --kb novels ../shared/data/novels
+    python -m kb --home ./data repair --kb novels      # damaged index, source files gone
     python -m kb --home ./data search --kb novels --top-k 3 孙悟空
     python -m kb --home ./data ask --kb novels 贾宝玉的玉是从哪里来的？
 """
@@ -85,6 +86,11 @@ def build_parser() -> argparse.ArgumentParser:
     rb.add_argument("--kb", required=True)
     rb.add_argument("folder")
     rb.add_argument("--json", action="store_true", help="print the report as JSON")
+
+    rp = sub.add_parser(
+        "repair", help="republish a damaged index from the chunks stored on disk (no files needed)"
+    )
+    rp.add_argument("--kb", required=True)
 
     s = sub.add_parser("search", help="retrieve chunks without the LLM")
     s.add_argument("--kb", required=True)
@@ -184,6 +190,12 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
             return _print_report(kbs.add(args.kb, args.paths, progress=progress), args.json, out)
         if args.command == "rebuild":
             return _print_report(kbs.rebuild(args.kb, args.folder, progress=progress), args.json, out)
+        if args.command == "repair":
+            repaired = kbs.repair(args.kb)
+            for problem in repaired.lost:
+                print(f"lost {problem}", file=out)
+            print(repaired.summary(), file=out)
+            return 1 if repaired.lost else 0
         if args.command == "remove":
             removed = kbs.remove(args.kb, args.files)
             print(f"removed {len(removed)} document(s) from {args.kb}", file=out)

@@ -120,6 +120,27 @@ class IngestReport:
         return data
 
 
+@dataclass
+class RepairReport:
+    """What :meth:`KnowledgeBaseService.repair` did; :meth:`summary` is the line for humans."""
+
+    kb: str
+    from_version: str | None = None
+    version: str | None = None
+    documents: int = 0
+    chunks: int = 0
+    reembedded: list[str] = field(default_factory=list)
+    lost: list[FileProblem] = field(default_factory=list)
+
+    def summary(self) -> str:
+        parts = [f"{self.documents} document(s), {self.chunks} chunks republished from {self.from_version}"]
+        if self.reembedded:
+            parts.append(f"vectors re-embedded for {', '.join(self.reembedded)}")
+        if self.lost:
+            parts.append("lost (add these files again): " + "; ".join(map(str, self.lost)))
+        return f"{self.kb}: " + ", ".join(parts) + f" -> {self.version}"
+
+
 @dataclass(frozen=True)
 class Hit:
     """One retrieved chunk, as shown to users and put into prompts."""
@@ -526,6 +547,76 @@ class KnowledgeBaseService:
             raise KnowledgeBaseError(f"{folder} is not a folder")
         return self._ingest(name, [folder], replace_all=True, progress=progress)
 
+    def repair(self, name: str) -> RepairReport:
+        """Publish a fresh version from what is on disk alone, for when the source files are gone.
+
+        A knowledge base filled by browser uploads has no folder to rebuild from; its chunks and
+        vectors are still in ``segments/``. Starting from the newest version whose manifest reads
+        (the live one, else an older one), every listed document is checked: a readable segment
+        is reused, a segment whose vectors are damaged but whose chunk texts read is re-embedded
+        (from the embedding cache when it has them), and a document whose chunk texts are lost is
+        left out and named in the report (add its file again). The new index, keyword index and
+        manifest are then written as a new version, so a truncated ``index.faiss``, a corrupt
+        ``CURRENT`` or a corrupt manifest are all repaired without the original files.
+        """
+        store = self._existing(name)
+        report = RepairReport(kb=name)
+        with store.lock():
+            documents: dict[str, DocumentEntry] | None = None
+            try:
+                live = [store.current_version()]
+            except StoreError as exc:  # a corrupt CURRENT: fall back to the versions on disk
+                log.warning("%s: %s", name, exc)
+                live = []
+            candidates = [v for v in live if v] + [v for v in reversed(store.versions()) if v not in live]
+            for version in candidates:
+                try:
+                    documents = store.documents(version)
+                except (StoreError, OSError, ValueError, TypeError) as exc:
+                    log.warning(
+                        "%s: manifest of %s unreadable (%s); trying an older version", name, version, exc
+                    )
+                    continue
+                report.from_version = version
+                break
+            if documents is None:
+                raise KnowledgeBaseError(
+                    f"knowledge base {name!r} has no readable version to repair from; "
+                    "rebuild it from the original files (kb rebuild) or delete it and add them again"
+                )
+            kept: dict[str, DocumentEntry] = {}
+            to_embed: list[tuple[DocumentEntry, list[ChunkRecord]]] = []
+            for doc_id, entry in documents.items():
+                try:
+                    _, chunks = store.read_segment(entry.segment)
+                    if len(chunks) == entry.chunks:
+                        kept[doc_id] = entry
+                        continue
+                except (StoreError, FileNotFoundError) as exc:
+                    log.warning("%s: %s", doc_id, exc)
+                try:
+                    chunks = store.read_chunks(entry.segment)
+                except (StoreError, FileNotFoundError) as exc:
+                    report.lost.append(FileProblem(doc_id, f"its stored chunks are unreadable ({exc})"))
+                    continue
+                if len(chunks) != entry.chunks:
+                    report.lost.append(
+                        FileProblem(doc_id, f"{len(chunks)} of {entry.chunks} stored chunks readable")
+                    )
+                    continue
+                for damaged in (*store.segment_paths(entry.segment), store.terms_path(entry.segment)):
+                    damaged.unlink(missing_ok=True)
+                to_embed.append((entry, chunks))
+                kept[doc_id] = entry
+                report.reembedded.append(doc_id)
+            if to_embed:
+                self._embed_segments(store, self.embedder_for(name), to_embed, IngestReport(kb=name), None)
+            report.version = store.commit(kept)
+            report.documents = len(kept)
+            report.chunks = sum(e.chunks for e in kept.values())
+        log.info("%s", report.summary())
+        return report
+
     def remove(self, name: str, doc_ids: Sequence[str]) -> list[str]:
         """Delete documents by id; returns the ids that were removed. Unknown ids raise."""
         store = self._existing(name)
@@ -547,6 +638,7 @@ __all__ = [
     "KBSummary",
     "KnowledgeBaseError",
     "KnowledgeBaseService",
+    "RepairReport",
     "StoreError",
     "collect_files",
     "validate_name",

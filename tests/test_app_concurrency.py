@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import re
+import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -248,7 +249,7 @@ def test_cli_and_web_app_writing_one_kb_are_serialised_and_searches_see_whole_st
 
 
 # ------------------------------------------------------------------------------------ Issue 7: corrupt index
-def test_app_starts_on_a_home_with_a_corrupt_index_and_the_ui_rebuild_repairs_it(
+def test_app_starts_on_a_home_with_a_corrupt_index_and_the_ui_rebuild_and_repair_fix_it(
     browser: Any, tmp_path_factory: pytest.TempPathFactory, novels_dir: Path
 ) -> None:
     from kb.cli import main
@@ -293,6 +294,18 @@ def test_app_starts_on_a_home_with_a_corrupt_index_and_the_ui_rebuild_repairs_it
             pg.click("#kb-rebuild")
             pg.wait_for_selector("#kb-outcomes:has-text('红楼梦.txt')")
             assert "unchanged" in outcome(pg, "红楼梦.txt")  # same document, fresh index
+            pg.wait_for_function("() => !document.querySelector('#kb-overview .kb-bad')")
+            assert "1 document(s)" in pg.inner_text("#kb-overview")
+
+            # damaged again (a corrupt CURRENT), with the folder gone: 🩹 Repair needs no files
+            shutil.rmtree(bad)
+            (kb_dir / "CURRENT").write_text("garbage")
+            choose(pg, "kb-select", "good")
+            choose(pg, "kb-select", "broken")
+            pg.wait_for_selector("#kb-overview .kb-bad")
+            assert "kb repair" in pg.inner_text("#kb-overview")
+            pg.click("#kb-repair")
+            pg.wait_for_selector("#kb-result:has-text('republished')")
             pg.wait_for_function("() => !document.querySelector('#kb-overview .kb-bad')")
             assert "1 document(s)" in pg.inner_text("#kb-overview")
 

@@ -7,7 +7,9 @@ kill it with SIGKILL at several moments of ``add`` and ``rebuild``.
 from __future__ import annotations
 
 import io
+import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -21,6 +23,7 @@ from kb.cli import main
 from kb.services import build_services
 from kb.settings import load_settings
 from tests.conftest import REPO
+from vector_store.store import StoreError
 
 QUERIES = ["甄士隐", "孙悟空", "贾雨村", "花果山"]
 
@@ -170,3 +173,72 @@ def test_corrupt_index_gives_clear_error_and_rebuild_recovers(
     assert "corrupt" in capsys.readouterr().err
     assert _run_cli(home, "rebuild", "--kb", "x", str(lib)) == 0  # writes the damaged segment anew
     assert _run_cli(home, "search", "--kb", "x", "甄士隐") == 0
+
+
+@pytest.mark.parametrize("damage", ["index", "current", "manifest", "vectors", "chunks"])
+def test_repair_republishes_from_disk_without_the_source_files(
+    tmp_path: Path, novels_dir: Path, damage: str
+) -> None:
+    """``repair`` needs no original files (uploads have none): what is readable is republished."""
+    lib = _make_library(novels_dir, tmp_path / "lib", 3)
+    home = tmp_path / "home"
+    assert _run_cli(home, "add", "--kb", "x", str(lib / "part000.txt"), str(lib / "part001.txt")) == 0
+    before_last_add = _state(home, "x")
+    assert _run_cli(home, "add", "--kb", "x", str(lib / "part002.txt")) == 0
+    intact = _state(home, "x")
+    shutil.rmtree(lib)  # the originals are gone, as after browser uploads
+    kb_dir = home / "kb" / "x"
+    version = (kb_dir / "CURRENT").read_text()
+    manifest = json.loads((kb_dir / "versions" / version / "manifest.json").read_text("utf-8"))
+    segment = kb_dir / "segments" / manifest["documents"]["part001.txt"]["segment"]
+    if damage == "index":
+        index = kb_dir / "versions" / version / "index.faiss"
+        index.write_bytes(index.read_bytes()[:100])
+    elif damage == "current":
+        (kb_dir / "CURRENT").write_text("garbage")
+    elif damage == "manifest":
+        (kb_dir / "versions" / version / "manifest.json").write_text("{not json")
+    elif damage == "vectors":
+        npy = segment.with_name(segment.name + ".npy")
+        npy.write_bytes(npy.read_bytes()[:200])
+    else:
+        jsonl = segment.with_name(segment.name + ".jsonl")
+        jsonl.write_bytes(jsonl.read_bytes()[:300] + b"\xff{broken")
+    with pytest.raises(StoreError, match=r"corrupt|rebuild|missing|inconsistent"):
+        _state(home, "x")
+
+    services = build_services(load_settings(home=home, profile="mock", env={}))
+    report = services.kbs.repair("x")
+
+    after = _state(home, "x")
+    if damage == "manifest":  # the live manifest is gone: the previous version is what remains
+        assert after == before_last_add and report.from_version != version
+    elif damage == "chunks":  # that document's texts are lost: reported by name, the rest kept
+        assert [p.source for p in report.lost] == ["part001.txt"]
+        assert after[0] == intact[0] - {"part001.txt"}
+    else:
+        assert after == intact and not report.lost
+        assert report.reembedded == (["part001.txt"] if damage == "vectors" else [])
+    assert report.version == (kb_dir / "CURRENT").read_text() and report.version in report.summary()
+
+
+def test_cli_repair_fixes_a_truncated_index_and_names_lost_documents(
+    tmp_path: Path, novels_dir: Path
+) -> None:
+    lib = _make_library(novels_dir, tmp_path / "lib", 2)
+    home = tmp_path / "home"
+    assert _run_cli(home, "add", "--kb", "x", str(lib)) == 0
+    kb_dir = home / "kb" / "x"
+    index = kb_dir / "versions" / (kb_dir / "CURRENT").read_text() / "index.faiss"
+    index.write_bytes(index.read_bytes()[:100])
+    assert _run_cli(home, "search", "--kb", "x", "甄士隐") == 2
+    out = io.StringIO()
+    assert main(["--home", str(home), "--profile", "mock", "repair", "--kb", "x"], out=out) == 0
+    assert "2 document(s)" in out.getvalue()
+    assert _run_cli(home, "search", "--kb", "x", "甄士隐") == 0
+    for jsonl in (kb_dir / "segments").glob("*.jsonl"):  # every document's chunk texts destroyed
+        jsonl.write_bytes(b"\xff\xfe")
+    out = io.StringIO()
+    assert main(["--home", str(home), "--profile", "mock", "repair", "--kb", "x"], out=out) == 1
+    assert out.getvalue().count("lost part00") == 2 and "add these files again" in out.getvalue()
+    assert _run_cli(home, "docs", "--kb", "x") == 0  # an empty but loadable knowledge base

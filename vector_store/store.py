@@ -353,6 +353,10 @@ class VectorStore:
             )
         return name
 
+    def versions(self) -> list[str]:
+        """Published version names on disk, oldest first (the live one is :meth:`current_version`)."""
+        return self._versions()
+
     def _versions(self) -> list[str]:
         vdir = self.path / "versions"
         if not vdir.is_dir():
@@ -387,6 +391,19 @@ class VectorStore:
     def documents(self, version: str | None = None) -> dict[str, DocumentEntry]:
         docs = self.manifest(version).get("documents", {})
         return {doc_id: DocumentEntry(**entry) for doc_id, entry in docs.items()}
+
+    def read_chunks(self, segment: str) -> list[ChunkRecord]:
+        """Only the chunk records of a segment (its texts survive damaged vectors: see repair)."""
+        _, chunk_path = self.segment_paths(segment)
+        try:
+            with open(chunk_path, encoding="utf-8") as fh:
+                return [ChunkRecord.from_json(json.loads(line)) for line in fh if line.strip()]
+        except FileNotFoundError:
+            raise
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise StoreError(
+                f"chunks of segment {segment} of {self.path.name!r} are corrupt ({exc})"
+            ) from exc
 
     def read_segment(self, segment: str) -> tuple[np.ndarray, list[ChunkRecord]]:
         vec_path, chunk_path = self.segment_paths(segment)
