@@ -220,6 +220,8 @@ class SentenceTransformerEmbedder(_LangChainMixin):
         import torch
 
         prompt = (getattr(model, "prompts", {}) or {}).get(prompt_name) if prompt_name else None
+        # At least one batch per stream, so a short job (one small document) still uses every core.
+        batch_size = max(1, min(batch_size, -(-len(texts) // self._openvino.streams)))
         batches = [
             model.preprocess(texts[s : s + batch_size], prompt=prompt)
             for s in range(0, len(texts), batch_size)
