@@ -40,6 +40,24 @@ def openvino_available() -> bool:
     return find_spec("openvino") is not None
 
 
+def import_openvino() -> Any:
+    """``import openvino`` with its usage telemetry off.
+
+    ``import openvino`` sends a usage event to Google Analytics (``openvino.tools.ovc`` runs
+    ``telemetry.send_event("ov", "import", ...)`` at import time, and conversions send more) unless
+    the user opted out in ``~/intel/openvino_telemetry``; kbqa promises that nothing leaves the
+    machine. When ``openvino_telemetry`` cannot be imported, OpenVINO uses its own no-op stub, so
+    the module is marked absent before openvino is first imported (this process only).
+    """
+    import sys
+
+    if "openvino" not in sys.modules:
+        sys.modules.setdefault("openvino_telemetry", None)  # type: ignore[arg-type]
+    import openvino
+
+    return openvino
+
+
 def _traced_transformer(auto_model: Any, example: dict[str, Any]) -> Any:
     """``torch.jit.trace`` of ``auto_model(input_ids, attention_mask).last_hidden_state``."""
     import torch
@@ -69,7 +87,7 @@ class OpenVinoTransformer:
 
     def __init__(self, st_model: Any, *, precision_hint: str = "bf16", streams: int = 2) -> None:
         try:
-            import openvino as ov
+            ov = import_openvino()
         except ImportError as exc:
             raise ModelUnavailableError(
                 "embedding.precision openvino-* needs the openvino package: pip install openvino"

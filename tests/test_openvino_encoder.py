@@ -14,8 +14,10 @@ import numpy as np
 import pytest
 
 from models.embeddings import PRECISIONS, EmbedderRegistry, SentenceTransformerEmbedder
+from models.openvino_encoder import openvino_available
 
-pytest.importorskip("openvino")
+if not openvino_available():  # not importorskip: importing openvino here would bypass import_openvino()
+    pytest.skip("openvino is not installed", allow_module_level=True)
 
 MIN_COSINE = 0.9995
 MIXED = [
@@ -58,6 +60,13 @@ def test_openvino_is_a_precision_and_really_runs(ov: SentenceTransformerEmbedder
     assert "openvino-bf16" in PRECISIONS
     assert ov._openvino is not None and ov._openvino.precision_hint == "bf16"
     assert ov.dimension == 384
+
+
+def test_openvino_telemetry_is_off(ov: SentenceTransformerEmbedder) -> None:
+    """OpenVINO's import-time Google Analytics event goes to its no-op stub (nothing leaves the machine)."""
+    import openvino.tools.ovc.telemetry_utils as telemetry_utils
+
+    assert telemetry_utils.tm.__name__ == "openvino.tools.ovc.telemetry_stub"
 
 
 def test_passages_match_fp32(
