@@ -19,15 +19,12 @@ import re
 import shutil
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.test_app_e2e import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
     ask,
     choose,
     create_kb,
@@ -35,7 +32,6 @@ from tests.test_app_e2e import (
     goto_tab,
     open_page,
     outcome,
-    playwright_sync,
     start_app,
     stop_app,
     upload,
@@ -47,16 +43,6 @@ pytestmark = pytest.mark.slow
 
 session = contextlib.contextmanager(open_page)
 """One browser session (its own context, so its own Gradio session) as a ``with`` block."""
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
-    with playwright_sync.sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield b
-        b.close()
 
 
 def kb_documents(home: Path, kb: str) -> list[str]:

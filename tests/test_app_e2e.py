@@ -34,15 +34,6 @@ PlaywrightTimeout = playwright_sync.TimeoutError
 
 REPO = Path(__file__).resolve().parents[1]
 SCREENSHOTS = REPO / "docs" / "screenshots"
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
 XSS = "<script>window.__xss=1</script><b>bold</b>"
 WAIT_MS = 120_000
 """Generous waits: the machine is shared, the assertions are about behaviour, not speed."""
@@ -122,16 +113,6 @@ def mock_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
     app = start_app(tmp_path_factory.mktemp("app-mock"), "--profile", "mock")
     yield app
     stop_app(app)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
-    with playwright_sync.sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield b
-        b.close()
 
 
 @pytest.fixture
