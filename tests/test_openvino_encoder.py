@@ -15,6 +15,7 @@ import pytest
 
 from models.embeddings import PRECISIONS, EmbedderRegistry, SentenceTransformerEmbedder
 from models.openvino_encoder import openvino_available
+from tests.conftest import NOVELS
 
 if not openvino_available():  # not importorskip: importing openvino here would bypass import_openvino()
     pytest.skip("openvino is not installed", allow_module_level=True)
@@ -32,7 +33,7 @@ MIXED = [
 
 @pytest.fixture(scope="module")
 def texts() -> list[str]:
-    novel = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "novels" / "hongloumeng.utf8.txt"
+    novel = NOVELS / "hongloumeng.utf8.txt"
     if not novel.is_file():
         pytest.skip(f"test data file {novel} is absent")
     text = novel.read_text(encoding="utf-8")
