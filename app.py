@@ -583,6 +583,9 @@ def build_ui(services: Services, warmup: ModelWarmup | None = None) -> gr.Blocks
                     text += event.text
                     if stop.is_set():  # the stream ends with Done(stopped) at its next step: wait for it
                         late += 1
+                        # said here, not by the stop handler, so it can never land after the footer
+                        if late == 1:
+                            yield *twice(show(escape_answer(text))), history, esc("⏹ stopping…")
                         if late > STOP_GRACE_TOKENS:
                             break  # a stream that ignores the switch is closed below
                         continue
@@ -623,9 +626,10 @@ def build_ui(services: Services, warmup: ModelWarmup | None = None) -> gr.Blocks
             history = [*history, Turn(question, text)]
         yield *twice(display), history, answer_footer(final, stopped)
 
-    def stop_answer(request: gr.Request) -> str:
+    def stop_answer(request: gr.Request) -> None:
+        # No output: the answer's own stream reports "stopping…" and then the footer, in order. A
+        # status written here could reach the browser after that footer and stay there for good.
         switches.stop(request.session_hash or "")
-        return esc("⏹ stopping…")
 
     def clear_chat(request: gr.Request) -> tuple[Any, ...]:
         switches.stop(request.session_hash or "")
@@ -801,7 +805,7 @@ def build_ui(services: Services, warmup: ModelWarmup | None = None) -> gr.Blocks
             step = trigger(**submit_args).then(**answer_args)
             answer_events.append(step)
             step.then(lambda: gr.update(interactive=True), outputs=[message], concurrency_limit=None)
-        stop_btn.click(stop_answer, outputs=[chat_status], concurrency_limit=None)
+        stop_btn.click(stop_answer, concurrency_limit=None)
 
         def api_ask(question: str, kb: str = "") -> dict[str, Any]:
             """Answer one question (``kb`` empty = plain chat); JSON like ``python -m kb ask --json``."""

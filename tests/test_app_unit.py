@@ -336,6 +336,10 @@ def test_build_ui_wires_the_four_tabs(tmp_path: Path) -> None:
     assert groups["upload"] == groups["rebuild"] == ("index", app.INDEX_CONCURRENCY)
     assert groups["run_search"] == ("search", app.SEARCH_CONCURRENCY)
     assert groups["stop_answer"][1] is None  # the stop button never queues behind anything
+    # ... and writes nothing: a "stopping…" it wrote could reach the browser after the answer's
+    # final footer and replace it for good (the answer's own stream says "stopping…" instead)
+    stop_fn = next(fn for fn in demo.fns.values() if fn.name == "stop_answer")
+    assert list(stop_fn.outputs) == []
 
 
 class StopMidStreamQA:
@@ -372,5 +376,8 @@ def test_a_stop_between_two_tokens_still_reports_the_tokens_and_keeps_the_turn(t
     )
     chat, _, history, status = updates[-1]
     assert "stopped" in status and "6 tokens" in status
+    statuses = [u[3] for u in updates]
+    assert sum("stopping" in str(s) for s in statuses) == 1  # said once, by the stream, before the end
+    assert "stopping" in str(statuses[-2])
     assert "stopped" in chat[-1]["content"] and "t5" in chat[-1]["content"]
     assert [t.answer for t in history] == ["t0 t1 t2 t3 t4 t5"]
