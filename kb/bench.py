@@ -696,7 +696,7 @@ def _settings_summary(services: Any) -> dict[str, Any]:
 def compare_candidates(
     squad_path: str,
     model_folder: str,
-    precisions: Sequence[str] = ("fp32", "bf16", "int8", "openvino-bf16"),
+    precisions: Sequence[str] = ("fp32", "bf16", "int8", "openvino-bf16", "openvino-int8"),
     batch_sizes: Sequence[int] = (32,),
     chunk_size: int = 300,
     overlap: int = 60,
@@ -721,7 +721,13 @@ def compare_candidates(
         c.text for a in squad.articles for c in split_text(a.text, chunk_size=chunk_size, overlap=overlap)
     ]
     variants = {
-        f"{p}/b{b}": SentenceTransformerEmbedder("candidate", model_folder, batch_size=b, precision=p)  # type: ignore[arg-type]
+        f"{p}/b{b}": SentenceTransformerEmbedder(
+            "candidate",
+            model_folder,
+            batch_size=b,
+            precision=p,  # type: ignore[arg-type]
+            cache_dir=Path(model_folder).parent,  # openvino-int8 keeps its quantised model beside the folder
+        )
         for p in precisions
         for b in batch_sizes
     }
@@ -765,7 +771,7 @@ def _candidates_main(argv: Sequence[str]) -> int:
     p = argparse.ArgumentParser(prog="python -m kb.bench candidates")
     p.add_argument("--squad", default=str(DEFAULT_SQUAD))
     p.add_argument("--model", required=True, help="sentence-transformers folder (the converted bundled e5)")
-    p.add_argument("--precisions", default="fp32,bf16,int8,openvino-bf16")
+    p.add_argument("--precisions", default="fp32,bf16,int8,openvino-bf16,openvino-int8")
     p.add_argument("--batch-sizes", default="32")
     p.add_argument("--chunk-size", type=int, default=300)
     p.add_argument("--overlap", type=int, default=60)

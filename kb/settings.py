@@ -51,12 +51,14 @@ class EmbeddingSettings(_Section):
     threads: int | None = Field(
         None, ge=1, description="torch intra-op threads; None = number of physical cores."
     )
-    precision: Literal["fp32", "bf16", "int8", "openvino-bf16"] = Field(
-        "openvino-bf16",
-        description="Inference precision on CPU: openvino-bf16 (OpenVINO's CPU plugin in bf16; ~3x "
-        "fp32 and ~2x int8 on an AVX-512 BF16 CPU, same hit@budget; falls back to int8 when openvino "
-        "is not installed), int8 (torch dynamic, FFN outputs kept float; ~1.5x fp32), bf16 (torch "
-        "autocast, ~1.25x) or fp32. CUDA runs the model as loaded. See docs/EMBEDDINGS.md.",
+    precision: Literal["fp32", "bf16", "int8", "openvino-bf16", "openvino-int8"] = Field(
+        "openvino-int8",
+        description="Inference precision on CPU: openvino-int8 (OpenVINO with static int8 from NNCF, "
+        "quantised once per model on a bundled calibration set and cached under models/openvino/; "
+        "~3x fp32 and ~1.5x openvino-bf16 on an AVX-512 VNNI CPU, same hit@budget; falls back to "
+        "openvino-bf16 without nncf), openvino-bf16 (OpenVINO's CPU plugin in bf16; ~2-3x fp32; falls "
+        "back to int8 without openvino), int8 (torch dynamic, FFN outputs kept float; ~1.5x fp32), "
+        "bf16 (torch autocast, ~1.25x) or fp32. CUDA runs the model as loaded. See docs/EMBEDDINGS.md.",
     )
 
 

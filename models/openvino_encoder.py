@@ -78,14 +78,36 @@ def _traced_transformer(auto_model: Any, example: dict[str, Any]) -> Any:
         return torch.jit.trace(wrapper, args, strict=False, check_trace=False)
 
 
+def convert_transformer(st_model: Any) -> Any:
+    """The float ``ov.Model`` of ``st_model``'s transformer: inputs ``input_ids``/``attention_mask``
+    of any batch and length, output the last hidden state (traced once, a few seconds)."""
+    ov = import_openvino()
+    transformer = st_model[0]
+    auto_model = getattr(transformer, "auto_model", None)
+    if auto_model is None:
+        raise ModelUnavailableError("the OpenVINO backend needs a sentence-transformers Transformer module")
+    # A padded two-row example, so the traced graph keeps the attention-mask path.
+    example = st_model.preprocess(["passage: 贾宝玉衔玉而生", "x"])
+    traced = _traced_transformer(auto_model, example)
+    ov_model = ov.convert_model(traced, example_input=tuple(example[n] for n in INPUT_NAMES))
+    for port, name in zip(ov_model.inputs, INPUT_NAMES, strict=True):
+        port.get_tensor().set_names({name})
+    ov_model.reshape({name: ov.PartialShape([-1, -1]) for name in INPUT_NAMES})
+    return ov_model
+
+
 class OpenVinoTransformer:
     """The compiled transformer of one sentence-transformers model; thread-safe ``run``/``run_many``.
 
     ``precision_hint`` is OpenVINO's ``INFERENCE_PRECISION_HINT`` (``"bf16"`` or ``"f32"``);
-    ``streams`` is the number of parallel inference streams, one thread each.
+    ``streams`` is the number of parallel inference streams, one thread each. ``model`` is an
+    ``ov.Model`` to compile instead of converting ``st_model``'s transformer (the int8 one of
+    :mod:`models.openvino_int8`); ``st_model`` still tokenises and pools.
     """
 
-    def __init__(self, st_model: Any, *, precision_hint: str = "bf16", streams: int = 2) -> None:
+    def __init__(
+        self, st_model: Any, *, precision_hint: str = "bf16", streams: int = 2, model: Any = None
+    ) -> None:
         try:
             ov = import_openvino()
         except ImportError as exc:
@@ -93,19 +115,7 @@ class OpenVinoTransformer:
                 "embedding.precision openvino-* needs the openvino package: pip install openvino"
             ) from exc
         self.streams = max(1, streams)
-        transformer = st_model[0]
-        auto_model = getattr(transformer, "auto_model", None)
-        if auto_model is None:
-            raise ModelUnavailableError(
-                "the OpenVINO backend needs a sentence-transformers Transformer module"
-            )
-        # A padded two-row example, so the traced graph keeps the attention-mask path.
-        example = st_model.preprocess(["passage: 贾宝玉衔玉而生", "x"])
-        traced = _traced_transformer(auto_model, example)
-        ov_model = ov.convert_model(traced, example_input=tuple(example[n] for n in INPUT_NAMES))
-        for port, name in zip(ov_model.inputs, INPUT_NAMES, strict=True):
-            port.get_tensor().set_names({name})
-        ov_model.reshape({name: ov.PartialShape([-1, -1]) for name in INPUT_NAMES})
+        ov_model = model if model is not None else convert_transformer(st_model)
         config = {
             "INFERENCE_PRECISION_HINT": precision_hint,
             "PERFORMANCE_HINT": "THROUGHPUT",
