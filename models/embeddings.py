@@ -214,12 +214,20 @@ class SentenceTransformerEmbedder(_LangChainMixin):
                 from models.openvino_int8 import int8_model, nncf_available
 
                 if nncf_available():
-                    ov_model = int8_model(
-                        model, self.location, self.cache_dir, lambda: convert_transformer(model)
-                    )
-                    self._openvino = OpenVinoTransformer(
-                        model, precision_hint="bf16", streams=streams, model=ov_model
-                    )
+                    try:
+                        ov_model = int8_model(
+                            model, self.location, self.cache_dir, lambda: convert_transformer(model)
+                        )
+                        self._openvino = OpenVinoTransformer(
+                            model, precision_hint="bf16", streams=streams, model=ov_model
+                        )
+                    except (OSError, RuntimeError, ModelUnavailableError) as exc:
+                        # e.g. a read-only data home, or a model NNCF cannot quantise: bf16 still works
+                        log.warning(
+                            "could not build the int8 embedding model (%s: %s); using openvino-bf16",
+                            type(exc).__name__,
+                            exc,
+                        )
                 else:
                     log.warning(
                         "embedding.precision openvino-int8 needs `pip install nncf`; using openvino-bf16"

@@ -162,6 +162,18 @@ def test_falls_back_to_openvino_bf16_without_nncf(
     assert emb._openvino is not None and not (tmp_path / "openvino").exists()
 
 
+def test_an_unwritable_cache_falls_back_to_openvino_bf16(
+    bundled_e5_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    blocker = tmp_path / "models"
+    blocker.write_text("a file where the models folder should be", encoding="utf-8")
+    emb = SentenceTransformerEmbedder("e5", str(bundled_e5_dir), precision="openvino-int8", cache_dir=blocker)
+    with caplog.at_level("WARNING"):
+        emb.warm_up()
+    assert "could not build the int8 embedding model" in caplog.text and "openvino-bf16" in caplog.text
+    assert emb._openvino is not None and emb.encode_passages(["贾宝玉"]).shape == (1, 384)
+
+
 def test_calibration_set_is_real_text_with_the_model_prompts() -> None:
     texts = openvino_int8.calibration_texts({"passage": "passage: ", "query": "query: "})
     passages = [t for t in texts if t.startswith("passage: ")]
