@@ -26,11 +26,13 @@ Worked example::
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -64,7 +66,13 @@ def import_nncf() -> Any:
 
     import_openvino()
     import nncf
+    from nncf.common.logging import nncf_logger
 
+    # NNCF logs INFO tables to stdout through its own handler: that would corrupt `kb eval --json`.
+    nncf_logger.setLevel(logging.WARNING)
+    for handler in nncf_logger.handlers:
+        if isinstance(handler, logging.StreamHandler) and handler.stream is sys.__stdout__:
+            handler.setStream(sys.stderr)
     return nncf
 
 
@@ -133,12 +141,14 @@ def quantize(ov_model: Any, st_model: Any) -> Any:
             for n in ("input_ids", "attention_mask")
         }
 
-    return nncf.quantize(
-        ov_model,
-        nncf.Dataset(batches, as_inputs),
-        model_type=nncf.ModelType.TRANSFORMER,
-        subset_size=len(batches),
-    )
+    # NNCF's progress bars (rich) print to stdout; stdout belongs to the caller (`--json` output).
+    with contextlib.redirect_stdout(sys.stderr):
+        return nncf.quantize(
+            ov_model,
+            nncf.Dataset(batches, as_inputs),
+            model_type=nncf.ModelType.TRANSFORMER,
+            subset_size=len(batches),
+        )
 
 
 def int8_model(st_model: Any, location: str, models_dir: Path, convert: Any) -> Any:
