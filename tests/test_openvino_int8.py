@@ -32,6 +32,8 @@ if not openvino_int8.nncf_available():
 MIN_COSINE = 0.98
 """Worst text: the empty string, i.e. the prompt alone (measured 0.985); 300-character chunks 0.998-0.9995."""
 MEAN_COSINE = 0.997
+MAX_REGRET = 0.005
+"""fp32 similarity lost by taking int8's nearest passage instead of fp32's (measured max 0.0010)."""
 
 
 @pytest.fixture(scope="module")
@@ -91,10 +93,15 @@ def test_passages_and_queries_stay_near_fp32(
     np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
     cosine = (got * want).sum(axis=1)
     assert cosine.min() >= MIN_COSINE and cosine.mean() >= MEAN_COSINE, (cosine.min(), cosine.mean())
-    # same nearest neighbour among the passages for every passage (retrieval order kept)
-    assert (
-        np.argsort(-(got @ got.T), axis=1)[:, 1] == np.argsort(-(want @ want.T), axis=1)[:, 1]
-    ).mean() >= 0.9
+    # retrieval keeps its order: the passage int8 ranks nearest to each passage is, by fp32's own
+    # similarities, (almost) as near as fp32's nearest one. (The identity of the nearest one can
+    # flip between near-ties: 35 of these 38 keep it.)
+    sim_got, sim_want = got @ got.T, want @ want.T
+    np.fill_diagonal(sim_got, -2)
+    np.fill_diagonal(sim_want, -2)
+    rows = np.arange(len(texts))
+    regret = sim_want.max(axis=1) - sim_want[rows, sim_got.argmax(axis=1)]
+    assert regret.max() <= MAX_REGRET, (regret.argmax(), regret.max())
     for question in ["贾宝玉衔的玉是从哪里来的？", "林黛玉", "who is Sun Wukong?"]:
         assert float(int8.encode_query(question) @ fp32.encode_query(question)) >= MIN_COSINE
 
