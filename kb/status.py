@@ -18,9 +18,13 @@ def model_status(services: Services) -> dict[str, dict[str, Any]]:
     loaded = services.embedders.loaded()
     emb: dict[str, Any] = {"model": emb_id, "role": "default for new knowledge bases"}
     embedder = loaded.get(emb_id)
+    if not emb_id.startswith("hash"):
+        emb["precision"] = settings.embedding.precision
     if isinstance(embedder, SentenceTransformerEmbedder):
         emb["location"] = embedder.location
         emb["loaded"] = embedder.loaded
+        if embedder.runs_as:
+            emb["runs_as"] = embedder.runs_as  # differs from precision after a fallback, which says why
     else:
         emb["loaded"] = embedder is not None
         if emb_id == BUNDLED_E5:

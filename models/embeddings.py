@@ -164,6 +164,7 @@ class SentenceTransformerEmbedder(_LangChainMixin):
         self.threads = threads
         self.precision = precision
         self.cache_dir = cache_dir  # where derived weights (the int8 OpenVINO model) are kept
+        self.runs_as: str | None = None  # after loading: the precision that runs, and why if a fallback
         self._model = None
         self._autocast = False
         self._openvino = None  # models.openvino_encoder.OpenVinoTransformer when precision is openvino-*
@@ -203,17 +204,22 @@ class SentenceTransformerEmbedder(_LangChainMixin):
                 "or download it once with network access (huggingface-cli download NAME)."
             ) from exc
         precision = self.precision
+        fallback = ""  # why the precision that runs is not the configured one
         if device == "cpu" and precision.startswith("openvino-"):
             from models.openvino_encoder import OpenVinoTransformer, convert_transformer, openvino_available
 
             streams = self.threads or physical_cores()
             if not openvino_available():
-                log.warning("embedding.precision %s needs `pip install openvino`; using int8", precision)
+                fallback = "openvino is not installed: pip install openvino"
                 precision = "int8"
-            elif precision == "openvino-int8" and self.cache_dir is not None:
+            elif precision == "openvino-int8":
                 from models.openvino_int8 import int8_model, nncf_available
 
-                if nncf_available():
+                if self.cache_dir is None:
+                    fallback = "no cache folder for the quantised model"
+                elif not nncf_available():
+                    fallback = "nncf is not installed: pip install nncf"
+                else:
                     try:
                         ov_model = int8_model(
                             model, self.location, self.cache_dir, lambda: convert_transformer(model)
@@ -223,22 +229,19 @@ class SentenceTransformerEmbedder(_LangChainMixin):
                         )
                     except (OSError, RuntimeError, ModelUnavailableError) as exc:
                         # e.g. a read-only data home, or a model NNCF cannot quantise: bf16 still works
-                        log.warning(
-                            "could not build the int8 embedding model (%s: %s); using openvino-bf16",
-                            type(exc).__name__,
-                            exc,
-                        )
-                else:
-                    log.warning(
-                        "embedding.precision openvino-int8 needs `pip install nncf`; using openvino-bf16"
-                    )
-            if precision.startswith("openvino-") and self._openvino is None:
-                if precision == "openvino-int8":  # no cache_dir: nowhere to keep the quantised model
-                    log.warning("openvino-int8 without a cache folder; using openvino-bf16")
+                        fallback = f"could not build the int8 embedding model ({type(exc).__name__}: {exc})"
+                if self._openvino is None:
+                    precision = "openvino-bf16"
+            if precision == "openvino-bf16" and self._openvino is None:
                 self._openvino = OpenVinoTransformer(model, precision_hint="bf16", streams=streams)
+        if fallback:
+            log.warning("embedding.precision %s: %s; using %s", self.precision, fallback, precision)
         if device == "cpu" and precision == "int8":
             quantize_int8(model)
         self._autocast = device == "cpu" and precision == "bf16"
+        self.runs_as = f"{precision} ({fallback})" if fallback else precision
+        if device != "cpu":
+            self.runs_as = f"{device}, as loaded"
         return model
 
     def _encode_openvino(

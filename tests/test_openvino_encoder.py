@@ -117,6 +117,7 @@ def test_falls_back_to_int8_without_openvino(
     with caplog.at_level("WARNING"):
         model = emb.warm_up()
     assert emb._openvino is None and "pip install openvino" in caplog.text
+    assert emb.runs_as == "int8 (openvino is not installed: pip install openvino)"
     assert any(isinstance(m, torch.ao.nn.quantized.dynamic.Linear) for m in model.modules())
     assert emb.encode_passages(["贾宝玉"]).shape == (1, 384)
 

