@@ -206,3 +206,42 @@ def test_nncf_telemetry_is_off() -> None:
     out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "MagicMock"  # nncf.telemetry.wrapper.NNCFTelemetryStub
+
+
+def test_two_first_starts_at_once_quantise_once(
+    bundled_e5_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two embedders warming up together on a fresh cache (as the app and a CLI started at once):
+    the file lock lets one quantise; the other waits and reads its result."""
+    import threading
+    import time
+
+    calls: list[str] = []
+
+    def slow_float_model(ov_model: object, st_model: object) -> object:  # stand-in: slow, no quantisation
+        calls.append(threading.current_thread().name)
+        time.sleep(3)
+        return ov_model
+
+    monkeypatch.setattr(openvino_int8, "quantize", slow_float_model)
+    embedders = [
+        SentenceTransformerEmbedder("e5", str(bundled_e5_dir), precision="openvino-int8", cache_dir=tmp_path)
+        for _ in range(2)
+    ]
+    errors: list[BaseException] = []
+
+    def start(emb: SentenceTransformerEmbedder) -> None:
+        try:
+            emb.warm_up()
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=start, args=(e,), name=f"start-{i}") for i, e in enumerate(embedders)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(300)
+    assert not errors and len(calls) == 1
+    assert [e.runs_as for e in embedders] == ["openvino-int8", "openvino-int8"]
+    a, b = (e.encode_passages(["贾宝玉衔玉而生"]) for e in embedders)
+    np.testing.assert_allclose(a, b, atol=1e-5)
