@@ -92,10 +92,9 @@ def op_profile(
     """Tokens/s on one thread and ``(operation type, share of time, kernels)``, largest first."""
     from collections import Counter
 
-    import numpy as np
     from sentence_transformers import SentenceTransformer
 
-    from models.openvino_encoder import INPUT_NAMES, convert_transformer, import_openvino
+    from models.openvino_encoder import convert_transformer, import_openvino, ov_inputs
     from models.openvino_int8 import int8_model
 
     ov = import_openvino()
@@ -117,7 +116,7 @@ def op_profile(
     texts = [text[20_000 + i * 300 : 20_000 + (i + 1) * 300] for i in range(chunks)]
     prompt = (st.prompts or {}).get("passage")
     batches = [
-        {n: np.ascontiguousarray(f[n].numpy(), dtype=np.int64) for n in INPUT_NAMES}
+        ov_inputs(f)
         for f in (
             st.preprocess(texts[s : s + batch_size], prompt=prompt) for s in range(0, chunks, batch_size)
         )

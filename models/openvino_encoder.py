@@ -58,6 +58,11 @@ def import_openvino() -> Any:
     return openvino
 
 
+def ov_inputs(features: dict[str, Any]) -> dict[str, np.ndarray]:
+    """The model inputs of one tokenised batch (sentence-transformers' torch tensors) as int64 arrays."""
+    return {name: np.ascontiguousarray(features[name].numpy(), dtype=np.int64) for name in INPUT_NAMES}
+
+
 def _traced_transformer(auto_model: Any, example: dict[str, Any]) -> Any:
     """``torch.jit.trace`` of ``auto_model(input_ids, attention_mask).last_hidden_state``."""
     import torch
@@ -127,14 +132,10 @@ class OpenVinoTransformer:
         self._queue_type = ov.AsyncInferQueue
         self.precision_hint = precision_hint
 
-    @staticmethod
-    def _inputs(features: dict[str, Any]) -> dict[str, np.ndarray]:
-        return {name: np.ascontiguousarray(features[name].numpy(), dtype=np.int64) for name in INPUT_NAMES}
-
     def run(self, features: dict[str, Any]) -> np.ndarray:
         """Token embeddings (batch, tokens, hidden) for one preprocessed batch, on one stream."""
         request = self._compiled.create_infer_request()
-        request.infer(self._inputs(features))
+        request.infer(ov_inputs(features))
         return np.array(request.get_tensor(self._output).data, dtype=np.float32)
 
     def run_many(self, batches: Sequence[dict[str, Any]]) -> list[np.ndarray]:
@@ -149,7 +150,7 @@ class OpenVinoTransformer:
         queue = self._queue_type(self._compiled, self.streams)
         queue.set_callback(done)
         for i, batch in enumerate(batches):
-            queue.start_async(self._inputs(batch), i)
+            queue.start_async(ov_inputs(batch), i)
         queue.wait_all()
         missing = [i for i, r in enumerate(results) if r is None]
         if missing:  # pragma: no cover - OpenVINO raises from wait_all on a failed request

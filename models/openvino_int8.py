@@ -34,6 +34,7 @@ import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -126,7 +127,7 @@ def _is_current(folder: Path, marker: dict[str, Any]) -> bool:
 
 def quantize(ov_model: Any, st_model: Any) -> Any:
     """A statically int8-quantised copy of ``ov_model`` (inputs ``input_ids``, ``attention_mask``)."""
-    import numpy as np
+    from models.openvino_encoder import ov_inputs
 
     nncf = import_nncf()
 
@@ -135,23 +136,17 @@ def quantize(ov_model: Any, st_model: Any) -> Any:
         st_model.preprocess(texts[s : s + CALIBRATION_BATCH]) for s in range(0, len(texts), CALIBRATION_BATCH)
     ]
 
-    def as_inputs(features: dict[str, Any]) -> dict[str, Any]:
-        return {
-            n: np.ascontiguousarray(features[n].numpy(), dtype=np.int64)
-            for n in ("input_ids", "attention_mask")
-        }
-
     # NNCF's progress bars (rich) print to stdout; stdout belongs to the caller (`--json` output).
     with contextlib.redirect_stdout(sys.stderr):
         return nncf.quantize(
             ov_model,
-            nncf.Dataset(batches, as_inputs),
+            nncf.Dataset(batches, ov_inputs),
             model_type=nncf.ModelType.TRANSFORMER,
             subset_size=len(batches),
         )
 
 
-def int8_model(st_model: Any, location: str, models_dir: Path, convert: Any) -> Any:
+def int8_model(st_model: Any, location: str, models_dir: Path, convert: Callable[[], Any]) -> Any:
     """The quantised ``ov.Model`` for ``st_model``: read from the cache, or built and saved now.
 
     ``convert()`` returns the float ``ov.Model`` (only called when the cache is missing or stale).
