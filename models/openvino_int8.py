@@ -105,14 +105,15 @@ def _source_fingerprint(location: str) -> str:
 
 
 def _marker(location: str) -> dict[str, Any]:
+    from importlib.metadata import version
+
     from models.openvino_encoder import import_openvino
 
-    nncf = import_nncf()
     return {
         "format": FORMAT,
         "source": _source_fingerprint(location),
         "openvino": import_openvino().__version__,
-        "nncf": nncf.__version__,
+        "nncf": version("nncf"),  # not `import nncf`: 1.3 s that a start with a current cache skips
         "calibration": hashlib.sha256(CALIBRATION.read_bytes()).hexdigest(),
     }
 
