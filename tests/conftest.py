@@ -18,6 +18,20 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 NOVELS = SHARED_DATA / "novels"
 
 
+def novel_slices(name: str, lengths: list[int], start: int, gap: int) -> list[str]:
+    """Slices of the given lengths from the shared novel ``name`` (UTF-8), ``gap`` characters apart
+    from ``start`` on; skips the test when the shared data is absent."""
+    novel = NOVELS / name
+    if not novel.is_file():
+        pytest.skip(f"test data file {novel} is absent")
+    text = novel.read_text(encoding="utf-8")
+    out, pos = [], start
+    for n in lengths:
+        out.append(text[pos : pos + n])
+        pos += n + gap
+    return out
+
+
 @pytest.fixture(autouse=True)
 def _block_network(monkeypatch: pytest.MonkeyPatch) -> None:
     """Any connection to a non-loopback address fails the test loudly."""

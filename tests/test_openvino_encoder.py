@@ -15,7 +15,7 @@ import pytest
 
 from models.embeddings import PRECISIONS, EmbedderRegistry, SentenceTransformerEmbedder
 from models.openvino_encoder import openvino_available
-from tests.conftest import NOVELS
+from tests.conftest import novel_slices
 
 if not openvino_available():  # not importorskip: importing openvino here would bypass import_openvino()
     pytest.skip("openvino is not installed", allow_module_level=True)
@@ -33,16 +33,9 @@ MIXED = [
 
 @pytest.fixture(scope="module")
 def texts() -> list[str]:
-    novel = NOVELS / "hongloumeng.utf8.txt"
-    if not novel.is_file():
-        pytest.skip(f"test data file {novel} is absent")
-    text = novel.read_text(encoding="utf-8")
     lengths = [5, 40, 300, 120, 300, 17, 260, 300, 80, 300, 450, 1, 300, 200, 300, 60]
-    out, pos = [], 30_000
-    for n in lengths * 3:  # 48 slices: several batches, each padded
-        out.append(text[pos : pos + n])
-        pos += n + 97
-    return out + MIXED
+    # 48 slices: several batches, each padded
+    return novel_slices("hongloumeng.utf8.txt", lengths * 3, start=30_000, gap=97) + MIXED
 
 
 @pytest.fixture(scope="module")

@@ -19,6 +19,7 @@ import pytest
 
 from models.embeddings import PRECISIONS, EmbedderRegistry, SentenceTransformerEmbedder
 from models.openvino_encoder import openvino_available
+from tests.conftest import novel_slices
 from tests.test_openvino_encoder import MIXED
 
 if not openvino_available():  # not importorskip: importing openvino here would bypass import_openvino()
@@ -38,17 +39,8 @@ MAX_REGRET = 0.005
 
 @pytest.fixture(scope="module")
 def texts() -> list[str]:
-    from tests.conftest import NOVELS
-
-    novel = NOVELS / "hongloumeng.utf8.txt"
-    if not novel.is_file():
-        pytest.skip(f"test data file {novel} is absent")
-    text = novel.read_text(encoding="utf-8")
-    out, pos = [], 500_000  # far from the calibration chunks' neighbourhood is not needed, but cheap
-    for n in [300, 40, 260, 300, 120, 300, 17, 300] * 4:
-        out.append(text[pos : pos + n])
-        pos += n + 1_013
-    return out + MIXED
+    lengths = [300, 40, 260, 300, 120, 300, 17, 300] * 4
+    return novel_slices("hongloumeng.utf8.txt", lengths, start=500_000, gap=1_013) + MIXED
 
 
 @pytest.fixture(scope="module")
