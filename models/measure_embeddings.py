@@ -26,6 +26,12 @@ DEFAULT_NOVEL = (
 )
 
 
+def novel_chunks(novel: Path, chunks: int) -> list[str]:
+    """``chunks`` consecutive 300-character slices of ``novel`` (whitespace collapsed) from 20,000 on."""
+    text = " ".join(novel.read_text(encoding="utf-8").split())
+    return [text[20_000 + i * 300 : 20_000 + (i + 1) * 300] for i in range(chunks)]
+
+
 def measure(
     model_folder: str,
     precisions: Sequence[str],
@@ -39,8 +45,7 @@ def measure(
 
     from models.embeddings import SentenceTransformerEmbedder
 
-    text = " ".join(novel.read_text(encoding="utf-8").split())
-    texts = [text[20_000 + i * 300 : 20_000 + (i + 1) * 300] for i in range(chunks)]
+    texts = novel_chunks(novel, chunks)
     cache = Path(model_folder).parent  # openvino-int8 keeps its quantised model beside the folder
     variants = {
         p: SentenceTransformerEmbedder(
@@ -97,14 +102,14 @@ def op_profile(
     from models.openvino_encoder import convert_transformer, import_openvino, ov_inputs
     from models.openvino_int8 import int8_model
 
+    if precision not in ("openvino-int8", "openvino-bf16"):
+        raise ValueError(f"--profile takes openvino-int8 or openvino-bf16, not {precision!r}")
     ov = import_openvino()
     st = SentenceTransformer(model_folder, device="cpu")
     if precision == "openvino-int8":
         model = int8_model(st, model_folder, Path(model_folder).parent, lambda: convert_transformer(st))
-    elif precision == "openvino-bf16":
-        model = convert_transformer(st)
     else:
-        raise ValueError(f"--profile takes openvino-int8 or openvino-bf16, not {precision!r}")
+        model = convert_transformer(st)
     config = {
         "INFERENCE_PRECISION_HINT": "bf16",
         "NUM_STREAMS": 1,
@@ -112,8 +117,7 @@ def op_profile(
         "PERF_COUNT": True,
     }
     request = ov.Core().compile_model(model, "CPU", config).create_infer_request()
-    text = " ".join(novel.read_text(encoding="utf-8").split())
-    texts = [text[20_000 + i * 300 : 20_000 + (i + 1) * 300] for i in range(chunks)]
+    texts = novel_chunks(novel, chunks)
     prompt = (st.prompts or {}).get("passage")
     batches = [
         ov_inputs(f)
