@@ -213,12 +213,10 @@ class SentenceTransformerEmbedder(_LangChainMixin):
                 fallback = "openvino is not installed: pip install openvino"
                 precision = "int8"
             elif precision == "openvino-int8":
-                from models.openvino_int8 import int8_model, nncf_available
+                from models.openvino_int8 import int8_model
 
                 if self.cache_dir is None:
                     fallback = "no cache folder for the quantised model"
-                elif not nncf_available():
-                    fallback = "nncf is not installed: pip install nncf"
                 else:
                     try:
                         ov_model = int8_model(
@@ -227,7 +225,9 @@ class SentenceTransformerEmbedder(_LangChainMixin):
                         self._openvino = OpenVinoTransformer(
                             model, precision_hint="bf16", streams=streams, model=ov_model
                         )
-                    except (OSError, RuntimeError, ModelUnavailableError) as exc:
+                    except ModelUnavailableError as exc:  # nncf missing, or another process stuck
+                        fallback = str(exc)
+                    except (OSError, RuntimeError) as exc:
                         # e.g. a read-only data home, or a model NNCF cannot quantise: bf16 still works
                         fallback = f"could not build the int8 embedding model ({type(exc).__name__}: {exc})"
                 if self._openvino is None:

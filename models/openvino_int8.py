@@ -158,9 +158,7 @@ def int8_model(st_model: Any, location: str, models_dir: Path, convert: Callable
     from models.openvino_encoder import import_openvino
 
     if not nncf_available():
-        raise ModelUnavailableError(
-            "embedding.precision openvino-int8 needs the nncf package: pip install nncf"
-        )
+        raise ModelUnavailableError("nncf is not installed: pip install nncf")
     ov = import_openvino()
     folder = cache_folder(models_dir, location)
     marker = _marker(location)
