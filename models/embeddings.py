@@ -306,7 +306,7 @@ class SentenceTransformerEmbedder(_LangChainMixin):
         prompt = self._prompt_name("passage")
         # Sort by length once over the whole job, encode in slices so progress can be reported,
         # then restore the caller's order.
-        order = np.argsort([-len(t) for t in texts], kind="stable")
+        order = np.argsort([-n for n in token_counts(model, texts)], kind="stable")
         out = np.empty((len(texts), self.dimension), dtype=np.float32)
         step = max(self.batch_size * 8, 64)
         for start in range(0, len(texts), step):
@@ -334,6 +334,23 @@ class SentenceTransformerEmbedder(_LangChainMixin):
                 return self._encode(model, [text], self._prompt_name("query"), 1)[0]
             finally:
                 torch.set_num_threads(previous)
+
+
+def token_counts(model, texts: Sequence[str]) -> list[int]:
+    """Tokens per text as ``model`` will see them (capped at its ``max_seq_length``); the batch order key.
+
+    A batch is padded to its longest member, so batches are formed from texts of equal *token*
+    counts. Sorting by characters, as sentence-transformers does, left 11% padding on 红楼梦's
+    300-character chunks (Chinese, punctuation and Latin runs tokenise differently) against 2% by
+    tokens: 1.09x faster embedding for a ~0.1 s tokeniser pass per 640 chunks (docs/BENCHMARKS.md).
+    Falls back to characters for a model without a Hugging Face tokenizer.
+    """
+    tokenizer = getattr(model, "tokenizer", None)
+    if tokenizer is None or not callable(tokenizer):
+        return [len(t) for t in texts]
+    limit = getattr(model, "max_seq_length", None) or None
+    ids = tokenizer(list(texts), add_special_tokens=True, truncation=limit is not None, max_length=limit)
+    return [len(row) for row in ids["input_ids"]]
 
 
 def quantize_int8(model) -> list[str]:
