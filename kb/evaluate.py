@@ -75,8 +75,12 @@ def cmrc_segments(text: str) -> list[str]:
     """CMRC 2018 ``mixed_segmentation(rm_punc=True)``: each CJK character is one token, other runs
     are split into words (the official script uses nltk's word tokenizer there), punctuation dropped.
 
+    As in the official script, dropped punctuation does not end a run: "world，2018" is one word.
+
     >>> cmrc_segments("他说：Hello world，2018年。")
-    ['他', '说', 'hello', 'world', '2018', '年']
+    ['他', '说', 'hello', 'world2018', '年']
+    >>> cmrc_segments("Hello world 2018年")
+    ['hello', 'world', '2018', '年']
     """
     segments: list[str] = []
     run = ""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import bisect
-import doctest
 import itertools
 from functools import cache
 
@@ -11,7 +10,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import kb.splitter
 from kb.splitter import WHITESPACE, Chunk, find_chapters, split_sentences, split_text
 from tests.conftest import NOVELS
 
@@ -410,11 +408,6 @@ def test_bad_parameters_raise(chunk_size: int, overlap: int) -> None:
 
 def test_whitespace_constant_matches_str_isspace() -> None:
     assert {chr(c) for c in range(0x110000) if chr(c).isspace()} == set(WHITESPACE) - {"\ufeff", "\u200b"}
-
-
-def test_module_docstring_example() -> None:
-    result = doctest.testmod(kb.splitter, optionflags=doctest.ELLIPSIS)
-    assert result.attempted > 0 and result.failed == 0
 
 
 # --------------------------------------------------------------------------- property test
