@@ -349,8 +349,19 @@ def token_counts(model, texts: Sequence[str]) -> list[int]:
     if tokenizer is None or not callable(tokenizer):
         return [len(t) for t in texts]
     limit = getattr(model, "max_seq_length", None) or None
-    ids = tokenizer(list(texts), add_special_tokens=True, truncation=limit is not None, max_length=limit)
-    return [len(row) for row in ids["input_ids"]]
+    counts: list[int] = []
+    # In slices: one call over a whole novel's chunks held ~150 MB of token objects at once.
+    for start in range(0, len(texts), 256):
+        ids = tokenizer(
+            list(texts[start : start + 256]),
+            add_special_tokens=True,
+            truncation=limit is not None,
+            max_length=limit,
+            return_attention_mask=False,
+            return_token_type_ids=False,
+        )["input_ids"]
+        counts.extend(len(row) for row in ids)
+    return counts
 
 
 def quantize_int8(model) -> list[str]:
