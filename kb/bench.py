@@ -42,6 +42,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from kb.evaluate import (
+    REPO,
+    SHARED_DATA,
     concat_context,
     first_hit_rank,
     hit_at_budget,
@@ -54,9 +56,8 @@ from kb.evaluate import (
 )
 from kb.novel_sets import NovelSetError
 
-REPO = Path(__file__).resolve().parents[1]
-DEFAULT_SQUAD = REPO.parent / "shared" / "data" / "qa" / "cmrc2018_trial.json"
-DEFAULT_NOVEL = REPO.parent / "shared" / "data" / "novels" / "hongloumeng.utf8.txt"
+DEFAULT_SQUAD = SHARED_DATA / "qa" / "cmrc2018_trial.json"
+DEFAULT_NOVEL = SHARED_DATA / "novels" / "hongloumeng.utf8.txt"
 
 BASELINE_SEPARATORS = ["\n\n", "\n", "。", "！", "？", "；", "，", ""]
 BASELINE_CHUNK_SIZE = 250

@@ -594,7 +594,9 @@ def make_report(
 
 NOVEL_SETS = ("novel_qa", "chapters")
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_NOVELS_DIR = REPO.parent / "shared" / "data" / "novels"
+SHARED_DATA = REPO.parent / "shared" / "data"
+"""The test material beside a checkout (``../shared/data``: novels, CMRC 2018); dev tools' default."""
+DEFAULT_NOVELS_DIR = SHARED_DATA / "novels"
 
 
 def novel_plan(

@@ -613,15 +613,14 @@ def bench_latency(  # pragma: no cover
     the same ``home`` to time only the queries.
     """
     import time
-    from pathlib import Path
 
+    from kb.evaluate import SHARED_DATA as shared
     from kb.services import build_services
     from kb.settings import load_settings
     from kb.splitter import split_sentences
     from vector_store import ChunkRecord, DocumentEntry, VectorStore
     from vector_store.keyword import default_tokenizer
 
-    shared = Path(__file__).resolve().parents[2] / "shared" / "data"
     settings = load_settings(home=home, overrides={"embedding": {"model": "hash-384"}}, env={})
     services = build_services(settings)
     if "synthetic" in services.kbs.names():  # built by an earlier run: time the queries only

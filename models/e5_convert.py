@@ -782,7 +782,9 @@ def _bench(passages: int) -> None:  # pragma: no cover - manual measurement, num
     import numpy as np
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    novel = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "novels" / "hongloumeng.utf8.txt"
+    from kb.evaluate import SHARED_DATA
+
+    novel = SHARED_DATA / "novels" / "hongloumeng.utf8.txt"
     text = " ".join(novel.read_text(encoding="utf-8").split())
     chunks = [text[i : i + 300] for i in range(0, 300 * passages, 300)]
     long_texts = [text[i : i + 2000] for i in range(100_000, 120_000, 2000)]

@@ -21,9 +21,9 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-DEFAULT_NOVEL = (
-    Path(__file__).resolve().parents[1].parent / "shared" / "data" / "novels" / "hongloumeng.utf8.txt"
-)
+from kb.evaluate import SHARED_DATA
+
+DEFAULT_NOVEL = SHARED_DATA / "novels" / "hongloumeng.utf8.txt"
 
 
 def novel_chunks(novel: Path, chunks: int) -> list[str]:

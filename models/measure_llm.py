@@ -33,8 +33,9 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-CMRC = REPO.parent / "shared" / "data" / "qa" / "cmrc2018_trial.json"
+from kb.evaluate import REPO, SHARED_DATA
+
+CMRC = SHARED_DATA / "qa" / "cmrc2018_trial.json"
 DEFAULT_MODELS = ("bundled:qwen2.5-coder-1.5b", "bundled:qwen2.5-coder-0.5b")
 
 TEMPLATE = (

@@ -24,8 +24,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-NOVELS = REPO.parent / "shared" / "data" / "novels"
+from kb.evaluate import REPO, SHARED_DATA
+
+NOVELS = SHARED_DATA / "novels"
 QUESTIONS = [
     "甄士隐是谁？",
     "贾雨村做了什么？",

@@ -12,6 +12,7 @@ import pytest
 
 from kb.cli import main
 from kb.evaluate import (
+    SHARED_DATA,
     SquadFormatError,
     cmrc_normalize,
     cmrc_segments,
@@ -30,7 +31,7 @@ from kb.evaluate import (
     write_articles,
 )
 
-CMRC = Path(__file__).resolve().parents[2] / "shared" / "data" / "qa" / "cmrc2018_trial.json"
+CMRC = SHARED_DATA / "qa" / "cmrc2018_trial.json"
 
 # ------------------------------------------------------------------------------- metrics
 

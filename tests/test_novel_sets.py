@@ -24,6 +24,7 @@ from kb.novel_sets import (
     squeeze,
     unique_shingles,
 )
+from tests.conftest import NOVELS
 
 NOVEL_QA = Path(__file__).resolve().parent / "data" / "novel_qa.json"
 
@@ -34,7 +35,7 @@ NOVEL_QA = Path(__file__).resolve().parent / "data" / "novel_qa.json"
 def loaded_novels() -> dict[str, str]:
     from loaders import load_document
 
-    folder = Path(__file__).resolve().parents[2] / "shared" / "data" / "novels"
+    folder = NOVELS
     if not folder.is_dir():
         pytest.skip(f"{folder} is absent")
     names = {q.novel for q in load_novel_qa(NOVEL_QA)}
