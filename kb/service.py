@@ -30,7 +30,7 @@ import numpy as np
 
 from kb.embed_cache import EmbeddingCache
 from kb.settings import Settings
-from kb.splitter import split_text
+from kb.splitter import split_text, unshared_texts
 from loaders import LoaderError, load_document, supported_extensions
 from models.embeddings import Embedder, EmbedderRegistry
 from vector_store import ChunkRecord, DocumentEntry, Snapshot, StoreError, VectorStore
@@ -354,6 +354,8 @@ class KnowledgeBaseService:
     def _segment_id(self, text_hash: str, model_id: str) -> str:
         sp = self.settings.splitter
         key = f"{text_hash}|{model_id}|{sp.chunk_size}|{sp.overlap}|{SPLITTER_VERSION}"
+        if not sp.embed_overlap:  # vectors of the unshared texts: not interchangeable with whole-chunk ones
+            key += "|unshared"
         return hashlib.sha256(key.encode("utf-8")).hexdigest()[:32]
 
     def _prepare(
@@ -435,8 +437,12 @@ class KnowledgeBaseService:
         progress: ProgressFn | None,
     ) -> None:
         """Embed the chunks of several documents in one call (large, length-sorted batches instead
-        of one small call per file), then write each document's segment."""
-        texts = [r.text for _, records in pending for r in records]
+        of one small call per file), then write each document's segment. Unless
+        ``splitter.embed_overlap``, a chunk's vector is that of its :func:`unshared_texts` part."""
+        if self.settings.splitter.embed_overlap:
+            texts = [r.text for _, records in pending for r in records]
+        else:
+            texts = [t for _, records in pending for t in unshared_texts(records)]
         if not texts:
             return
 

@@ -54,6 +54,7 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 __all__ = ["Chunk", "find_chapters", "split_sentences", "split_text"]
 
@@ -307,6 +308,37 @@ def split_text(
             page = page_map[p][1] if p >= 0 else None
             chunks.append(Chunk(text[s:e], len(chunks), s, e, title, page))
     return chunks
+
+
+class _Span(Protocol):
+    text: str
+    start: int
+    end: int
+
+
+def unshared_texts(chunks: Sequence[_Span]) -> list[str]:
+    """Each chunk's text without the part it shares with the chunk before it (by offsets).
+
+    What the dense index embeds by default (``splitter.embed_overlap: false``): every character
+    is embedded once, in the chunk where it is new, while BM25 and the prompt use whole chunks. A
+    passage in an overlap is still inside one vector: the previous chunk's. ``chunks`` are one
+    document's, in order; a chunk with nothing new (or only white space) keeps its whole text.
+
+    >>> doc = "甲乙丙。丁戊。己庚辛。"
+    >>> chunks = split_text(doc, chunk_size=7, overlap=4)
+    >>> [c.text for c in chunks]
+    ['甲乙丙。丁戊。', '丁戊。己庚辛。']
+    >>> unshared_texts(chunks)
+    ['甲乙丙。丁戊。', '己庚辛。']
+    """
+    out: list[str] = []
+    prev_end: int | None = None
+    for chunk in chunks:
+        shared = prev_end - chunk.start if prev_end is not None and prev_end > chunk.start else 0
+        rest = chunk.text[shared:]
+        out.append(rest if rest.strip() else chunk.text)
+        prev_end = chunk.end
+    return out
 
 
 def _main(argv: list[str]) -> None:

