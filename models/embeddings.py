@@ -245,27 +245,40 @@ class SentenceTransformerEmbedder(_LangChainMixin):
         return model
 
     def _encode_openvino(
-        self, model, texts: list[str], prompt_name: str | None, batch_size: int
+        self,
+        model,
+        texts: list[str],
+        prompt_name: str | None,
+        batch_size: int,
+        progress: ProgressFn | None = None,
     ) -> np.ndarray:
-        """The OpenVINO forward pass: sentence-transformers tokenises and pools, OpenVINO runs the rest."""
+        """The OpenVINO forward pass: sentence-transformers tokenises and pools, OpenVINO runs the rest.
+
+        One job for all ``texts`` (in the order given): batch *n + 1* is tokenised while the
+        streams run the batches before it, and each batch is pooled as soon as it is done.
+        """
         import torch
 
         prompt = (getattr(model, "prompts", {}) or {}).get(prompt_name) if prompt_name else None
         # At least one batch per stream, so a short job (one small document) still uses every core.
         batch_size = max(1, min(batch_size, -(-len(texts) // self._openvino.streams)))
-        batches = [
-            model.preprocess(texts[s : s + batch_size], prompt=prompt)
-            for s in range(0, len(texts), batch_size)
-        ]
-        tokens = self._openvino.run_many(batches)
-        out = []
-        with torch.inference_mode():
-            for features, token_embeddings in zip(batches, tokens, strict=True):
-                features = dict(features)
-                features["token_embeddings"] = torch.from_numpy(token_embeddings)
-                for module in list(model)[1:]:
+        starts = range(0, len(texts), batch_size)
+        batches = (model.preprocess(texts[s : s + batch_size], prompt=prompt) for s in starts)
+        modules = list(model)[1:]
+
+        def pool(features: dict, token_embeddings: np.ndarray) -> np.ndarray:
+            features = dict(features)
+            features["token_embeddings"] = torch.from_numpy(token_embeddings)
+            with torch.inference_mode():
+                for module in modules:
                     features = module(features)
-                out.append(features["sentence_embedding"].float().numpy())
+            return features["sentence_embedding"].float().numpy()
+
+        def batches_done(n: int) -> None:
+            if progress:
+                progress(min(n * batch_size, len(texts)), len(texts))
+
+        out = self._openvino.map_batches(batches, pool, batches_done if progress else None)
         return _normalise(np.concatenate(out))
 
     def _encode(self, model, texts: list[str], prompt_name: str | None, batch_size: int) -> np.ndarray:
@@ -308,6 +321,10 @@ class SentenceTransformerEmbedder(_LangChainMixin):
         # then restore the caller's order.
         order = np.argsort([-n for n in token_counts(model, texts)], kind="stable")
         out = np.empty((len(texts), self.dimension), dtype=np.float32)
+        if self._openvino is not None:  # one streamed job (see _encode_openvino)
+            ordered = [texts[i] for i in order]
+            out[order] = self._encode_openvino(model, ordered, prompt, self.batch_size, progress)
+            return out
         step = max(self.batch_size * 8, 64)
         for start in range(0, len(texts), step):
             idx = order[start : start + step]

@@ -20,9 +20,10 @@ True
 from __future__ import annotations
 
 import logging
+import threading
 import warnings
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -31,6 +32,7 @@ from models.errors import ModelUnavailableError
 log = logging.getLogger(__name__)
 
 INPUT_NAMES = ("input_ids", "attention_mask")
+T = TypeVar("T")
 
 
 def openvino_available() -> bool:
@@ -138,21 +140,61 @@ class OpenVinoTransformer:
         request.infer(ov_inputs(features))
         return np.array(request.get_tensor(self._output).data, dtype=np.float32)
 
+    def map_batches(
+        self,
+        batches: Iterable[dict[str, Any]],
+        reduce: Callable[[dict[str, Any], np.ndarray], T],
+        progress: Callable[[int], None] | None = None,
+    ) -> list[T]:
+        """``reduce(batch, token_embeddings)`` of every batch, in input order, over all streams.
+
+        One queue for the whole job: ``batches`` is consumed lazily, so the next batch is
+        tokenised while the streams run the previous ones (a generator is the intended input),
+        and each result is reduced (e.g. pooled) as soon as its request finishes, so only the
+        batches in flight are held as token embeddings. ``progress(batches_done)`` is called from
+        the caller's thread after each submission and once at the end.
+        """
+        results: dict[int, T] = {}
+        pending: dict[int, dict[str, Any]] = {}
+        failures: list[BaseException] = []
+        lock = threading.Lock()
+
+        def done(request: Any, index: int) -> None:
+            try:
+                with lock:
+                    features = pending.pop(index)
+                tokens = np.array(request.get_tensor(self._output).data, dtype=np.float32)
+                value = reduce(features, tokens)
+                with lock:
+                    results[index] = value
+            except BaseException as exc:  # raised again in the caller's thread below
+                failures.append(exc)
+
+        queue = self._queue_type(self._compiled, self.streams)
+        queue.set_callback(done)
+        submitted = 0
+        for i, batch in enumerate(batches):
+            if failures:
+                break
+            with lock:
+                pending[i] = batch
+            queue.start_async(ov_inputs(batch), i)
+            submitted += 1
+            if progress:
+                with lock:
+                    finished = len(results)
+                progress(finished)
+        queue.wait_all()
+        if failures:
+            raise failures[0]
+        if len(results) != submitted:  # pragma: no cover - OpenVINO raises from wait_all on a failed request
+            raise RuntimeError(f"OpenVINO returned {len(results)} of {submitted} batches")
+        if progress:
+            progress(submitted)
+        return [results[i] for i in range(submitted)]
+
     def run_many(self, batches: Sequence[dict[str, Any]]) -> list[np.ndarray]:
         """Token embeddings for several batches, spread over the streams; results in input order."""
         if len(batches) <= 1 or self.streams == 1:
             return [self.run(b) for b in batches]
-        results: list[np.ndarray | None] = [None] * len(batches)
-
-        def done(request: Any, index: int) -> None:
-            results[index] = np.array(request.get_tensor(self._output).data, dtype=np.float32)
-
-        queue = self._queue_type(self._compiled, self.streams)
-        queue.set_callback(done)
-        for i, batch in enumerate(batches):
-            queue.start_async(ov_inputs(batch), i)
-        queue.wait_all()
-        missing = [i for i, r in enumerate(results) if r is None]
-        if missing:  # pragma: no cover - OpenVINO raises from wait_all on a failed request
-            raise RuntimeError(f"OpenVINO returned no output for batches {missing}")
-        return results  # type: ignore[return-value]
+        return self.map_batches(batches, lambda _features, tokens: tokens)

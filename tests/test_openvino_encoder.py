@@ -125,3 +125,34 @@ def test_op_profile_reports_where_openvino_spends_its_time(bundled_e5_dir: Path)
     assert max(shares, key=shares.__getitem__) == "FullyConnected"  # the Linear layers dominate
     with pytest.raises(ValueError, match="openvino-int8 or openvino-bf16"):
         op_profile(str(bundled_e5_dir), "fp32", chunks=1)
+
+
+def test_map_batches_streams_a_generator_in_order_and_raises_a_failed_reduce(
+    ov: SentenceTransformerEmbedder, texts: list[str]
+) -> None:
+    model = ov.warm_up()
+    engine = ov._openvino
+    assert engine is not None
+    made: list[int] = []
+
+    def batches(count: int):
+        for i in range(count):
+            made.append(i)
+            yield model.preprocess(texts[4 * i : 4 * i + 4])
+
+    seen: list[int] = []
+    shapes = engine.map_batches(batches(6), lambda f, t: (t.shape, tuple(f["input_ids"].shape)), seen.append)
+    assert made == list(range(6))
+    assert [s[0][:2] for s in shapes] == [s[1] for s in shapes]  # each result is its own batch's
+    assert seen == sorted(seen) and seen[-1] == 6
+    # the same batches as one list give the same token embeddings
+    listed = engine.run_many([model.preprocess(texts[4 * i : 4 * i + 4]) for i in range(6)])
+    streamed = engine.map_batches(batches(6), lambda _f, t: t)
+    for a, b in zip(listed, streamed, strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+
+    def failing(_features: dict, _tokens: np.ndarray) -> None:
+        raise ValueError("pooling failed")
+
+    with pytest.raises(ValueError, match="pooling failed"):
+        engine.map_batches(batches(6), failing)

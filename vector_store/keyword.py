@@ -117,13 +117,8 @@ class KeywordTokenizer:
 
     def words(self, text: str) -> list[str]:
         """The jieba words of ``text`` that are index terms (no single-character extras), in order."""
-        out: list[str] = []
-        for raw in _segmenter().cut_for_search(unicodedata.normalize("NFKC", text)):
-            token = raw.strip().lower()
-            if not token or len(token) > MAX_TOKEN_CHARS or not _is_word(token) or token in STOP_WORDS:
-                continue
-            out.append(token)
-        return out
+        terms = (_index_term(raw) for raw in _segmenter().cut_for_search(unicodedata.normalize("NFKC", text)))
+        return [t for t in terms if t is not None]
 
     def tokenize(self, text: str) -> list[str]:
         """Index terms of ``text`` in order (with repeats): what BM25 counts."""
@@ -136,6 +131,16 @@ class KeywordTokenizer:
     def query_terms(self, text: str) -> list[str]:
         """Distinct terms of a question, in first-seen order."""
         return list(dict.fromkeys(self.tokenize(text)))
+
+
+@functools.lru_cache(maxsize=1 << 18)
+def _index_term(raw: str) -> str | None:
+    """The index term of one segmenter word, or None when it is not one (cached: a novel's ~700k
+    words are ~40k distinct ones, so the rules below run once per distinct word)."""
+    token = raw.strip().lower()
+    if not token or len(token) > MAX_TOKEN_CHARS or not _is_word(token) or token in STOP_WORDS:
+        return None
+    return token
 
 
 @functools.cache
