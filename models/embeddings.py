@@ -259,11 +259,17 @@ class SentenceTransformerEmbedder(_LangChainMixin):
         """
         import torch
 
+        from models.openvino_encoder import PAD_MULTIPLE, pad_to_multiple
+
         prompt = (getattr(model, "prompts", {}) or {}).get(prompt_name) if prompt_name else None
         # At least one batch per stream, so a short job (one small document) still uses every core.
         batch_size = max(1, min(batch_size, -(-len(texts) // self._openvino.streams)))
         starts = range(0, len(texts), batch_size)
-        batches = (model.preprocess(texts[s : s + batch_size], prompt=prompt) for s in starts)
+        pad_id = getattr(getattr(model, "tokenizer", None), "pad_token_id", None) or 0
+        batches = (
+            pad_to_multiple(model.preprocess(texts[s : s + batch_size], prompt=prompt), PAD_MULTIPLE, pad_id)
+            for s in starts
+        )
         modules = list(model)[1:]
 
         def pool(features: dict, token_embeddings: np.ndarray) -> np.ndarray:

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from models.embeddings import PRECISIONS, EmbedderRegistry, SentenceTransformerEmbedder
-from models.openvino_encoder import openvino_available
+from models.openvino_encoder import PAD_MULTIPLE, openvino_available, pad_to_multiple
 from tests.conftest import novel_slices
 
 if not openvino_available():  # not importorskip: importing openvino here would bypass import_openvino()
@@ -156,3 +156,37 @@ def test_map_batches_streams_a_generator_in_order_and_raises_a_failed_reduce(
 
     with pytest.raises(ValueError, match="pooling failed"):
         engine.map_batches(batches(6), failing)
+
+
+def test_lengths_are_padded_to_a_few_shapes_without_changing_the_vectors(
+    ov: SentenceTransformerEmbedder, texts: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = ov.warm_up()
+    engine = ov._openvino
+    assert engine is not None
+    features = model.preprocess(texts[:8], prompt="passage: ")
+    length = int(features["input_ids"].shape[1])
+    padded = pad_to_multiple(features, PAD_MULTIPLE, model.tokenizer.pad_token_id)
+    assert padded["input_ids"].shape[1] % PAD_MULTIPLE == 0 and padded["input_ids"].shape[1] >= length
+    assert int(padded["attention_mask"].sum()) == int(features["attention_mask"].sum())
+    mask = features["attention_mask"].numpy()[:, :, None]
+    plain = (engine.run(features) * mask).sum(1) / mask.sum(1)
+    wide = (engine.run(padded)[:, :length] * mask).sum(1) / mask.sum(1)
+    cosine = (plain * wide).sum(1) / np.linalg.norm(plain, axis=1) / np.linalg.norm(wide, axis=1)
+    assert cosine.min() >= 0.9999, cosine
+    # every batch of a real job reaches OpenVINO with a padded length
+    lengths: list[int] = []
+    real = engine.map_batches
+
+    def recording(batches, reduce, progress=None):
+        def seen(items):
+            for item in items:
+                lengths.append(int(item["input_ids"].shape[1]))
+                yield item
+
+        return real(seen(batches), reduce, progress)
+
+    monkeypatch.setattr(engine, "map_batches", recording)
+    ov.encode_passages(texts)
+    ov.encode_query("贾宝玉衔的玉是从哪里来的？")
+    assert lengths and all(n % PAD_MULTIPLE == 0 for n in lengths), lengths
