@@ -284,7 +284,7 @@ class SentenceTransformerEmbedder(_LangChainMixin):
             if progress:
                 progress(min(n * batch_size, len(texts)), len(texts))
 
-        out = self._openvino.map_batches(batches, pool, batches_done if progress else None)
+        out = self._openvino.map_batches(batches, pool, batches_done)
         return _normalise(np.concatenate(out))
 
     def _encode(self, model, texts: list[str], prompt_name: str | None, batch_size: int) -> np.ndarray:
@@ -323,8 +323,8 @@ class SentenceTransformerEmbedder(_LangChainMixin):
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
         prompt = self._prompt_name("passage")
-        # Sort by length once over the whole job, encode in slices so progress can be reported,
-        # then restore the caller's order.
+        # Order the whole job by token count (batches of equal lengths pad least), encode it (OpenVINO:
+        # one streamed job; torch: slices, so progress can be reported), then restore the caller's order.
         order = np.argsort([-n for n in token_counts(model, texts)], kind="stable")
         out = np.empty((len(texts), self.dimension), dtype=np.float32)
         if self._openvino is not None:  # one streamed job (see _encode_openvino)

@@ -9,8 +9,10 @@ What runs where: sentence-transformers still tokenises (prompts included) and po
 transformer (``model[0].auto_model``) is traced with ``torch.jit.trace`` once per process
 (a few seconds, offline, from the weights already loaded) and compiled by OpenVINO with
 ``INFERENCE_PRECISION_HINT`` (``bf16`` or ``f32``). The compiled model runs one stream per
-physical core, each on one thread: a batch list is spread over the streams with an async queue
-(no per-operation synchronisation between cores), and a single query runs on one stream, i.e.
+physical core, each on one thread: a job's batches are streamed through the streams with an async
+queue (no per-operation synchronisation between cores; the next batch is tokenised while the
+streams run, token lengths padded to a multiple of :data:`PAD_MULTIPLE`), and a single query runs
+on one stream, i.e.
 one thread (the rule :meth:`SentenceTransformerEmbedder.encode_query` follows for torch).
 
 >>> openvino_available() in (True, False)
