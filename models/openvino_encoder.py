@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 import threading
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 import numpy as np
@@ -138,7 +138,7 @@ def convert_transformer(st_model: Any) -> Any:
 
 
 class OpenVinoTransformer:
-    """The compiled transformer of one sentence-transformers model; thread-safe ``run``/``run_many``.
+    """The compiled transformer of one sentence-transformers model; thread-safe ``run``/``map_batches``.
 
     ``precision_hint`` is OpenVINO's ``INFERENCE_PRECISION_HINT`` (``"bf16"`` or ``"f32"``);
     ``streams`` is the number of parallel inference streams, one thread each. ``model`` is an
@@ -226,9 +226,3 @@ class OpenVinoTransformer:
         if progress:
             progress(submitted)
         return [results[i] for i in range(submitted)]
-
-    def run_many(self, batches: Sequence[dict[str, Any]]) -> list[np.ndarray]:
-        """Token embeddings for several batches, spread over the streams; results in input order."""
-        if len(batches) <= 1 or self.streams == 1:
-            return [self.run(b) for b in batches]
-        return self.map_batches(batches, lambda _features, tokens: tokens)

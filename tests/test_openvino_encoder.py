@@ -145,8 +145,8 @@ def test_map_batches_streams_a_generator_in_order_and_raises_a_failed_reduce(
     assert made == list(range(6))
     assert [s[0][:2] for s in shapes] == [s[1] for s in shapes]  # each result is its own batch's
     assert seen == sorted(seen) and seen[-1] == 6
-    # the same batches as one list give the same token embeddings
-    listed = engine.run_many([model.preprocess(texts[4 * i : 4 * i + 4]) for i in range(6)])
+    # the same batches one at a time give the same token embeddings
+    listed = [engine.run(model.preprocess(texts[4 * i : 4 * i + 4])) for i in range(6)]
     streamed = engine.map_batches(batches(6), lambda _f, t: t)
     for a, b in zip(listed, streamed, strict=True):
         np.testing.assert_allclose(a, b, atol=1e-5)
