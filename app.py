@@ -225,6 +225,23 @@ def render_error(message: object) -> str:
     return f"<p class='kb-bad'>✗ {esc(message)}</p>"
 
 
+def render_crash(partial: str, exc: BaseException) -> str:
+    """An answer cut short by the model process dying: what was streamed, the cause, its log."""
+    tail = getattr(exc, "log_tail", None) or []
+    log_html = (
+        "<details class='kb-crash-log'><summary>model process log</summary><pre>"
+        + esc("\n".join(tail))
+        + "</pre></details>"
+        if tail
+        else ""
+    )
+    before = escape_answer(partial) + "\n\n" if partial else ""
+    return (
+        f"{before}<span class='kb-crash'>✗ {esc(exc)}</span>{log_html}\n\n"
+        "*The app is still running: the next question starts the model again. · 模型进程已重启*"
+    )
+
+
 def render_rebuild_hint(kb: str) -> str:
     """How to repair a knowledge base whose files on disk are damaged (shown under the error)."""
     return (
@@ -248,7 +265,7 @@ def _fmt_state(state: Any) -> str:
 
 def render_model_status(status: dict[str, dict[str, Any]], warmup: ModelWarmup | None) -> str:
     """The Models tab: active embedding model and LLM, where they come from, why, and load state."""
-    labels = {"embedding": "Embedding model · 向量模型", "llm": "LLM · 大语言模型"}
+    labels = {"embedding": "Embedding model · 向量模型", "llm": "LLM · 大语言模型", "cpu": "CPU · 处理器"}
     blocks = []
     for role, info in status.items():
         rows = []
@@ -259,6 +276,10 @@ def render_model_status(status: dict[str, dict[str, Any]], warmup: ModelWarmup |
                 continue  # "load state" above says it, including for models without weights (fake)
             if key == "per_knowledge_base":
                 val = ", ".join(f"{k}: {v}" for k, v in val.items()) or "(no knowledge bases yet)"
+            elif isinstance(val, dict):
+                val = " · ".join(f"{k.replace('_', ' ')}: {v}" for k, v in val.items())
+            elif isinstance(val, list):
+                val = ", ".join(str(v) for v in val) or "(none)"
             rows.append((key.replace("_", " "), val))
         body = "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in rows)
         blocks.append(
@@ -312,10 +333,11 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from kb.qa import QAError
     from kb.service import KnowledgeBaseError
     from kb.settings import SettingsError
-    from models.errors import BundledModelError, ModelConfigError, ModelUnavailableError
+    from models.errors import BundledModelError, ModelConfigError, ModelCrashedError, ModelUnavailableError
     from vector_store import StoreError
 
     return (
+        ModelCrashedError,
         KnowledgeBaseError,
         QAError,
         PromptTooLongError,
@@ -337,6 +359,7 @@ def build_ui(services: Services, warmup: ModelWarmup | None = None) -> gr.Blocks
     from kb.qa import Done, Retrieved, Token, Turn
     from kb.status import model_status
     from kb.ui_support import StopSwitches
+    from models.errors import ModelCrashedError
     from vector_store import StoreError
 
     settings = services.settings
@@ -595,6 +618,10 @@ def build_ui(services: Services, warmup: ModelWarmup | None = None) -> gr.Blocks
                         yield *twice(show(escape_answer(text) + " ▌")), history, ""
                 elif isinstance(event, Done):
                     final = event.answer
+        except ModelCrashedError as exc:  # the app and this session's history carry on
+            log.error("%s", exc)
+            yield *twice(show(render_crash(text, exc))), history, esc("the model process crashed — see above")
+            return
         except user_errors as exc:
             yield *twice(show(f"✗ {esc(exc)}")), history, esc("error — see the message above")
             return

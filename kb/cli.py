@@ -1,7 +1,8 @@
 """``python -m kb``: manage knowledge bases, search, ask, evaluate — the app without the browser.
 
 Tested by calling :func:`main` with an argv list; it returns the exit status (0 ok, 1 partial
-failure such as skipped files, 2 usage/user error).
+failure such as skipped files, 2 usage/user error, 3 the model process crashed — a status, never a
+signal: the model runs in its own process, see :mod:`models.llm_process`).
 
 Examples::
 
@@ -22,7 +23,7 @@ from typing import Any, TextIO
 
 from kb.service import IngestReport, KnowledgeBaseError
 from kb.settings import SettingsError, available_profiles, load_settings
-from models.errors import BundledModelError, ModelUnavailableError
+from models.errors import BundledModelError, ModelCrashedError, ModelUnavailableError
 from vector_store import StoreError
 
 USER_ERRORS = (KnowledgeBaseError, StoreError, SettingsError, ModelUnavailableError, BundledModelError)
@@ -255,7 +256,8 @@ def _models(services: Any, args: argparse.Namespace, out: TextIO) -> int:
         print(f"{role}: {info.get('model')}", file=out)
         for key, val in info.items():
             if key != "model":
-                print(f"  {key}: {val}", file=out)
+                shown = ", ".join(map(str, val)) if isinstance(val, list) else val
+                print(f"  {key}: {shown}", file=out)
     return 0
 
 
@@ -270,6 +272,9 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     )
     try:
         return _run(args, out)
+    except ModelCrashedError as exc:
+        print(f"\nerror: {exc}", file=sys.stderr)
+        return 3
     except USER_ERRORS as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

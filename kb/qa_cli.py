@@ -11,7 +11,9 @@ end::
 into standalone questions before retrieving), ``/clear`` forgets the conversation, ``/quit`` (or
 end of input) leaves. Ctrl-C while an answer streams stops that answer; at the prompt it leaves.
 
-Both return the exit status like :func:`kb.cli.main`: 0 ok, 2 for a question that cannot be asked.
+Both return the exit status like :func:`kb.cli.main`: 0 ok, 2 for a question that cannot be asked;
+``ask`` lets :class:`~models.errors.ModelCrashedError` reach :func:`kb.cli.main` (status 3), while
+``chat`` prints it and goes on with the next question (which starts the model process again).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import Any, TextIO
 
 from kb.prompt import PromptTooLongError, Turn, language_of
 from kb.qa import Answer, Done, QAError, QAService, Retrieved, Token
+from models.errors import ModelCrashedError
 
 __all__ = ["format_sources", "run_ask", "run_chat"]
 
@@ -139,6 +142,9 @@ def run_chat(services: Any, args: argparse.Namespace, out: TextIO, inp: TextIO |
             continue
         except (QAError, PromptTooLongError) as exc:
             print(f"error: {exc}", file=out)
+            continue
+        except ModelCrashedError as exc:  # the conversation goes on; the next question restarts it
+            print(f"\nerror: {exc}", file=out)
             continue
         if answer.answer and not answer.no_context and not answer.stopped:
             history.append(Turn(question, answer.answer))

@@ -19,6 +19,7 @@ from typing import Any
 from kb.retrieval import Retriever
 from kb.service import KnowledgeBaseService
 from kb.settings import Settings
+from models.cpu import CpuInfo
 from models.embeddings import EmbedderRegistry
 
 
@@ -28,6 +29,8 @@ class Services:
     embedders: EmbedderRegistry
     kbs: KnowledgeBaseService
     retriever: Retriever
+    cpu: CpuInfo = field(default_factory=CpuInfo)
+    """The CPU the native model code will run on (its features decide e.g. llama.cpp's buffers)."""
     _llm: Any = None
     _llm_lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -38,8 +41,21 @@ class Services:
             if self._llm is None:
                 from models.llm import build_chat_model
 
-                self._llm = build_chat_model(self.settings.llm, self.settings.models_dir)
+                self._llm = build_chat_model(
+                    self.settings.llm, self.settings.models_dir, log_dir=self.settings.logs_dir, cpu=self.cpu
+                )
             return self._llm
+
+    @property
+    def llm_if_built(self) -> Any:
+        """The chat model if something already asked for it, else ``None`` (never builds one)."""
+        return self._llm
+
+    def close(self) -> None:
+        """Stop the model process, if one runs (it would end with this process anyway)."""
+        shutdown = getattr(self._llm, "shutdown", None)
+        if callable(shutdown):
+            shutdown()
 
     @property
     def qa(self) -> Any:
@@ -49,8 +65,12 @@ class Services:
         return QAService(self.settings, self.kbs, self.retriever, lambda: self.llm)
 
 
-def build_services(settings: Settings) -> Services:
-    """Wire the app together. Creates the data home folders, nothing else."""
+def build_services(settings: Settings, cpu: CpuInfo | None = None) -> Services:
+    """Wire the app together. Creates the data home folders, nothing else.
+
+    ``cpu`` defaults to this machine's (``/proc/cpuinfo``); tests pass another to check the rules
+    that depend on it.
+    """
     settings.home.mkdir(parents=True, exist_ok=True)
     import faiss
 
@@ -65,4 +85,10 @@ def build_services(settings: Settings) -> Services:
         precision=settings.embedding.precision,
     )
     kbs = KnowledgeBaseService(settings, embedders)
-    return Services(settings=settings, embedders=embedders, kbs=kbs, retriever=Retriever(settings, kbs))
+    return Services(
+        settings=settings,
+        embedders=embedders,
+        kbs=kbs,
+        retriever=Retriever(settings, kbs),
+        cpu=cpu or CpuInfo.current(),
+    )

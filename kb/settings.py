@@ -143,6 +143,31 @@ class LLMSettings(_Section):
     fake_reply: str | None = Field(
         None, description="fake only: scripted reply; None = quote the first context sentence."
     )
+    fake_token_delay_ms: float = Field(
+        0.0,
+        ge=0.0,
+        description="fake only: pause after each streamed character, to mimic a real model's pace "
+        "(used to test Stop and a killed model process).",
+    )
+    process: Literal["auto", "worker", "in-process"] = Field(
+        "auto",
+        description="Where the LLM runs. 'worker': in a supervised child process (a native crash, OOM "
+        "kill or kill -9 of the model ends that answer with an error; the app keeps serving and the "
+        "worker restarts on the next question). 'in-process': inside the app (no isolation). 'auto' = "
+        "worker for llamacpp and transformers, in-process for fake and openai (already a server).",
+    )
+    extra_buffers: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="llamacpp only: llama.cpp's extra CPU buffer types (AMX and weight repacking). "
+        "'auto' = off on CPUs that report AMX (llama.cpp's AMX path crashes there), on elsewhere; "
+        "'kb models' says which was chosen and why. See docs/MODELS.md.",
+    )
+    load_timeout_s: float = Field(
+        900.0,
+        gt=0.0,
+        description="worker only: longest wait for the model process to load its weights (the first "
+        "start also joins a bundled GGUF from its pip parts) before the load is reported as failed.",
+    )
 
 
 class ChatSettings(_Section):
@@ -186,6 +211,11 @@ class Settings(_Section):
     def models_dir(self) -> Path:
         """Folder holding converted / assembled bundled models."""
         return self.home / "models"
+
+    @property
+    def logs_dir(self) -> Path:
+        """Folder holding logs (the model process's log)."""
+        return self.home / "logs"
 
     @property
     def cache_dir(self) -> Path:

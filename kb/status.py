@@ -9,7 +9,11 @@ if TYPE_CHECKING:
 
 
 def model_status(services: Services) -> dict[str, dict[str, Any]]:
-    """A JSON-able description of the embedding model and the LLM (does not load weights)."""
+    """A JSON-able description of the embedding model, the LLM and the CPU (loads no weights).
+
+    For llama.cpp it says whether the extra CPU buffers are on and why (:mod:`models.cpu`); once
+    the model process has started, ``llm.worker`` gives its state, pid, last crash and log.
+    """
     from kb.settings import BUNDLED_E5
     from models.embeddings import SentenceTransformerEmbedder
 
@@ -44,8 +48,10 @@ def model_status(services: Services) -> dict[str, dict[str, Any]]:
             emb["why"] = "embedding.model setting: a local folder or a hub name in the local cache"
     emb["per_knowledge_base"] = {s.name: s.embedding_model for s in services.kbs.list()}
 
-    from models.llm import resolve_llm
+    from models.cpu import choose_extra_buffers
+    from models.llm import resolve_llm, runs_in_worker
 
+    cpu = services.cpu
     try:
         resolved = resolve_llm(settings.llm, settings.models_dir)
         llm: dict[str, Any] = {
@@ -53,9 +59,17 @@ def model_status(services: Services) -> dict[str, dict[str, Any]]:
             "backend": resolved.backend,
             "location": str(resolved.location),
             "why": resolved.reason,
+            "process": "worker" if runs_in_worker(settings.llm, resolved.backend) else "in-process",
         }
+        if resolved.backend == "llamacpp":
+            choice = choose_extra_buffers(settings.llm.extra_buffers, cpu)
+            llm["extra_buffers"] = "on" if choice.enabled else "off"
+            llm["extra_buffers_why"] = choice.reason
     except Exception as exc:
         llm = {"model": settings.llm.model, "backend": settings.llm.backend, "error": str(exc)}
-    current = services._llm
+    current = services.llm_if_built
     llm["loaded"] = bool(current is not None and getattr(current, "loaded", False))
-    return {"embedding": emb, "llm": llm}
+    worker_status = getattr(current, "status", None)
+    if callable(worker_status):
+        llm["worker"] = worker_status()
+    return {"embedding": emb, "llm": llm, "cpu": cpu.to_json()}

@@ -30,11 +30,13 @@ Heavy libraries (torch, transformers, llama_cpp, langchain_openai) are imported 
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import inspect
 import os
 import re
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,6 +57,7 @@ from langchain_core.outputs import ChatGenerationChunk, ChatResult
 from pydantic import ConfigDict, Field, PrivateAttr
 
 from models.bundled import BUNDLED_LLMS, bundled_location, ensure_bundled_gguf, is_verified, locate_parts
+from models.cpu import CpuInfo, choose_extra_buffers, physical_cores
 from models.errors import BundledModelError, ModelConfigError, ModelUnavailableError
 
 if TYPE_CHECKING:
@@ -267,50 +270,111 @@ def resolve_llm(settings: LLMSettings, models_dir: Path) -> ResolvedModel:
     )
 
 
-def physical_cores() -> int:
-    """Physical CPU cores (psutil), falling back to logical cores."""
-    try:
-        import psutil
+@dataclass(frozen=True)
+class ChatSpec:
+    """A local chat model as data: a registered backend name and its constructor arguments.
 
-        cores = psutil.cpu_count(logical=False)
-    except ImportError:
-        cores = None
-    return max(1, cores or os.cpu_count() or 1)
+    JSON-able, so the same spec builds the model in this process (:func:`chat_from_spec`) or in the
+    supervised model process (:mod:`models.llm_worker`).
+    """
+
+    backend: str
+    kwargs: dict[str, Any]
+    description: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"backend": self.backend, "kwargs": self.kwargs, "description": self.description}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ChatSpec:
+        return cls(str(data["backend"]), dict(data["kwargs"]), str(data.get("description", "")))
 
 
-def build_chat_model(settings: LLMSettings, models_dir: Path) -> BaseChatModel:
-    """The chat model ``settings`` describe; cheap: weights load on first use or ``warm_up()``.
+def local_chat_spec(settings: LLMSettings, models_dir: Path, cpu: CpuInfo | None = None) -> ChatSpec:
+    """The spec of the local (llamacpp / transformers / fake) model ``settings`` describe.
 
-    Raises :class:`ModelUnavailableError` / :class:`ModelConfigError` with a clear message.
+    Raises :class:`ModelUnavailableError` when the model cannot be had offline, and
+    :class:`ModelConfigError` for the openai backend (a server, not a local model).
     """
     resolved = resolve_llm(settings, models_dir)
+    common = {"temperature": settings.temperature, "max_tokens": settings.max_tokens}
     if resolved.backend == "fake":
-        return FakeChatModel(
-            reply=settings.fake_reply, temperature=settings.temperature, max_tokens=settings.max_tokens
-        )
-    if resolved.backend == "llamacpp":
-        return LlamaCppChat(
-            model=resolved.model,
-            models_dir=Path(models_dir),
-            n_ctx=settings.n_ctx,
-            n_threads=settings.threads,
-            temperature=settings.temperature,
-            max_tokens=settings.max_tokens,
-        )
+        kwargs = {"reply": settings.fake_reply, "token_delay_ms": settings.fake_token_delay_ms, **common}
+    elif resolved.backend == "llamacpp":
+        extra = choose_extra_buffers(settings.extra_buffers, cpu or CpuInfo.current())
+        kwargs = {
+            "model": resolved.model,
+            "models_dir": str(models_dir),
+            "n_ctx": settings.n_ctx,
+            "n_threads": settings.threads,
+            "extra_buffers": extra.enabled,
+            **common,
+        }
+    elif resolved.backend == "transformers":
+        kwargs = {
+            "model_name_or_path": resolved.location,
+            "trust_remote_code": settings.trust_remote_code,
+            "quantization": settings.quantization,
+            "dtype": settings.dtype,
+            "device": settings.device,
+            "n_ctx": settings.n_ctx,
+            **common,
+        }
+    else:
+        raise ModelConfigError(f"llm.backend={resolved.backend} is a server, not a local model")
+    return ChatSpec(resolved.backend, kwargs, resolved.describe())
+
+
+def chat_from_spec(spec: ChatSpec) -> BaseChatModel:
+    """Build the registered backend ``spec`` names, in this process (cheap: no weights loaded)."""
+    try:
+        cls = LOCAL_BACKENDS[spec.backend]
+    except KeyError:
+        raise ModelConfigError(
+            f"unknown local LLM backend {spec.backend!r}; known: {', '.join(sorted(LOCAL_BACKENDS))}"
+        ) from None
+    chat = cls(**spec.kwargs)
+    check = getattr(chat, "check_environment", None)
+    if callable(check):
+        check()
+    return chat
+
+
+def runs_in_worker(settings: LLMSettings, backend: str) -> bool:
+    """``llm.process`` decided for ``backend``: ``auto`` isolates the native backends."""
+    if settings.process == "auto":
+        return backend in ("llamacpp", "transformers")
+    return settings.process == "worker"
+
+
+def build_chat_model(
+    settings: LLMSettings, models_dir: Path, *, log_dir: Path | None = None, cpu: CpuInfo | None = None
+) -> BaseChatModel:
+    """The chat model ``settings`` describe; cheap: weights load on first use or ``warm_up()``.
+
+    Local backends run in a supervised model process when :func:`runs_in_worker` says so
+    (:class:`models.llm_process.WorkerChatModel`; its log goes to ``log_dir``), else in this
+    process. Raises :class:`ModelUnavailableError` / :class:`ModelConfigError` with a clear message.
+    """
+    resolved = resolve_llm(settings, models_dir)
+    if resolved.backend == "openai":
+        return _openai_compatible_chat(settings)
+    spec = local_chat_spec(settings, models_dir, cpu)
+    if not runs_in_worker(settings, resolved.backend):
+        return chat_from_spec(spec)
     if resolved.backend == "transformers":
-        chat = TransformersChat(
-            model_name_or_path=resolved.location,
-            trust_remote_code=settings.trust_remote_code,
-            quantization=settings.quantization,
-            dtype=settings.dtype,
-            device=settings.device,
-            n_ctx=settings.n_ctx,
-            temperature=settings.temperature,
-            max_tokens=settings.max_tokens,
-        )
-        chat.check_environment()
-        return chat
-    return _openai_compatible_chat(settings)
+        chat_from_spec(spec)  # check_environment() here, so a bad option fails before any process starts
+    from models.llm_process import WorkerChatModel
+
+    return WorkerChatModel(
+        spec=spec.to_json(),
+        model=resolved.model,
+        n_ctx=settings.n_ctx,
+        temperature=settings.temperature,
+        max_tokens=settings.max_tokens,
+        log_dir=None if log_dir is None else str(log_dir),
+        load_timeout_s=settings.load_timeout_s,
+    )
 
 
 def _openai_compatible_chat(settings: LLMSettings) -> BaseChatModel:
@@ -485,6 +549,10 @@ class _LocalChatModel(BaseChatModel):
     def warm_up(self) -> None:
         """Load the weights now instead of on the first question."""
 
+    def runtime_info(self) -> dict[str, Any]:
+        """What the loaded model runs as (class, device, buffers), for ``kb models``; JSON-able."""
+        return {}
+
     @property
     def context_window(self) -> int:
         """Tokens of prompt plus answer the model accepts."""
@@ -543,6 +611,8 @@ class FakeChatModel(_LocalChatModel):
 
     reply: str | None = None
     n_ctx: int = 4096
+    token_delay_ms: float = Field(0.0, ge=0.0)
+    """Pause after each streamed character (mimics a real model's pace in tests of Stop and crashes)."""
 
     @property
     def _llm_type(self) -> str:
@@ -567,6 +637,8 @@ class FakeChatModel(_LocalChatModel):
         finish = "length" if len(text) > max_tokens else "stop"
         stops = StopFilter(stop)
         for char in text[:max_tokens]:
+            if self.token_delay_ms:
+                time.sleep(self.token_delay_ms / 1000)
             out = stops.feed(char)
             if out:
                 yield self._chunk(out, run_manager)
@@ -592,6 +664,35 @@ def _import_llama_cpp() -> Any:
     return llama_cpp
 
 
+_PARAMS_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _model_params(**fields: Any) -> Iterator[None]:
+    """Set ``llama_model_params`` fields that ``Llama()`` has no keyword for, while it is built.
+
+    ``Llama.__init__`` starts from ``llama_cpp.llama_model_default_params()``; for the duration of
+    the ``with`` block that function returns defaults with ``fields`` applied. Serialised by a lock,
+    so two models built at once never see each other's fields.
+    """
+    import llama_cpp.llama_cpp as lib
+
+    with _PARAMS_LOCK:
+        original = lib.llama_model_default_params
+
+        def patched() -> Any:
+            params = original()
+            for name, value in fields.items():
+                setattr(params, name, value)
+            return params
+
+        lib.llama_model_default_params = patched
+        try:
+            yield
+        finally:
+            lib.llama_model_default_params = original
+
+
 class LlamaCppChat(_LocalChatModel):
     """A GGUF model through llama.cpp, streamed with ``create_chat_completion(stream=True)``.
 
@@ -607,6 +708,8 @@ class LlamaCppChat(_LocalChatModel):
     n_batch: int = Field(512, ge=1)
     seed: int = 0
     verbose: bool = False
+    extra_buffers: bool = True
+    """llama.cpp's extra CPU buffer types (AMX, weight repacking): :func:`models.cpu.choose_extra_buffers`."""
 
     _llama: Any = PrivateAttr(default=None)
     _vocab: Any = PrivateAttr(default=None)
@@ -640,7 +743,8 @@ class LlamaCppChat(_LocalChatModel):
         llama_cpp = _import_llama_cpp()
         path = self.model_path()
         try:
-            return llama_cpp.Llama(model_path=str(path), verbose=self.verbose, **kwargs)
+            with _model_params(use_extra_bufts=self.extra_buffers):
+                return llama_cpp.Llama(model_path=str(path), verbose=self.verbose, **kwargs)
         except ValueError as exc:  # llama.cpp: "Failed to load model from file"
             raise ModelUnavailableError(f"llama.cpp cannot load {path}: {exc}") from exc
 
@@ -659,6 +763,10 @@ class LlamaCppChat(_LocalChatModel):
 
     def warm_up(self) -> None:
         self._load()
+
+    def runtime_info(self) -> dict[str, Any]:
+        threads = self._llama.n_threads if self._llama is not None else (self.n_threads or physical_cores())
+        return {"runs_as": "llama.cpp", "threads": threads, "extra_buffers": self.extra_buffers}
 
     @property
     def loaded(self) -> bool:
@@ -837,6 +945,11 @@ class TransformersChat(_LocalChatModel):
     def warm_up(self) -> None:
         self._load()
 
+    def runtime_info(self) -> dict[str, Any]:
+        if self._model is None:
+            return {}
+        return {"runs_as": type(self._model).__name__, "device": self._device}
+
     @property
     def loaded(self) -> bool:
         """Whether the weights are in memory."""
@@ -972,3 +1085,11 @@ class TransformersChat(_LocalChatModel):
             if response.startswith(seen) and len(response) > len(seen):
                 yield response[len(seen) :]
                 seen = response
+
+
+LOCAL_BACKENDS: dict[str, type[_LocalChatModel]] = {
+    "fake": FakeChatModel,
+    "llamacpp": LlamaCppChat,
+    "transformers": TransformersChat,
+}
+"""Local chat-model backends by name (what :class:`ChatSpec` names)."""

@@ -2,7 +2,10 @@
 
 Everything runs for real: the joiner hashes real (small, synthetic) part packages; llama.cpp runs the
 real bundled 0.5B GGUF; transformers runs a tiny random Qwen2 model with a BPE tokenizer built here;
-the OpenAI backend talks to a real ``llama_cpp.server`` on 127.0.0.1.
+the OpenAI backend talks to a real llama.cpp server (``models.llama_server``) on 127.0.0.1. Native
+inference never runs in the test process: llama.cpp and transformers run in the supervised model
+process (:mod:`models.llm_process`), as in the app, so a native crash fails a test instead of
+killing pytest.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
@@ -36,15 +40,14 @@ from models.bundled import (
 from models.errors import BundledModelError, ModelConfigError, ModelUnavailableError
 from models.llm import (
     FakeChatModel,
-    LlamaCppChat,
     StopFilter,
-    TransformersChat,
     build_chat_model,
     cuda_available,
     fake_answer,
     hf_cached_snapshot,
     resolve_llm,
 )
+from models.llm_process import WorkerChatModel
 
 CJK = re.compile(r"[\u4e00-\u9fff]")
 
@@ -216,8 +219,9 @@ def test_real_bundled_models_assemble_and_verify(
 
 
 @pytest.fixture(scope="module")
-def qwen05(bundled_gguf_05b: Path, bundled_models_dir: Path) -> LlamaCppChat:
-    """The real 0.5B through build_chat_model (bundled name resolved in the session models dir)."""
+def qwen05(bundled_gguf_05b: Path, bundled_models_dir: Path) -> Iterator[WorkerChatModel]:
+    """The real 0.5B through build_chat_model (bundled name resolved in the session models dir), in
+    its model process as the app runs it."""
     settings = LLMSettings(
         backend="llamacpp",
         model="bundled:qwen2.5-coder-0.5b",
@@ -226,9 +230,10 @@ def qwen05(bundled_gguf_05b: Path, bundled_models_dir: Path) -> LlamaCppChat:
         temperature=0.0,
         max_tokens=48,
     )
-    chat = build_chat_model(settings, bundled_models_dir)
-    assert isinstance(chat, LlamaCppChat)
-    return chat
+    chat = build_chat_model(settings, bundled_models_dir, log_dir=bundled_models_dir / "logs")
+    assert isinstance(chat, WorkerChatModel) and chat.spec["backend"] == "llamacpp"
+    yield chat
+    chat.shutdown()
 
 
 GREAT_WALL = [
@@ -238,7 +243,7 @@ GREAT_WALL = [
 
 
 @pytest.mark.slow
-def test_llamacpp_streams_chinese_token_by_token(qwen05: LlamaCppChat) -> None:
+def test_llamacpp_streams_chinese_token_by_token(qwen05: WorkerChatModel) -> None:
     chunks = list(qwen05.stream(GREAT_WALL))
     pieces = texts(chunks)
     assert len(pieces) > 1
@@ -251,7 +256,7 @@ def test_llamacpp_streams_chinese_token_by_token(qwen05: LlamaCppChat) -> None:
 
 
 @pytest.mark.slow
-def test_llamacpp_honours_max_tokens_and_stop(qwen05: LlamaCppChat) -> None:
+def test_llamacpp_honours_max_tokens_and_stop(qwen05: WorkerChatModel) -> None:
     short = qwen05.invoke(GREAT_WALL, max_tokens=4)
     assert short.response_metadata["finish_reason"] == "length"
     assert 1 <= qwen05.get_num_tokens(str(short.content)) <= 4
@@ -260,15 +265,16 @@ def test_llamacpp_honours_max_tokens_and_stop(qwen05: LlamaCppChat) -> None:
 
 
 @pytest.mark.slow
-def test_llamacpp_counts_tokens_with_the_real_tokenizer(bundled_gguf_05b: Path) -> None:
-    chat = LlamaCppChat(model=str(bundled_gguf_05b), n_ctx=2048)
+def test_llamacpp_counts_tokens_with_the_real_tokenizer(qwen05: WorkerChatModel) -> None:
     # Qwen2's BPE has "你好" and "hello"/" world" as single tokens
-    assert chat.get_num_tokens("你好") == 1
-    assert chat.get_num_tokens("hello world") == 2
-    assert not chat.loaded  # counting needs only the vocabulary
+    assert qwen05.get_num_tokens("你好") == 1
+    assert qwen05.get_num_tokens("hello world") == 2
     long_text = "长江是中国第一长河。" * 50
-    assert 50 < chat.get_num_tokens(long_text) < len(long_text)
-    assert chat.context_window == 2048
+    assert 50 < qwen05.get_num_tokens(long_text) < len(long_text)
+    assert qwen05.context_window == 2048
+    status = qwen05.status()
+    assert status["state"] == "running" and status["runs_as"] == "llama.cpp" and status["threads"] == 1
+    assert qwen05.pid is not None and qwen05.pid != os.getpid()  # the weights are not in pytest
 
 
 def test_llamacpp_missing_gguf_is_a_clear_error(tmp_path: Path) -> None:
@@ -353,21 +359,50 @@ def test_transformers_streams_multiple_chunks_in_order(tiny_model: Path, tmp_pat
     resolved = resolve_llm(settings, tmp_path)
     assert (resolved.backend, resolved.location) == ("transformers", str(tiny_model.resolve()))
     assert "local folder" in resolved.reason
-    chat = build_chat_model(settings, tmp_path)
-    assert isinstance(chat, TransformersChat) and not chat.loaded
+    chat = build_chat_model(settings, tmp_path, log_dir=tmp_path)
+    assert isinstance(chat, WorkerChatModel) and not chat.loaded
     messages = [SystemMessage("请用中文回答。"), HumanMessage("北京是哪个国家的首都？")]
-    pieces = texts(list(chat.stream(messages)))
-    assert len(pieces) > 1
-    assert CJK.search("".join(pieces))
-    assert chat.invoke(messages).content == "".join(pieces)
-    assert chat.get_num_tokens("北京是中国的首都") == len(
-        chat._tokenizer().encode("北京是中国的首都", add_special_tokens=False)
+    with shut_down_after(chat):
+        pieces = texts(list(chat.stream(messages)))
+        assert len(pieces) > 1
+        assert CJK.search("".join(pieces))
+        assert chat.invoke(messages).content == "".join(pieces)
+        from transformers import AutoTokenizer
+
+        ids = AutoTokenizer.from_pretrained(tiny_model).encode("北京是中国的首都", add_special_tokens=False)
+        assert chat.get_num_tokens("北京是中国的首都") == len(ids)
+        assert 1 <= len(ids) < 8  # BPE merges learnt from the corpus
+        assert chat.status()["runs_as"] == "Qwen2ForCausalLM"
+
+
+def transformers_chat(model: Path, log_dir: Path, **settings: Any) -> WorkerChatModel:
+    chat = build_chat_model(
+        LLMSettings(backend="transformers", model=str(model), **settings), log_dir, log_dir=log_dir
     )
-    assert 1 <= chat.get_num_tokens("北京是中国的首都") < 8  # BPE merges learnt from the corpus
+    assert isinstance(chat, WorkerChatModel)
+    return chat
 
 
-def test_transformers_max_tokens_and_stop(tiny_model: Path) -> None:
-    chat = TransformersChat(model_name_or_path=str(tiny_model), temperature=0.0, max_tokens=12)
+class shut_down_after:
+    """``with shut_down_after(chat):`` stops the chat model's process at the end of the block."""
+
+    def __init__(self, chat: WorkerChatModel) -> None:
+        self.chat = chat
+
+    def __enter__(self) -> WorkerChatModel:
+        return self.chat
+
+    def __exit__(self, *exc: object) -> None:
+        self.chat.shutdown()
+
+
+def test_transformers_max_tokens_and_stop(tiny_model: Path, tmp_path: Path) -> None:
+    chat = transformers_chat(tiny_model, tmp_path, temperature=0.0, max_tokens=12)
+    with shut_down_after(chat):
+        check_max_tokens_and_stop(chat)
+
+
+def check_max_tokens_and_stop(chat: WorkerChatModel) -> None:
     full = str(chat.invoke("你好").content)
     short = str(chat.invoke("你好", max_tokens=3).content)
     assert short and full.startswith(short) and len(short) < len(full)
@@ -376,9 +411,9 @@ def test_transformers_max_tokens_and_stop(tiny_model: Path) -> None:
     assert cut == full[: full.index(stop)]
 
 
-def test_transformers_sampling_streams(tiny_model: Path) -> None:
-    chat = TransformersChat(model_name_or_path=str(tiny_model), temperature=0.8, max_tokens=8)
-    assert list(chat.stream("你好"))[-1].response_metadata["finish_reason"] == "stop"
+def test_transformers_sampling_streams(tiny_model: Path, tmp_path: Path) -> None:
+    with shut_down_after(transformers_chat(tiny_model, tmp_path, temperature=0.8, max_tokens=8)) as chat:
+        assert list(chat.stream("你好"))[-1].response_metadata["finish_reason"] == "stop"
 
 
 @pytest.mark.skipif(cuda_available(), reason="checks the CPU-only error")
@@ -424,19 +459,17 @@ def test_trust_remote_code_stays_off_unless_set(
     sentinel = tmp_path / "remote-code-ran"
     monkeypatch.setenv("KBQA_REMOTE_CODE_SENTINEL", str(sentinel))
 
-    chat = build_chat_model(LLMSettings(backend="transformers", model=str(folder), max_tokens=4), tmp_path)
-    assert isinstance(chat, TransformersChat) and chat.trust_remote_code is False
-    chat.warm_up()
-    assert type(chat._model).__name__ == "Qwen2ForCausalLM"
-    assert not sentinel.exists()
+    with shut_down_after(transformers_chat(folder, tmp_path, max_tokens=4)) as chat:
+        assert chat.spec["kwargs"]["trust_remote_code"] is False
+        chat.warm_up()
+        assert chat.status()["runs_as"] == "Qwen2ForCausalLM"
+        assert not sentinel.exists()
 
-    trusted = build_chat_model(
-        LLMSettings(backend="transformers", model=str(folder), max_tokens=4, trust_remote_code=True), tmp_path
-    )
-    assert isinstance(trusted, TransformersChat) and trusted.trust_remote_code is True
-    trusted.warm_up()
-    assert type(trusted._model).__name__ == "SentinelForCausalLM"
-    assert sentinel.read_text() == "executed"
+    with shut_down_after(transformers_chat(folder, tmp_path, max_tokens=4, trust_remote_code=True)) as trusted:
+        assert trusted.spec["kwargs"]["trust_remote_code"] is True
+        trusted.warm_up()
+        assert trusted.status()["runs_as"] == "SentinelForCausalLM"
+        assert sentinel.read_text() == "executed"
 
 
 GLM_LIKE_CODE = """
@@ -495,7 +528,7 @@ def test_models_with_stream_chat_are_streamed_through_it(
     settings = LLMSettings(
         backend="transformers", model=str(folder), trust_remote_code=True, temperature=0.0, max_tokens=16
     )
-    chat = build_chat_model(settings, tmp_path)
+    chat = build_chat_model(settings, tmp_path, log_dir=tmp_path)
     messages = [
         SystemMessage("只根据资料回答。"),
         HumanMessage("你是谁？"),
@@ -518,6 +551,7 @@ def test_models_with_stream_chat_are_streamed_through_it(
             {"role": "assistant", "content": "我是助手。"},
         ]
     assert chat.invoke(messages, stop=["我是"]).content == "你好，"
+    chat.shutdown()
 
 
 def test_transformers_missing_folder(tmp_path: Path) -> None:
@@ -545,7 +579,7 @@ def llama_server(bundled_gguf_05b: Path, tmp_path_factory: pytest.TempPathFactor
             [
                 sys.executable,
                 "-m",
-                "llama_cpp.server",
+                "models.llama_server",
                 "--model",
                 str(bundled_gguf_05b),
                 "--host",
@@ -556,6 +590,8 @@ def llama_server(bundled_gguf_05b: Path, tmp_path_factory: pytest.TempPathFactor
                 "2048",
                 "--n_threads",
                 "1",
+                "--extra-buffers",
+                "auto",
             ],
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -687,7 +723,9 @@ def test_auto_on_cpu_picks_bundled_llamacpp(tmp_path: Path) -> None:
     card_model = resolve_llm(LLMSettings(model="THUDM/chatglm-6b"), tmp_path)
     assert card_model.model == "bundled:qwen2.5-coder-1.5b"
     assert "THUDM/chatglm-6b" in card_model.reason
-    assert isinstance(build_chat_model(LLMSettings(), tmp_path), LlamaCppChat)  # cheap: nothing joined
+    chat = build_chat_model(LLMSettings(), tmp_path)  # cheap: nothing joined, no process started
+    assert isinstance(chat, WorkerChatModel) and chat.spec["backend"] == "llamacpp"
+    assert chat.pid is None and not chat.loaded
     assert not list(tmp_path.iterdir())
 
 
