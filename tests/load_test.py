@@ -24,9 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from kb.evaluate import REPO, SHARED_DATA
-
-NOVELS = SHARED_DATA / "novels"
+from tests.helpers import NOVELS, REPO
 QUESTIONS = [
     "甄士隐是谁？",
     "贾雨村做了什么？",

@@ -12,7 +12,7 @@ import importlib
 
 import pytest
 
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 PACKAGES = ("kb", "models", "vector_store", "loaders")
 

@@ -24,7 +24,7 @@ from kb.novel_sets import (
     squeeze,
     unique_shingles,
 )
-from tests.conftest import NOVELS
+from tests.helpers import NOVELS
 
 NOVEL_QA = Path(__file__).resolve().parent / "data" / "novel_qa.json"
 

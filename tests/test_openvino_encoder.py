@@ -15,7 +15,7 @@ import pytest
 
 from models.embeddings import PRECISIONS, EmbedderRegistry, SentenceTransformerEmbedder
 from models.openvino_encoder import PAD_MULTIPLE, openvino_available, pad_to_multiple
-from tests.conftest import novel_slices
+from tests.helpers import novel_slices
 
 if not openvino_available():  # not importorskip: importing openvino here would bypass import_openvino()
     pytest.skip("openvino is not installed", allow_module_level=True)

@@ -22,7 +22,7 @@ import pytest
 from kb.cli import main
 from kb.services import build_services
 from kb.settings import load_settings
-from tests.conftest import REPO
+from tests.helpers import REPO
 from vector_store.store import StoreError
 
 QUERIES = ["甄士隐", "孙悟空", "贾雨村", "花果山"]

@@ -15,14 +15,7 @@ from kb.service import KnowledgeBaseError, validate_name
 from kb.services import build_services
 from kb.settings import load_settings
 from kb.splitter import unshared_texts
-
-
-def excerpt(src: Path, dest: Path, chars: int, encoding: str) -> Path:
-    """The first ``chars`` characters of a real novel, written in its original encoding."""
-    raw = src.read_bytes()
-    text = raw.decode(encoding)[:chars]
-    dest.write_bytes(text.encode(encoding))
-    return dest
+from tests.helpers import excerpt
 
 
 @pytest.fixture
