@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from kb.chapters import chinese_to_int
 from kb.cli import main
 from kb.novel_sets import (
     NovelSetError,
     chapter_questions,
-    chinese_number,
     load_novel_qa,
     parse_novel_qa,
     shares_shingle,
@@ -91,8 +91,9 @@ def test_every_answer_and_evidence_occurs_in_the_loaded_novel(loaded_novels: dic
         *[("一百二十", 120), ("一一八", 118), ("一二零", 120), ("一〇一", 101), ("37", 37)],
     ],
 )
-def test_chinese_number(text: str, value: int) -> None:
-    assert chinese_number(text) == value
+def test_chapter_numbers_of_the_novels(text: str, value: int) -> None:
+    """The numbers 红楼梦/西游记/三国 write in their 回 headings (parsed by kb.chapters)."""
+    assert chinese_to_int(text) == value
 
 
 BODY_A = "甲乙丙丁戊己庚辛壬癸子丑寅卯辰巳午未申酉戌亥天地玄黄宇宙洪荒日月盈昃辰宿列张"

@@ -12,13 +12,9 @@ import numpy as np
 import pytest
 
 from kb.cli import main
+from kb.chapters import ChapterRef, chapter_number, chinese_to_int, find_chapter_reference, int_to_chinese
 from kb.retrieval import (
-    ChapterRef,
-    chapter_number,
     chapter_rows,
-    chinese_to_int,
-    find_chapter_reference,
-    int_to_chinese,
     is_overview,
     rrf_fuse,
     spread,
