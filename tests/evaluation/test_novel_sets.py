@@ -1,5 +1,6 @@
-"""tests/data/novel_qa.json against the real novels; kb/novel_sets.py (chapter set, gold rule);
-``python -m kb eval --novel-qa/--chapters`` and the bench's ``novels`` part through ``kb.cli.main``
+"""tests/data/novel_qa.json against the real novels; evaluation/novel_sets.py (chapter set, gold rule);
+``python -m evaluation eval --novel-qa/--chapters`` and the bench's ``novels`` part through
+``evaluation.cli.main``
 (mock profile: the hash embedder, retrieval quality does not matter here)."""
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from kb.chapters import chinese_to_int
-from kb.cli import main
-from kb.novel_sets import (
+from evaluation.cli import main
+from evaluation.novel_sets import (
     NovelSetError,
     chapter_questions,
     load_novel_qa,
@@ -24,9 +25,9 @@ from kb.novel_sets import (
     squeeze,
     unique_shingles,
 )
-from tests.helpers import NOVELS
+from tests.helpers import NOVELS, REPO
 
-NOVEL_QA = Path(__file__).resolve().parent / "data" / "novel_qa.json"
+NOVEL_QA = REPO / "tests" / "data" / "novel_qa.json"
 
 # ------------------------------------------------------------------------------- the hand-checked set
 

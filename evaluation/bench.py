@@ -1,4 +1,4 @@
-"""``python -m kb bench``: our pipeline against the baseline a user would assemble from LangChain alone.
+"""``python -m evaluation bench``: our pipeline against the baseline a user would assemble from LangChain alone.
 
 The baseline is Langchain-Chatchat 0.2's recipe: ``RecursiveCharacterTextSplitter`` with Chinese
 separators, chunk 250, overlap 50; the SAME embedding model through
@@ -11,7 +11,7 @@ peak RSS is per part and pipeline and one pipeline's torch/thread state cannot l
 * ``qa`` — both pipelines on the same SQuAD-v1 file: hit@k, hit@budget, MRR, chunks, chunks/s,
   query latency, and our/baseline ratios;
 * ``novels`` — both pipelines on the novel sets (``tests/data/novel_qa.json``'s factual questions
-  and the chapter-title questions of its novels, see :mod:`kb.novel_sets`), each novel indexed
+  and the chapter-title questions of its novels, see :mod:`evaluation.novel_sets`), each novel indexed
   once per pipeline, the same gold rule for both: hit@k, hit@budget, MRR per set and per novel
   (with ``--home`` ours keeps and reuses its novel knowledge bases there; the baseline always
   indexes afresh);
@@ -41,7 +41,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from kb.evaluate import (
+from evaluation.evaluate import (
     REPO,
     SHARED_DATA,
     concat_context,
@@ -54,7 +54,7 @@ from kb.evaluate import (
     reciprocal_rank,
     scratch_services,
 )
-from kb.novel_sets import NovelSetError
+from evaluation.novel_sets import NovelSetError
 
 DEFAULT_SQUAD = SHARED_DATA / "qa" / "cmrc2018_trial.json"
 DEFAULT_NOVEL = SHARED_DATA / "novels" / "hongloumeng.utf8.txt"
@@ -173,7 +173,7 @@ def qa_baseline(settings: Any, squad_path: str, top_k: int, budget: int) -> dict
 
 
 def qa_ours(services: Any, squad_path: str, top_k: int, budget: int) -> dict[str, Any]:
-    from kb.evaluate import evaluate
+    from evaluation.evaluate import evaluate
 
     with scratch_services(services, keep_home=False) as svc:
         report = evaluate(svc, load_squad(squad_path), top_k=top_k, budget=budget)
@@ -192,7 +192,7 @@ def novels_ours(
     """Our pipeline on the novel sets: each novel indexed once, every set asked on it; in a fresh
     home, or with ``reuse`` in the given home, whose kept knowledge bases and embedding cache make
     re-runs cheap (``index_s`` is then not a first-index time: the ``index`` part measures that)."""
-    from kb.evaluate import evaluate_novels, novel_plan
+    from evaluation.evaluate import evaluate_novels, novel_plan
 
     plan = novel_plan(qa_file, novels_dir, chapters)
     with scratch_services(services, keep_home=reuse) as svc:
@@ -210,7 +210,7 @@ def novels_baseline(
 ) -> dict[str, Any]:
     """The baseline on the same novel sets and the same gold rules: one FAISS store per novel
     (the file read as UTF-8, as ``index_baseline`` does), every set asked on it."""
-    from kb.evaluate import QuestionResult, by_novel, novel_plan
+    from evaluation.evaluate import QuestionResult, by_novel, novel_plan
 
     plan = novel_plan(qa_file, novels_dir, chapters)
     results: dict[str, list[QuestionResult]] = {}
@@ -412,7 +412,7 @@ def latency_retriever(services: Any, size: int, novel: str, questions: Sequence[
 
 
 def _worker(argv: Sequence[str]) -> int:
-    """Entry point of a worker subprocess: ``python -m kb.bench JOB.json`` -> JSON on stdout."""
+    """Entry point of a worker subprocess: ``python -m evaluation.bench JOB.json`` -> JSON on stdout."""
     from kb.services import build_services
     from kb.settings import Settings
 
@@ -448,7 +448,7 @@ def _novel_params(job: dict[str, Any]) -> tuple[Any, ...]:
 
 
 def run_job(settings: Any, kind: str, **params: Any) -> dict[str, Any]:
-    """Run one measurement in a fresh ``python -m kb.bench`` process; its JSON result."""
+    """Run one measurement in a fresh ``python -m evaluation.bench`` process; its JSON result."""
     with tempfile.TemporaryDirectory(prefix="kbqa-bench-") as tmp:
         job = Path(tmp) / "job.json"
         job.write_text(
@@ -457,7 +457,7 @@ def run_job(settings: Any, kind: str, **params: Any) -> dict[str, Any]:
         )
         started = time.perf_counter()
         proc = subprocess.run(
-            [sys.executable, "-m", "kb.bench", str(job)],
+            [sys.executable, "-m", "evaluation.bench", str(job)],
             capture_output=True,
             text=True,
             cwd=REPO,
@@ -546,7 +546,7 @@ INDEX_KEYS = ("chars", "chunks", "first_index_s", "chunks_per_s", "peak_rss_mb",
 
 
 def run_bench(services: Any, args: argparse.Namespace, out: TextIO) -> int:
-    """``python -m kb bench``: run the parts not skipped, print tables (or one JSON object)."""
+    """``python -m evaluation bench``: run the parts not skipped, print tables (or one JSON object)."""
     skip = {s.lower() for s in args.skip}
     unknown = skip - {*PARTS, "baseline", "1m"}
     if unknown:
@@ -605,7 +605,7 @@ def run_bench(services: Any, args: argparse.Namespace, out: TextIO) -> int:
 
 def _novels_part(settings: Any, args: argparse.Namespace, with_baseline: bool, say: Any) -> dict[str, Any]:
     """Both pipelines on the novel sets (factual QA file + chapter titles), a table per set."""
-    from kb.evaluate import NOVEL_SETS, novel_plan
+    from evaluation.evaluate import NOVEL_SETS, novel_plan
 
     qa_file = getattr(args, "novel_qa", None) or str(DEFAULT_NOVEL_QA)
     chapters = getattr(args, "chapters", None)
@@ -768,8 +768,8 @@ def compare_candidates(
 
 
 def _candidates_main(argv: Sequence[str]) -> int:
-    """``python -m kb.bench candidates --squad FILE --model FOLDER [--precisions fp32,int8] ...``"""
-    p = argparse.ArgumentParser(prog="python -m kb.bench candidates")
+    """``python -m evaluation.bench candidates --squad FILE --model FOLDER [--precisions fp32,int8] ...``"""
+    p = argparse.ArgumentParser(prog="python -m evaluation.bench candidates")
     p.add_argument("--squad", default=str(DEFAULT_SQUAD))
     p.add_argument("--model", required=True, help="sentence-transformers folder (the converted bundled e5)")
     p.add_argument("--precisions", default="fp32,bf16,int8,openvino-bf16,openvino-int8")

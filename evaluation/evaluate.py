@@ -1,4 +1,4 @@
-"""``python -m kb eval``: how well does the app find (and answer) questions of a SQuAD-v1 file?
+"""``python -m evaluation eval``: how well does the app find (and answer) questions of a SQuAD-v1 file?
 
 What is measured, on the app's own pipeline and settings (loaders -> splitter -> embeddings ->
 vector store -> :class:`~kb.retrieval.Retriever` -> the context the app puts into the prompt):
@@ -18,7 +18,7 @@ Layout of this module, so each part can be read and tested alone:
 1. **Metrics** — pure functions, no I/O (``tests/test_evaluate.py`` table-tests them);
 2. **SQuAD files** — parsing into articles and questions, typed :class:`SquadFormatError`;
 3. **Running an evaluation** — builds a temporary knowledge base with the app's service and asks;
-4. **CLI** — ``run_eval_cli`` / ``run_bench_cli`` called by :mod:`kb.cli`.
+4. **CLI** — ``run_eval_cli`` / ``run_bench_cli`` called by :mod:`evaluation.cli`.
 
 >>> first_hit_rank(["甲乙", "丙丁", "乙丙"], ["丙"])
 2
@@ -333,7 +333,7 @@ class QuestionResult:
 
 @dataclass
 class EvalReport:
-    """Everything ``python -m kb eval`` reports; :meth:`to_json` is the ``--json`` object."""
+    """Everything ``python -m evaluation eval`` reports; :meth:`to_json` is the ``--json`` object."""
 
     questions: int
     chunks: int
@@ -606,10 +606,10 @@ def novel_plan(
 
     The factual set names its novels by file name, looked up in ``novels_dir``; the chapter set is
     generated from each of ``chapter_novels`` as the app's loader reads it. Every novel is indexed
-    once and all its questions run on that one index. :class:`~kb.novel_sets.NovelSetError` on a
+    once and all its questions run on that one index. :class:`~evaluation.novel_sets.NovelSetError` on a
     missing novel or a novel without chapters.
     """
-    from kb.novel_sets import NovelSetError, chapter_questions, load_novel_qa
+    from evaluation.novel_sets import NovelSetError, chapter_questions, load_novel_qa
     from loaders import load_document
 
     folder = Path(novels_dir) if novels_dir else DEFAULT_NOVELS_DIR
@@ -764,13 +764,13 @@ def _tqdm_progress(enabled: bool, desc: str) -> tuple[Callable[[int, int], None]
 
 
 def run_eval_cli(services: Any, args: argparse.Namespace, out: TextIO) -> int:
-    """``python -m kb eval``: prints the report (one JSON object with ``--json``); 2 on a bad file.
+    """``python -m evaluation eval``: prints the report (one JSON object with ``--json``); 2 on a bad file.
 
     With ``--squad`` alone the JSON object is the SQuAD report; with ``--novel-qa`` and/or
     ``--chapters`` it has one report per set (``squad``, ``novel_qa``, ``chapters``), each with the
     same keys, the novel sets also ``by_novel``.
     """
-    from kb.novel_sets import NovelSetError
+    from evaluation.novel_sets import NovelSetError
 
     novel_qa = getattr(args, "novel_qa", None)
     chapters = getattr(args, "chapters", None) or []
@@ -836,8 +836,8 @@ def run_eval_cli(services: Any, args: argparse.Namespace, out: TextIO) -> int:
 
 
 def run_bench_cli(services: Any, args: argparse.Namespace, out: TextIO) -> int:
-    """``python -m kb bench``: see :mod:`kb.bench`."""
-    from kb.bench import run_bench
+    """``python -m evaluation bench``: see :mod:`evaluation.bench`."""
+    from evaluation.bench import run_bench
 
     return run_bench(services, args, out)
 

@@ -1,4 +1,4 @@
-"""Question sets made from whole novels, for ``python -m kb eval`` / ``bench`` (pure, no models).
+"""Question sets made from whole novels, for ``python -m evaluation eval`` / ``bench`` (pure, no models).
 
 Two sets, both scored with the same rule for our pipeline and for the LangChain baseline (whose
 chunks carry no chapter metadata), so the comparison stays fair:
