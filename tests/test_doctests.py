@@ -31,7 +31,7 @@ MODULES = _modules_with_examples()
 
 
 def test_the_examples_are_found() -> None:
-    assert {"kb.splitter", "kb.chapters", "evaluation.evaluate", "vector_store.keyword", "models.embeddings"} <= set(
+    assert {"kb.splitter", "kb.chapters", "evaluation.metrics", "vector_store.keyword", "models.embeddings"} <= set(
         MODULES
     )
 

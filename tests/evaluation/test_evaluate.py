@@ -1,5 +1,4 @@
-"""evaluation/evaluate.py (metrics, SQuAD parsing, ``python -m evaluation eval``) and evaluation/bench.py
-(``bench``)."""
+"""evaluation/: metrics, SQuAD parsing, ``python -m evaluation eval`` and ``bench``, the candidates tool."""
 
 from __future__ import annotations
 
@@ -12,8 +11,7 @@ from pathlib import Path
 import pytest
 
 from evaluation.cli import main
-from evaluation.evaluate import (
-    SquadFormatError,
+from evaluation.metrics import (
     cmrc_normalize,
     cmrc_segments,
     concat_context,
@@ -23,13 +21,11 @@ from evaluation.evaluate import (
     first_hit_rank,
     hit_at_budget,
     hit_at_k,
-    load_squad,
     longest_common_substring,
-    parse_squad,
     percentile,
     reciprocal_rank,
-    write_articles,
 )
+from evaluation.squad import SquadFormatError, load_squad, parse_squad, write_articles
 from tests.helpers import REPO, SHARED_DATA
 
 CMRC = SHARED_DATA / "qa" / "cmrc2018_trial.json"
@@ -360,7 +356,7 @@ def test_eval_with_the_bundled_embedding_model(tmp_path: Path, small_squad: Path
 
 @pytest.mark.slow
 def test_int8_embeddings_retrieve_like_fp32(small_squad: Path, bundled_e5_dir: Path) -> None:
-    from evaluation.bench import compare_candidates
+    from evaluation.candidates import compare_candidates
 
     results = compare_candidates(str(small_squad), str(bundled_e5_dir), precisions=("fp32", "int8"))
     fp32, int8 = results["fp32/b32"], results["int8/b32"]
