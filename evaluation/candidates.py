@@ -15,7 +15,6 @@ from evaluation.metrics import concat_context, first_hit_rank, hit_at_budget, me
 from evaluation.squad import load_squad
 
 
-
 def compare_candidates(
     squad_path: str,
     model_folder: str,

@@ -175,7 +175,9 @@ def _table(rows: list[Measurement]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m evaluation.measure_llm", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m evaluation.measure_llm", description=__doc__.splitlines()[0]
+    )
     parser.add_argument(
         "--models", nargs="+", default=list(DEFAULT_MODELS), help="bundled names or .gguf paths"
     )

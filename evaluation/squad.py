@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+
 class SquadFormatError(ValueError):
     """A SQuAD file cannot be read or is not SQuAD v1; the message names the file and the spot."""
 
@@ -117,4 +118,12 @@ def write_articles(squad: SquadSet, folder: Path) -> dict[str, str]:
     return names
 
 
-__all__ = ["SquadArticle", "SquadFormatError", "SquadQuestion", "SquadSet", "load_squad", "parse_squad", "write_articles"]
+__all__ = [
+    "SquadArticle",
+    "SquadFormatError",
+    "SquadQuestion",
+    "SquadSet",
+    "load_squad",
+    "parse_squad",
+    "write_articles",
+]

@@ -49,6 +49,7 @@ _TITLE_RE = re.compile(
     r"|(?i:chapter)\s+(?P<en>\d{1,4}|[IVXLCDMivxlcdm]{1,12})\b)"
 )
 
+
 def chinese_to_int(text: str) -> int:
     """Chinese (or Arabic, full-width) numeral -> int: 三 -> 3, 二十七 -> 27, 一百零三 -> 103, 一二〇 -> 120.
 

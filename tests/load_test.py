@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.helpers import NOVELS, REPO
+
 QUESTIONS = [
     "甄士隐是谁？",
     "贾雨村做了什么？",

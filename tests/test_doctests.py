@@ -31,9 +31,13 @@ MODULES = _modules_with_examples()
 
 
 def test_the_examples_are_found() -> None:
-    assert {"kb.splitter", "kb.chapters", "evaluation.metrics", "vector_store.keyword", "models.embeddings"} <= set(
-        MODULES
-    )
+    assert {
+        "kb.splitter",
+        "kb.chapters",
+        "evaluation.metrics",
+        "vector_store.keyword",
+        "models.embeddings",
+    } <= set(MODULES)
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from kb.cli import main
 from kb.chapters import ChapterRef, chapter_number, chinese_to_int, find_chapter_reference, int_to_chinese
+from kb.cli import main
 from kb.retrieval import (
     chapter_rows,
     is_overview,

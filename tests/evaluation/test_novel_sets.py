@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from kb.chapters import chinese_to_int
 from evaluation.cli import main
 from evaluation.novel_sets import (
     NovelSetError,
@@ -25,6 +24,7 @@ from evaluation.novel_sets import (
     squeeze,
     unique_shingles,
 )
+from kb.chapters import chinese_to_int
 from tests.helpers import NOVELS, REPO
 
 NOVEL_QA = REPO / "tests" / "data" / "novel_qa.json"
