@@ -1,4 +1,6 @@
-"""``python -m kb``: manage knowledge bases, search, ask, evaluate — the app without the browser.
+"""``python -m kb``: manage knowledge bases, search, ask — the app without the browser.
+
+Measurement (``eval``, ``bench``) is ``python -m evaluation`` (:mod:`evaluation.cli`).
 
 Tested by calling :func:`main` with an argv list; it returns the exit status (0 ok, 1 partial
 failure such as skipped files, 2 usage/user error, 3 the model process crashed — a status, never a
@@ -110,33 +112,6 @@ def build_parser() -> argparse.ArgumentParser:
     ch = sub.add_parser("chat", help="interactive multi-turn chat with a knowledge base")
     ch.add_argument("--kb", required=True)
     ch.add_argument("--top-k", type=int)
-
-    ev = sub.add_parser("eval", help="retrieval/answer evaluation: SQuAD-v1 file and/or novel question sets")
-    ev.add_argument("--squad", help="SQuAD-v1 JSON file (one document per article)")
-    ev.add_argument("--novel-qa", help="factual novel questions (tests/data/novel_qa.json format)")
-    ev.add_argument(
-        "--chapters", nargs="+", default=[], metavar="NOVEL", help="chapter-title questions of these novels"
-    )
-    ev.add_argument("--novels-dir", help="where --novel-qa's novels are (default ../shared/data/novels)")
-    ev.add_argument("--top-k", type=int, default=5)
-    ev.add_argument("--budget", type=int, default=1000)
-    ev.add_argument("--answers", type=int, default=0)
-    ev.add_argument("--limit", type=int, help="only the first N questions")
-    ev.add_argument("--json", action="store_true")
-    bench = sub.add_parser("bench", help="our pipeline vs a plain LangChain baseline, same run")
-    bench.add_argument("--squad", default=None)
-    bench.add_argument("--novel", default=None)
-    bench.add_argument("--budget", type=int, default=1000)
-    bench.add_argument("--top-k", type=int, default=5)
-    bench.add_argument(
-        "--novel-qa", default=None, help="novels part: factual set (default tests/data/novel_qa.json)"
-    )
-    bench.add_argument(
-        "--chapters", nargs="*", default=None, metavar="NOVEL", help="novels part: chapter-title novels"
-    )
-    bench.add_argument("--novels-dir", default=None, help="where --novel-qa's novels are")
-    bench.add_argument("--skip", nargs="*", default=[], help="parts to skip: qa index latency novels")
-    bench.add_argument("--json", action="store_true")
     return p
 
 
@@ -209,14 +184,6 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
             from kb.qa_cli import run_ask, run_chat
 
             return run_ask(services, args, out) if args.command == "ask" else run_chat(services, args, out)
-        if args.command in ("eval", "bench"):
-            from kb.evaluate import run_bench_cli, run_eval_cli
-
-            return (
-                run_eval_cli(services, args, out)
-                if args.command == "eval"
-                else run_bench_cli(services, args, out)
-            )
     finally:
         progress.close()
     raise AssertionError(f"unhandled command {args.command}")  # pragma: no cover

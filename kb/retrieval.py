@@ -19,7 +19,8 @@ answered from that chapter's chunks only (numbers compared as integers, so 第�
 If the rest of the question asks for nothing specific ("讲了什么", "what happens in"), the hits are
 chunks spread evenly over the chapter in reading order, its heading first - a summary needs
 coverage, not the chunks most similar to "讲了什么". If no chunk carries that chapter, retrieval
-falls back to the whole knowledge base.
+falls back to the whole knowledge base. Chapter numbers, titles and references are read by
+:mod:`kb.chapters` (shared with the splitter and the evaluation's chapter sets).
 
 **Scores** on :class:`~kb.service.Hit`: ``score`` is the score the hits are ranked by (cosine in
 dense mode, BM25 in keyword mode, RRF normalised to (0, 1] in hybrid - 1.0 = ranked first by both
@@ -33,16 +34,15 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import threading
-import unicodedata
 import weakref
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Literal, TypeVar
 
 import numpy as np
 
+from kb.chapters import ChapterRef, chapter_number, find_chapter_reference
 from models.errors import ModelUnavailableError
 from vector_store.keyword import STOP_WORDS, KeywordTokenizer
 
@@ -115,30 +115,6 @@ def weighted_fuse(
 
 
 # ========================================================================================== chapters
-_CN_DIGITS = {"零": 0, "〇": 0, "○": 0, "一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5}
-_CN_DIGITS |= {"六": 6, "七": 7, "八": 8, "九": 9}
-_CN_UNITS = {"十": 10, "百": 100, "千": 1000}
-_CN_NUM_CHARS = "".join(_CN_DIGITS) + "".join(_CN_UNITS) + "0-9０-９"
-_ROMAN_RE = re.compile(r"^M{0,3}(CM|CD|D?C{0,3})(XC|XL|L?X{0,3})(IX|IV|V?I{0,3})$", re.IGNORECASE)
-_ROMAN = {"I": 1, "V": 5, "X": 10, "L": 50, "C": 100, "D": 500, "M": 1000}
-_EN_NUMBERS = {
-    w: i
-    for i, w in enumerate(
-        "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
-        "fifteen sixteen seventeen eighteen nineteen twenty".split()
-    )
-}
-_CN_UNIT_CHARS = "回章节節卷"
-_CN_CHAPTER_RE = re.compile(rf"第\s*([{_CN_NUM_CHARS}]{{1,10}})\s*([{_CN_UNIT_CHARS}])")
-_EN_CHAPTER_RE = re.compile(
-    r"\bchapter\s+(\d{1,4}|[ivxlcdm]{1,12}|" + "|".join(_EN_NUMBERS) + r")\b", re.IGNORECASE
-)
-_TITLE_RE = re.compile(
-    rf"^\s*(?:[《〈【][^》〉】]{{0,30}}[》〉】])?\s*(?:目录|目錄|正文)?\s*"
-    rf"(?:第\s*(?P<cn>[{_CN_NUM_CHARS}]{{1,10}})\s*(?P<unit>[{_CN_UNIT_CHARS}])"
-    r"|(?i:chapter)\s+(?P<en>\d{1,4}|[IVXLCDMivxlcdm]{1,12})\b)"
-)
-
 # Words that, beside a chapter reference, ask for the chapter as a whole ("第三回讲了什么").
 OVERVIEW_WORDS = frozenset(
     "讲 讲了 讲的 讲述 说 说了 说的 写 写了 写的 描写 描述 叙述 主要 内容 主要内容 大意 概括 总结 "
@@ -146,130 +122,6 @@ OVERVIEW_WORDS = frozenset(
     "summary summarize summarise summarized happens happen happened going content contents plot "
     "story tell describe chapter overview outline main events".split()
 )
-
-
-def chinese_to_int(text: str) -> int:
-    """Chinese (or Arabic, full-width) numeral -> int: 三 -> 3, 二十七 -> 27, 一百零三 -> 103, 一二〇 -> 120.
-
-    Raises ValueError for text that is not a numeral.
-    """
-    text = unicodedata.normalize("NFKC", text.strip())
-    if not text:
-        raise ValueError("empty numeral")
-    if text.isascii() and text.isdigit():
-        return int(text)
-    if any(ch not in _CN_DIGITS and ch not in _CN_UNITS for ch in text):
-        raise ValueError(f"not a Chinese numeral: {text!r}")
-    if not any(ch in _CN_UNITS for ch in text):  # digit by digit: 一二〇
-        return int("".join(str(_CN_DIGITS[ch]) for ch in text))
-    total, current = 0, 0
-    for ch in text:
-        if ch in _CN_DIGITS:
-            current = _CN_DIGITS[ch]
-        else:
-            total += (current or 1) * _CN_UNITS[ch]
-            current = 0
-    return total + current
-
-
-def int_to_chinese(n: int) -> str:
-    """int -> Chinese numeral as chapter headings write it: 3 -> 三, 13 -> 十三, 103 -> 一百零三.
-
-    Supports 0 <= n < 10000 (no chapter numbering goes beyond).
-    """
-    if not 0 <= n < 10000:
-        raise ValueError(f"{n} is outside 0..9999")
-    if n == 0:
-        return "零"
-    digits = "零一二三四五六七八九"
-    out: list[str] = []
-    zero_pending = False
-    for unit_value, unit in ((1000, "千"), (100, "百"), (10, "十"), (1, "")):
-        d = (n // unit_value) % 10
-        if d == 0:
-            zero_pending = bool(out)
-            continue
-        if zero_pending:
-            out.append("零")
-            zero_pending = False
-        if not (unit == "十" and d == 1 and not out):  # 十三, not 一十三
-            out.append(digits[d])
-        out.append(unit)
-    return "".join(out)
-
-
-def _parse_number(text: str) -> int | None:
-    """A chapter number written in Chinese, Arabic, Roman or English words; None if not one."""
-    text = text.strip()
-    if text.lower() in _EN_NUMBERS:
-        return _EN_NUMBERS[text.lower()]
-    if text.isascii() and text.isalpha():
-        if not _ROMAN_RE.match(text):
-            return None
-        values = [_ROMAN[ch] for ch in text.upper()]
-        return sum(-v if i + 1 < len(values) and v < values[i + 1] else v for i, v in enumerate(values))
-    try:
-        return chinese_to_int(text)
-    except ValueError:
-        return None
-
-
-@dataclass(frozen=True)
-class ChapterRef:
-    """A chapter named in a question: its number, unit (回/章/节/卷 or "chapter") and where it is."""
-
-    number: int
-    unit: str
-    start: int
-    end: int
-
-    @property
-    def labels(self) -> tuple[str, ...]:
-        """How headings may write it: ``("第三回", "第3回")`` or ``("Chapter 3",)``."""
-        if self.unit == "chapter":
-            return (f"Chapter {self.number}",)
-        return (f"第{int_to_chinese(self.number)}{self.unit}", f"第{self.number}{self.unit}")
-
-    def strip_from(self, question: str) -> str:
-        """The question without the chapter reference (what to search for inside the chapter)."""
-        return (question[: self.start] + " " + question[self.end :]).strip()
-
-
-def find_chapter_reference(question: str) -> ChapterRef | None:
-    """The first chapter named in ``question``, or None.
-
-    >>> find_chapter_reference("第二十七回讲了什么？")
-    ChapterRef(number=27, unit='回', start=0, end=5)
-    >>> find_chapter_reference("What happens in Chapter III?").number
-    3
-    """
-    m = _CN_CHAPTER_RE.search(question)
-    if m:
-        number = _parse_number(m.group(1))
-        if number is not None:
-            unit = "节" if m.group(2) == "節" else m.group(2)
-            return ChapterRef(number, unit, m.start(), m.end())
-    m = _EN_CHAPTER_RE.search(question)
-    if m:
-        number = _parse_number(m.group(1))
-        if number is not None:
-            return ChapterRef(number, "chapter", m.start(), m.end())
-    return None
-
-
-def chapter_number(title: str | None) -> tuple[int, str] | None:
-    """``(number, unit)`` of a chunk's chapter title ("第三回 贾雨村…" -> (3, "回")), or None."""
-    if not title:
-        return None
-    m = _TITLE_RE.match(title)
-    if not m:
-        return None
-    if m.group("en"):
-        number = _parse_number(m.group("en"))
-        return None if number is None else (number, "chapter")
-    number = _parse_number(m.group("cn"))
-    unit = "节" if m.group("unit") == "節" else m.group("unit")
-    return None if number is None else (number, unit)
 
 
 def chapter_rows(chapters: Sequence[str | None], ref: ChapterRef) -> list[int]:
@@ -467,11 +319,8 @@ class Retriever:
             return model
 
     def _load_cross_encoder(self, name: str):
-        try:
-            import torch  # noqa: F401  (fail early with a clear message below)
-            from sentence_transformers import CrossEncoder
-        except ImportError as exc:  # pragma: no cover - both are requirements
-            raise ModelUnavailableError("sentence-transformers is not installed") from exc
+        from sentence_transformers import CrossEncoder
+
         location = os.path.expanduser(name)
         location = location if os.path.exists(location) else name
         device = self.settings.embedding.device
@@ -501,235 +350,12 @@ class Retriever:
 
 
 __all__ = [
-    "ChapterRef",
     "Fusion",
     "Mode",
     "Retriever",
-    "chapter_number",
     "chapter_rows",
-    "chinese_to_int",
-    "find_chapter_reference",
-    "int_to_chinese",
     "is_overview",
     "rrf_fuse",
     "spread",
     "weighted_fuse",
 ]
-
-
-# ======================================================================================= measurement
-def _percentile(values: Sequence[float], q: float) -> float:
-    return float(np.percentile(np.asarray(values, dtype=np.float64), q)) if values else 0.0
-
-
-def bench_modes(  # pragma: no cover
-    squad_file: str, home: str, limit: int | None = None
-) -> dict[str, dict[str, float]]:
-    """hit@1/hit@5/MRR@5 of dense, keyword and both hybrid fusions on a SQuAD v1 file.
-
-    One document per article (paragraphs joined by newlines), default settings (bundled e5), a hit
-    = a gold answer string occurs in a retrieved chunk. Dense, keyword and weighted hybrid run
-    through :meth:`Retriever.retrieve`; the RRF hybrid is :func:`rrf_fuse` of the same dense and
-    keyword candidate lists (what ``retrieve(fusion="rrf")`` computes, see the tests) to spare one
-    query embedding per question. Stand-in until ``python -m kb eval`` exists.
-    """
-    import json
-    import time
-    from pathlib import Path
-
-    from kb.services import build_services
-    from kb.settings import load_settings
-
-    data = json.loads(Path(squad_file).read_text(encoding="utf-8"))
-    docs = Path(home) / "docs"
-    docs.mkdir(parents=True, exist_ok=True)
-    questions: list[tuple[str, list[str]]] = []
-    for article in data["data"]:
-        text = "\n".join(p["context"] for p in article["paragraphs"])
-        (docs / f"{article.get('id') or article['title']}.txt").write_text(text, encoding="utf-8")
-        questions += [
-            (q["question"], [a["text"] for a in q["answers"]])
-            for p in article["paragraphs"]
-            for q in p["qas"]
-        ]
-    questions = questions[:limit] if limit else questions
-    services = build_services(load_settings(home=home, env={}))
-    print(services.kbs.add("squad", [docs]).summary(), flush=True)
-    cfg, top, retriever = services.settings.retrieval, 5, services.retriever
-    found: dict[str, list[list[bool]]] = {}
-    millis: dict[str, list[float]] = {}
-
-    def timed(name: str, question: str, **kwargs: Any) -> list[Hit]:
-        started = time.perf_counter()
-        hits = retriever.retrieve("squad", question, **kwargs)
-        millis.setdefault(name, []).append((time.perf_counter() - started) * 1000)
-        return hits
-
-    for question, answers in questions:
-        dense = timed("dense", question, top_k=cfg.candidates, mode="dense")
-        keyword = timed("keyword", question, top_k=cfg.candidates, mode="keyword")
-        weighted = timed("hybrid, weighted 0.5/0.5", question, top_k=top, mode="hybrid", fusion="weighted")
-        text = {h.chunk_id: h.text for hits in (dense, keyword, weighted) for h in hits}
-        ranked = {
-            "dense": [h.chunk_id for h in dense],
-            "keyword": [h.chunk_id for h in keyword],
-            f"hybrid, rrf k={cfg.rrf_k}": [
-                c
-                for c, _ in rrf_fuse([[h.chunk_id for h in dense], [h.chunk_id for h in keyword]], cfg.rrf_k)
-            ],
-            "hybrid, weighted 0.5/0.5": [h.chunk_id for h in weighted],
-        }
-        for name, ids in ranked.items():
-            found.setdefault(name, []).append([any(a in text[c] for a in answers) for c in ids[:top]])
-    report: dict[str, dict[str, float]] = {}
-    for name, rows in found.items():
-        report[name] = {
-            "hit@1": sum(bool(r and r[0]) for r in rows) / len(rows),
-            f"hit@{top}": sum(any(r) for r in rows) / len(rows),
-            f"mrr@{top}": sum(next((1 / (i + 1) for i, x in enumerate(r) if x), 0.0) for r in rows)
-            / len(rows),
-        }
-        if name in millis:
-            report[name]["p50_ms"] = _percentile(millis[name], 50)
-            report[name]["p95_ms"] = _percentile(millis[name], 95)
-    print(f"{len(questions)} questions, top {top}, {cfg.candidates} candidates per retriever")
-    for name, row in report.items():
-        cells = [f"{k} {v:.1f}" if k.endswith("ms") else f"{k} {v:.4f}" for k, v in row.items()]
-        print(f"{name:26s} " + "  ".join(cells))
-    return report
-
-
-def bench_latency(  # pragma: no cover
-    chunks: int, home: str, queries: int = 300, faiss_threads: int | None = None
-) -> dict[str, dict[str, float]]:
-    """Search latency on a synthetic knowledge base of ``chunks`` ~300-character chunks.
-
-    Chunk texts are random runs of real sentences from the novels in ``../shared/data/novels``
-    (realistic term statistics), vectors are random unit vectors of dimension 384 (e5-small's; FAISS
-    flat search cost does not depend on the values). Questions are those of the CMRC trial set.
-    The query embedding is the hash fake, so the numbers are retrieval cost without the model's
-    forward pass (measured separately by :func:`bench_modes`). ``faiss_threads`` sets FAISS's
-    OpenMP threads for the run (process-wide; default: FAISS's own, one per core). Run again with
-    the same ``home`` to time only the queries.
-    """
-    import time
-
-    from kb.evaluate import SHARED_DATA as shared
-    from kb.services import build_services
-    from kb.settings import load_settings
-    from kb.splitter import split_sentences
-    from vector_store import ChunkRecord, DocumentEntry, VectorStore
-    from vector_store.keyword import default_tokenizer
-
-    settings = load_settings(home=home, overrides={"embedding": {"model": "hash-384"}}, env={})
-    services = build_services(settings)
-    if "synthetic" in services.kbs.names():  # built by an earlier run: time the queries only
-        return _time_queries(services, shared, queries, faiss_threads)
-    real = default_tokenizer()
-    sentences: list[str] = []
-    for name, enc in (
-        ("hongloumeng.utf8.txt", "utf-8"),
-        ("xiyouji.gb18030.txt", "gb18030"),
-        ("sanguo.gbk.txt", "gbk"),
-    ):
-        text = (shared / "novels" / name).read_text(encoding=enc)
-        sentences += [text[a:b] for a, b in split_sentences(text)]
-    started = time.perf_counter()
-    tokens = {s: real.tokenize(s) for s in sentences}
-    print(f"{len(sentences)} sentences tokenised in {time.perf_counter() - started:.1f} s", flush=True)
-
-    class _Composed(KeywordTokenizer):
-        """Tokens of a synthetic chunk = its sentences' tokens (~ tokenising the chunk, much faster)."""
-
-        def __init__(self) -> None:
-            super().__init__()
-            self.parts: dict[str, list[str]] = {}
-
-        @property
-        def id(self) -> str:
-            return real.id
-
-        def tokenize(self, text: str) -> list[str]:
-            parts = self.parts.get(text)
-            return real.tokenize(text) if parts is None else [t for s in parts for t in tokens[s]]
-
-    rng = np.random.default_rng(0)
-    composed = _Composed()
-    services.kbs.create("synthetic")
-    store = VectorStore(services.kbs.store("synthetic").path, tokenizer=composed)
-    per_doc, docs = 1000, {}
-    started = time.perf_counter()
-    for d in range(0, chunks, per_doc):
-        n = min(per_doc, chunks - d)
-        records = []
-        for i in range(n):
-            parts: list[str] = []
-            while sum(map(len, parts)) < 280:
-                parts.append(sentences[int(rng.integers(len(sentences)))])
-            text = "".join(parts)
-            composed.parts[text] = parts
-            records.append(ChunkRecord(f"doc{d}#{i}", f"doc{d}", i, text, 0, len(text)))
-        vectors = rng.standard_normal((n, 384)).astype(np.float32)
-        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-        segment = f"synthetic-{d}"
-        store.write_segment(segment, vectors, records)
-        docs[f"doc{d}"] = DocumentEntry(f"doc{d}", f"doc{d}", segment, segment, n, 0, time.time())
-    with store.lock():
-        store.commit(docs)
-    print(f"{chunks} chunks written and committed in {time.perf_counter() - started:.1f} s", flush=True)
-    started = time.perf_counter()
-    snap = services.kbs.snapshot("synthetic")
-    print(
-        f"loaded in {time.perf_counter() - started:.2f} s; {len(snap.keyword.vocab)} terms, "
-        f"{snap.keyword.weights.nnz} postings",
-        flush=True,
-    )
-    return _time_queries(services, shared, queries, faiss_threads)
-
-
-def _time_queries(  # pragma: no cover
-    services: Any, shared: Any, queries: int, faiss_threads: int | None
-) -> dict[str, dict[str, float]]:
-    """p50/p95/max of ``retrieve`` per mode over the first ``queries`` CMRC questions."""
-    import json
-    import time
-
-    if faiss_threads:
-        import faiss
-
-        faiss.omp_set_num_threads(faiss_threads)
-    data = json.loads((shared / "qa" / "cmrc2018_trial.json").read_text(encoding="utf-8"))
-    qs = [q["question"] for a in data["data"] for p in a["paragraphs"] for q in p["qas"]][:queries]
-    report: dict[str, dict[str, float]] = {}
-    for mode in ("dense", "keyword", "hybrid"):
-        services.retriever.retrieve("synthetic", qs[0], mode=mode)  # warm-up
-        times = []
-        for q in qs:
-            t0 = time.perf_counter()
-            services.retriever.retrieve("synthetic", q, mode=mode)  # type: ignore[arg-type]
-            times.append((time.perf_counter() - t0) * 1000)
-        report[mode] = {
-            "p50_ms": _percentile(times, 50),
-            "p95_ms": _percentile(times, 95),
-            "max_ms": max(times),
-        }
-        print(f"{mode:8s} " + "  ".join(f"{k} {v:.1f}" for k, v in report[mode].items()), flush=True)
-    return report
-
-
-if __name__ == "__main__":  # pragma: no cover - manual measurements, numbers in docs/BENCHMARKS.md
-    import argparse
-    import tempfile
-
-    parser = argparse.ArgumentParser(description="Retrieval measurements (numbers in docs/BENCHMARKS.md).")
-    parser.add_argument("--squad", help="compare retrieval modes on a SQuAD v1 file")
-    parser.add_argument("--limit", type=int, help="only the first N questions")
-    parser.add_argument("--latency", type=int, metavar="CHUNKS", help="search latency on a synthetic KB")
-    parser.add_argument("--faiss-threads", type=int, help="FAISS OpenMP threads for --latency")
-    parser.add_argument("--home", help="data home to use (default: a new temporary folder)")
-    args = parser.parse_args()
-    home = args.home or tempfile.mkdtemp(prefix="kbqa-bench-")
-    if args.squad:
-        bench_modes(args.squad, home, args.limit)
-    if args.latency:
-        bench_latency(args.latency, home, faiss_threads=args.faiss_threads)

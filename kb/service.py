@@ -1,4 +1,5 @@
-"""The knowledge-base service: create/list/delete, ingest (load, split, dedupe, embed), search.
+"""The knowledge-base service: create/list/delete, ingest (load, split, dedupe, embed), snapshots.
+Searching is :class:`kb.retrieval.Retriever` (one retrieval policy for every caller).
 
 Usable without Gradio: the CLI (``python -m kb``), the web app and the evaluation all call this.
 
@@ -316,17 +317,6 @@ class KnowledgeBaseService:
         with self._lock:
             self._snapshots[name] = snap
         return snap
-
-    def search(
-        self, name: str, question: str, top_k: int | None = None, score_threshold: float | None = None
-    ) -> list[Hit]:
-        """Dense top-k search (cosine); hits below ``score_threshold`` are dropped."""
-        top_k = top_k or self.settings.retrieval.top_k
-        threshold = self.settings.retrieval.score_threshold if score_threshold is None else score_threshold
-        snap = self.snapshot(name)
-        vector = self.embedder_for(name).encode_query(question)
-        hits = snap.search(vector, top_k)
-        return [self.to_hit(snap, h.chunk, h.score) for h in hits if h.score >= threshold]
 
     @staticmethod
     def to_hit(snap: Snapshot, chunk: ChunkRecord, score: float) -> Hit:

@@ -56,6 +56,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from kb.chapters import NUMERAL_CHARS, UNIT_CHARS
+
 __all__ = ["Chunk", "find_chapters", "split_sentences", "split_text"]
 
 # Every character str.isspace() accepts, plus BOM and zero-width space, which real files carry
@@ -83,13 +85,12 @@ _ABBREV_RE = re.compile(
 # Soft places to cut a sentence that is longer than a chunk: after these characters.
 _SOFT_BREAK_RE = re.compile(r"[，、,；;：:\s]")
 
-_CN_NUM = "一二三四五六七八九十百千零〇两0-9０-９"
 _HSPACE = rf"[^\S{_LINE_BREAKS}]"  # whitespace that is not a line break
 # Candidate heading lines; the Python checks in find_chapters() reject prose.
 _HEADING_RE = re.compile(
     rf"^(?P<lead>(?:{_HSPACE}|\ufeff)*)"
     rf"(?P<prefix>(?:[《〈【][^》〉】{_LINE_BREAKS}]{{0,30}}[》〉】])?{_HSPACE}*(?:目录|目錄|正文)?{_HSPACE}*)"
-    rf"(?P<head>第[{_CN_NUM}]{{1,10}}[回章节節卷]|(?i:chapter){_HSPACE}+(?:[0-9]{{1,4}}|[IVXLCDM]{{1,12}})\b)"
+    rf"(?P<head>第[{NUMERAL_CHARS}]{{1,10}}[{UNIT_CHARS}]|(?i:chapter){_HSPACE}+(?:[0-9]{{1,4}}|[IVXLCDM]{{1,12}})\b)"
     rf"(?P<rest>[^{_LINE_BREAKS}]*)",
     re.MULTILINE,
 )

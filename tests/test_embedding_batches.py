@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from models.embeddings import SentenceTransformerEmbedder, token_counts
-from tests.conftest import novel_slices
+from tests.helpers import novel_slices
 
 
 @pytest.fixture(scope="module")

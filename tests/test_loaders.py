@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from loaders import LoadedDocument, LoaderError, load_document, supported_extensions
 from loaders.normalise import iter_lines, normalise_text
-from tests.conftest import NOVELS
+from tests.helpers import NOVELS
 
 needs_data = pytest.mark.skipif(not NOVELS.is_dir(), reason=f"shared data not found at {NOVELS}")
 

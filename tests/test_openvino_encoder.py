@@ -15,7 +15,7 @@ import pytest
 
 from models.embeddings import PRECISIONS, EmbedderRegistry, SentenceTransformerEmbedder
 from models.openvino_encoder import PAD_MULTIPLE, openvino_available, pad_to_multiple
-from tests.conftest import novel_slices
+from tests.helpers import novel_slices
 
 if not openvino_available():  # not importorskip: importing openvino here would bypass import_openvino()
     pytest.skip("openvino is not installed", allow_module_level=True)
@@ -113,18 +113,6 @@ def test_falls_back_to_int8_without_openvino(
     assert emb.runs_as == "int8 (openvino is not installed: pip install openvino)"
     assert any(isinstance(m, torch.ao.nn.quantized.dynamic.Linear) for m in model.modules())
     assert emb.encode_passages(["贾宝玉"]).shape == (1, 384)
-
-
-def test_op_profile_reports_where_openvino_spends_its_time(bundled_e5_dir: Path) -> None:
-    from models.measure_embeddings import op_profile
-
-    tokens_per_s, ops = op_profile(str(bundled_e5_dir), "openvino-bf16", chunks=8, batch_size=4)
-    assert tokens_per_s > 0
-    shares = {op: share for op, share, _ in ops}
-    assert abs(sum(shares.values()) - 1.0) < 1e-6
-    assert max(shares, key=shares.__getitem__) == "FullyConnected"  # the Linear layers dominate
-    with pytest.raises(ValueError, match="openvino-int8 or openvino-bf16"):
-        op_profile(str(bundled_e5_dir), "fp32", chunks=1)
 
 
 def test_map_batches_streams_a_generator_in_order_and_raises_a_failed_reduce(

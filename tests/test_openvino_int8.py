@@ -19,7 +19,7 @@ import pytest
 
 from models.embeddings import PRECISIONS, EmbedderRegistry, SentenceTransformerEmbedder
 from models.openvino_encoder import openvino_available
-from tests.conftest import novel_slices
+from tests.helpers import novel_slices
 from tests.test_openvino_encoder import MIXED
 
 if not openvino_available():  # not importorskip: importing openvino here would bypass import_openvino()

@@ -22,7 +22,7 @@ import pytest
 from kb.cli import main
 from kb.services import build_services
 from kb.settings import load_settings
-from tests.conftest import REPO
+from tests.helpers import REPO
 from vector_store.store import StoreError
 
 QUERIES = ["甄士隐", "孙悟空", "贾雨村", "花果山"]
@@ -42,7 +42,7 @@ def _make_library(novels: Path, folder: Path, files: int, chars: int = 6000) -> 
 def _state(home: Path, kb: str) -> tuple[frozenset[str], tuple]:
     services = build_services(load_settings(home=home, profile="mock", env={}))
     docs = frozenset(d.doc_id for d in services.kbs.documents(kb))
-    results = tuple(tuple(h.chunk_id for h in services.kbs.search(kb, q, top_k=5)) for q in QUERIES)
+    results = tuple(tuple(h.chunk_id for h in services.retriever.retrieve(kb, q, top_k=5)) for q in QUERIES)
     return docs, results
 
 
@@ -127,7 +127,7 @@ def test_two_writers_are_serialised_and_readers_see_whole_states(tmp_path: Path,
                 snap = services.kbs.snapshot("x")
                 seen.append((len(snap.documents), len(snap.chunks)))
                 assert sum(d.chunks for d in snap.documents.values()) == len(snap.chunks)
-                services.kbs.search("x", "甄士隐")
+                services.retriever.retrieve("x", "甄士隐")
             except BaseException as exc:
                 errors.append(exc)
                 return

@@ -11,14 +11,10 @@ from typing import Any
 import numpy as np
 import pytest
 
+from kb.chapters import ChapterRef, chapter_number, chinese_to_int, find_chapter_reference, int_to_chinese
 from kb.cli import main
 from kb.retrieval import (
-    ChapterRef,
-    chapter_number,
     chapter_rows,
-    chinese_to_int,
-    find_chapter_reference,
-    int_to_chinese,
     is_overview,
     rrf_fuse,
     spread,
@@ -28,7 +24,7 @@ from kb.services import Services, build_services
 from kb.settings import load_settings
 from kb.splitter import unshared_texts
 from models.errors import ModelUnavailableError
-from tests.test_service import excerpt
+from tests.helpers import excerpt
 from vector_store.keyword import default_tokenizer
 
 
@@ -230,7 +226,7 @@ def test_spread_table(n: int, k: int, expected: list[int]) -> None:
 @pytest.fixture(scope="module")
 def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A data home with one knowledge base: the first five chapters of 红楼梦 + a few short notes."""
-    from tests.conftest import NOVELS
+    from tests.helpers import NOVELS
 
     if not NOVELS.is_dir():
         pytest.skip(f"test data folder {NOVELS} is absent")

@@ -15,14 +15,7 @@ from kb.service import KnowledgeBaseError, validate_name
 from kb.services import build_services
 from kb.settings import load_settings
 from kb.splitter import unshared_texts
-
-
-def excerpt(src: Path, dest: Path, chars: int, encoding: str) -> Path:
-    """The first ``chars`` characters of a real novel, written in its original encoding."""
-    raw = src.read_bytes()
-    text = raw.decode(encoding)[:chars]
-    dest.write_bytes(text.encode(encoding))
-    return dest
+from tests.helpers import excerpt
 
 
 @pytest.fixture
@@ -103,9 +96,9 @@ def test_remove_and_rebuild(services, library: Path) -> None:
     assert {d.doc_id for d in services.kbs.documents("novels")} == {"红楼梦.txt"}
 
 
-def test_search_returns_the_novel_naming_the_character(services, library: Path) -> None:
+def test_retrieval_returns_the_novel_naming_the_character(services, library: Path) -> None:
     services.kbs.add("novels", [library])
-    hits = services.kbs.search("novels", "甄士隐梦幻识通灵", top_k=3)
+    hits = services.retriever.retrieve("novels", "甄士隐梦幻识通灵", top_k=3)
     assert len(hits) == 3 and hits[0].score >= hits[1].score >= hits[2].score
     assert hits[0].source == "红楼梦.txt" and "甄士隐" in hits[0].text
     assert hits[0].chapter and hits[0].chapter.startswith("第一回")
@@ -119,7 +112,7 @@ def test_knowledge_base_keeps_its_embedding_model(tmp_path: Path, library: Path)
     s2.kbs.add("b", [library / "红楼梦.txt"])
     assert s2.kbs.summary("a").embedding_model == "hash-1024"
     assert s2.kbs.summary("b").embedding_model == "hash-32"
-    assert s2.kbs.search("a", "甄士隐")  # queries on "a" still use its own model
+    assert s2.retriever.retrieve("a", "甄士隐", mode="dense")  # queries on "a" still use its own model
 
 
 def _cli(home: Path, *argv: str) -> tuple[int, str]:

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kb.splitter import WHITESPACE, Chunk, find_chapters, split_sentences, split_text, unshared_texts
-from tests.conftest import NOVELS
+from tests.helpers import NOVELS
 
 IS = "\u3000"  # ideographic space, as used in real chapter headings
 

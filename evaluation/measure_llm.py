@@ -1,6 +1,6 @@
 """Measure the bundled GGUF models on this machine: load time, prompt and generation speed, peak RSS.
 
-Run ``python -m models.measure_llm`` (options: ``--models``, ``--threads``, ``--max-tokens``,
+Run ``python -m evaluation.measure_llm`` (options: ``--models``, ``--threads``, ``--max-tokens``,
 ``--models-dir``, ``--json``). Each model is measured in its own child process so that its peak
 resident memory is its own. The prompt is a grounded Chinese RAG prompt of about 1000 tokens built
 from real Chinese Wikipedia paragraphs (CMRC 2018 trial set in ``../shared/data/qa``; a built-in
@@ -33,7 +33,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from kb.evaluate import REPO, SHARED_DATA
+from evaluation.paths import REPO, SHARED_DATA
 
 CMRC = SHARED_DATA / "qa" / "cmrc2018_trial.json"
 DEFAULT_MODELS = ("bundled:qwen2.5-coder-1.5b", "bundled:qwen2.5-coder-0.5b")
@@ -175,7 +175,9 @@ def _table(rows: list[Measurement]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m models.measure_llm", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m evaluation.measure_llm", description=__doc__.splitlines()[0]
+    )
     parser.add_argument(
         "--models", nargs="+", default=list(DEFAULT_MODELS), help="bundled names or .gguf paths"
     )
@@ -203,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
         cmd = [
             sys.executable,
             "-m",
-            "models.measure_llm",
+            "evaluation.measure_llm",
             "--one",
             name,
             "--models-dir",

@@ -1,4 +1,4 @@
-"""``python -m kb bench``: our pipeline against the baseline a user would assemble from LangChain alone.
+"""``python -m evaluation bench``: our pipeline against the baseline a user would assemble from LangChain alone.
 
 The baseline is Langchain-Chatchat 0.2's recipe: ``RecursiveCharacterTextSplitter`` with Chinese
 separators, chunk 250, overlap 50; the SAME embedding model through
@@ -11,7 +11,7 @@ peak RSS is per part and pipeline and one pipeline's torch/thread state cannot l
 * ``qa`` — both pipelines on the same SQuAD-v1 file: hit@k, hit@budget, MRR, chunks, chunks/s,
   query latency, and our/baseline ratios;
 * ``novels`` — both pipelines on the novel sets (``tests/data/novel_qa.json``'s factual questions
-  and the chapter-title questions of its novels, see :mod:`kb.novel_sets`), each novel indexed
+  and the chapter-title questions of its novels, see :mod:`evaluation.novel_sets`), each novel indexed
   once per pipeline, the same gold rule for both: hit@k, hit@budget, MRR per set and per novel
   (with ``--home`` ours keeps and reuses its novel knowledge bases there; the baseline always
   indexes afresh);
@@ -41,20 +41,19 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from kb.evaluate import (
-    REPO,
-    SHARED_DATA,
+from evaluation.evaluate import scratch_services
+from evaluation.metrics import (
     concat_context,
     first_hit_rank,
     hit_at_budget,
-    load_squad,
     mean,
     peak_rss_mb,
     percentile,
     reciprocal_rank,
-    scratch_services,
 )
-from kb.novel_sets import NovelSetError
+from evaluation.novel_sets import NovelSetError
+from evaluation.paths import REPO, SHARED_DATA
+from evaluation.squad import load_squad
 
 DEFAULT_SQUAD = SHARED_DATA / "qa" / "cmrc2018_trial.json"
 DEFAULT_NOVEL = SHARED_DATA / "novels" / "hongloumeng.utf8.txt"
@@ -173,7 +172,7 @@ def qa_baseline(settings: Any, squad_path: str, top_k: int, budget: int) -> dict
 
 
 def qa_ours(services: Any, squad_path: str, top_k: int, budget: int) -> dict[str, Any]:
-    from kb.evaluate import evaluate
+    from evaluation.evaluate import evaluate
 
     with scratch_services(services, keep_home=False) as svc:
         report = evaluate(svc, load_squad(squad_path), top_k=top_k, budget=budget)
@@ -192,7 +191,7 @@ def novels_ours(
     """Our pipeline on the novel sets: each novel indexed once, every set asked on it; in a fresh
     home, or with ``reuse`` in the given home, whose kept knowledge bases and embedding cache make
     re-runs cheap (``index_s`` is then not a first-index time: the ``index`` part measures that)."""
-    from kb.evaluate import evaluate_novels, novel_plan
+    from evaluation.evaluate import evaluate_novels, novel_plan
 
     plan = novel_plan(qa_file, novels_dir, chapters)
     with scratch_services(services, keep_home=reuse) as svc:
@@ -210,7 +209,7 @@ def novels_baseline(
 ) -> dict[str, Any]:
     """The baseline on the same novel sets and the same gold rules: one FAISS store per novel
     (the file read as UTF-8, as ``index_baseline`` does), every set asked on it."""
-    from kb.evaluate import QuestionResult, by_novel, novel_plan
+    from evaluation.evaluate import QuestionResult, by_novel, novel_plan
 
     plan = novel_plan(qa_file, novels_dir, chapters)
     results: dict[str, list[QuestionResult]] = {}
@@ -412,7 +411,7 @@ def latency_retriever(services: Any, size: int, novel: str, questions: Sequence[
 
 
 def _worker(argv: Sequence[str]) -> int:
-    """Entry point of a worker subprocess: ``python -m kb.bench JOB.json`` -> JSON on stdout."""
+    """Entry point of a worker subprocess: ``python -m evaluation.bench JOB.json`` -> JSON on stdout."""
     from kb.services import build_services
     from kb.settings import Settings
 
@@ -448,7 +447,7 @@ def _novel_params(job: dict[str, Any]) -> tuple[Any, ...]:
 
 
 def run_job(settings: Any, kind: str, **params: Any) -> dict[str, Any]:
-    """Run one measurement in a fresh ``python -m kb.bench`` process; its JSON result."""
+    """Run one measurement in a fresh ``python -m evaluation.bench`` process; its JSON result."""
     with tempfile.TemporaryDirectory(prefix="kbqa-bench-") as tmp:
         job = Path(tmp) / "job.json"
         job.write_text(
@@ -457,7 +456,7 @@ def run_job(settings: Any, kind: str, **params: Any) -> dict[str, Any]:
         )
         started = time.perf_counter()
         proc = subprocess.run(
-            [sys.executable, "-m", "kb.bench", str(job)],
+            [sys.executable, "-m", "evaluation.bench", str(job)],
             capture_output=True,
             text=True,
             cwd=REPO,
@@ -546,7 +545,7 @@ INDEX_KEYS = ("chars", "chunks", "first_index_s", "chunks_per_s", "peak_rss_mb",
 
 
 def run_bench(services: Any, args: argparse.Namespace, out: TextIO) -> int:
-    """``python -m kb bench``: run the parts not skipped, print tables (or one JSON object)."""
+    """``python -m evaluation bench``: run the parts not skipped, print tables (or one JSON object)."""
     skip = {s.lower() for s in args.skip}
     unknown = skip - {*PARTS, "baseline", "1m"}
     if unknown:
@@ -605,7 +604,7 @@ def run_bench(services: Any, args: argparse.Namespace, out: TextIO) -> int:
 
 def _novels_part(settings: Any, args: argparse.Namespace, with_baseline: bool, say: Any) -> dict[str, Any]:
     """Both pipelines on the novel sets (factual QA file + chapter titles), a table per set."""
-    from kb.evaluate import NOVEL_SETS, novel_plan
+    from evaluation.evaluate import NOVEL_SETS, novel_plan
 
     qa_file = getattr(args, "novel_qa", None) or str(DEFAULT_NOVEL_QA)
     chapters = getattr(args, "chapters", None)
@@ -689,114 +688,5 @@ def _settings_summary(services: Any) -> dict[str, Any]:
     }
 
 
-# =====================================================================================
-# Embedding candidates (precision x batch size x chunk size), interleaved
-# =====================================================================================
-
-
-def compare_candidates(
-    squad_path: str,
-    model_folder: str,
-    precisions: Sequence[str] = ("fp32", "bf16", "int8", "openvino-bf16", "openvino-int8"),
-    batch_sizes: Sequence[int] = (32,),
-    chunk_size: int = 300,
-    overlap: int = 60,
-    budget: int = 1000,
-    top_k: int = 5,
-) -> dict[str, dict[str, float]]:
-    """Speed and dense retrieval quality of embedding variants on one SQuAD file, in one process.
-
-    Every variant embeds the same chunks (the app's splitter) slice by slice, *interleaved* (slice 1
-    with every variant, then slice 2, ...), so load from other jobs on a shared machine hits all
-    variants alike and the speed ratios stay meaningful. Quality: hit@k and hit@budget (hit texts
-    concatenated) of dense FAISS search, and mean cosine to the first variant's vectors.
-    """
-    import faiss
-    import numpy as np
-
-    from kb.splitter import split_text
-    from models.embeddings import SentenceTransformerEmbedder
-
-    squad = load_squad(squad_path)
-    chunks = [
-        c.text for a in squad.articles for c in split_text(a.text, chunk_size=chunk_size, overlap=overlap)
-    ]
-    variants = {
-        f"{p}/b{b}": SentenceTransformerEmbedder(
-            "candidate",
-            model_folder,
-            batch_size=b,
-            precision=p,  # type: ignore[arg-type]
-            cache_dir=Path(model_folder).parent,  # openvino-int8 keeps its quantised model beside the folder
-        )
-        for p in precisions
-        for b in batch_sizes
-    }
-    for emb in variants.values():
-        emb.warm_up()
-    order = np.argsort([-len(t) for t in chunks], kind="stable")
-    vectors = {k: np.zeros((len(chunks), emb.dimension), dtype=np.float32) for k, emb in variants.items()}
-    spent = dict.fromkeys(variants, 0.0)
-    for start in range(0, len(chunks), 64):
-        idx = order[start : start + 64]
-        for key, emb in variants.items():
-            started = time.perf_counter()
-            vectors[key][idx] = emb.encode_passages([chunks[i] for i in idx])
-            spent[key] += time.perf_counter() - started
-    first = next(iter(variants))
-    results: dict[str, dict[str, float]] = {}
-    for key, emb in variants.items():
-        index = faiss.IndexFlatIP(emb.dimension)
-        index.add(vectors[key])
-        queries = np.stack([emb.encode_query(q.question) for q in squad.questions])
-        _, rows = index.search(queries, top_k)
-        ranks, in_budget = [], []
-        for q, found in zip(squad.questions, rows, strict=True):
-            texts = [chunks[j] for j in found if j >= 0]
-            ranks.append(first_hit_rank(texts, q.answers))
-            in_budget.append(hit_at_budget(concat_context(texts), q.answers, budget))
-        results[key] = {
-            "chunks": len(chunks),
-            "chunks_per_s": len(chunks) / spent[key],
-            "speedup": spent[first] / spent[key],
-            "hit_at_k": mean([r is not None for r in ranks]),
-            "hit_at_budget": mean(in_budget),
-            "mrr": mean([reciprocal_rank(r) for r in ranks]),
-            "cosine_to_first": float((vectors[key] * vectors[first]).sum(axis=1).mean()),
-        }
-    return results
-
-
-def _candidates_main(argv: Sequence[str]) -> int:
-    """``python -m kb.bench candidates --squad FILE --model FOLDER [--precisions fp32,int8] ...``"""
-    p = argparse.ArgumentParser(prog="python -m kb.bench candidates")
-    p.add_argument("--squad", default=str(DEFAULT_SQUAD))
-    p.add_argument("--model", required=True, help="sentence-transformers folder (the converted bundled e5)")
-    p.add_argument("--precisions", default="fp32,bf16,int8,openvino-bf16,openvino-int8")
-    p.add_argument("--batch-sizes", default="32")
-    p.add_argument("--chunk-size", type=int, default=300)
-    p.add_argument("--overlap", type=int, default=60)
-    args = p.parse_args(list(argv))
-    results = compare_candidates(
-        args.squad,
-        args.model,
-        precisions=args.precisions.split(","),
-        batch_sizes=[int(b) for b in args.batch_sizes.split(",")],
-        chunk_size=args.chunk_size,
-        overlap=args.overlap,
-    )
-    print(f"machine: {machine_info()}")
-    print("| variant | chunks | chunks/s | speed-up | hit@5 | hit@1000 | MRR | cosine to first |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
-    for key, r in results.items():
-        print(
-            f"| {key} | {r['chunks']} | {r['chunks_per_s']:.2f} | {r['speedup']:.2f}x | {r['hit_at_k']:.1%} | "
-            f"{r['hit_at_budget']:.1%} | {r['mrr']:.3f} | {r['cosine_to_first']:.4f} |"
-        )
-    return 0
-
-
 if __name__ == "__main__":
-    if sys.argv[1:2] == ["candidates"]:
-        sys.exit(_candidates_main(sys.argv[2:]))
     sys.exit(_worker(sys.argv[1:]))

@@ -1,4 +1,4 @@
-"""kb/evaluate.py (metrics, SQuAD parsing, ``python -m kb eval``) and kb/bench.py (``bench``)."""
+"""evaluation/: metrics, SQuAD parsing, ``python -m evaluation eval`` and ``bench``, the candidates tool."""
 
 from __future__ import annotations
 
@@ -10,10 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from kb.cli import main
-from kb.evaluate import (
-    SHARED_DATA,
-    SquadFormatError,
+from evaluation.cli import main
+from evaluation.metrics import (
     cmrc_normalize,
     cmrc_segments,
     concat_context,
@@ -23,13 +21,12 @@ from kb.evaluate import (
     first_hit_rank,
     hit_at_budget,
     hit_at_k,
-    load_squad,
     longest_common_substring,
-    parse_squad,
     percentile,
     reciprocal_rank,
-    write_articles,
 )
+from evaluation.squad import SquadFormatError, load_squad, parse_squad, write_articles
+from tests.helpers import REPO, SHARED_DATA
 
 CMRC = SHARED_DATA / "qa" / "cmrc2018_trial.json"
 
@@ -248,7 +245,6 @@ def test_eval_cli_json_end_to_end(tmp_path: Path, small_squad: Path) -> None:
 
 
 def test_eval_cli_answers_and_limit(tmp_path: Path, small_squad: Path) -> None:
-    pytest.importorskip("kb.qa", reason="the QA service (kb/qa.py) has not landed")
     out = io.StringIO()
     argv = ["--home", str(tmp_path / "h"), "--profile", "mock", "eval", "--squad", str(small_squad)]
     assert main([*argv, "--limit", "4", "--answers", "2", "--json"], out=out) == 0
@@ -276,7 +272,7 @@ def test_eval_cli_bad_file_is_a_user_error(tmp_path: Path, capsys: pytest.Captur
 def test_eval_without_home_uses_and_removes_a_temporary_home(
     tmp_path: Path, small_squad: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import kb.evaluate as evaluate
+    import evaluation.evaluate as evaluate
 
     seen: list[Path] = []
     real = evaluate.evaluate
@@ -293,6 +289,16 @@ def test_eval_without_home_uses_and_removes_a_temporary_home(
     )
     assert seen and seen[0] != tmp_path / "user-home" and not seen[0].exists()
     assert not (tmp_path / "user-home" / "kb").exists() or not any((tmp_path / "user-home" / "kb").iterdir())
+
+
+def test_eval_and_bench_are_not_commands_of_the_app_cli(capsys: pytest.CaptureFixture[str]) -> None:
+    from kb.cli import main as kb_main
+
+    for command in ("eval", "bench"):
+        with pytest.raises(SystemExit) as exc:
+            kb_main([command, "--squad", "x.json"], out=io.StringIO())
+        assert exc.value.code == 2
+        assert f"invalid choice: '{command}'" in capsys.readouterr().err
 
 
 def test_bench_qa_part_runs_both_pipelines(tmp_path: Path, small_squad: Path) -> None:
@@ -327,15 +333,14 @@ def e5_config(tmp_path: Path, bundled_e5_dir: Path) -> Path:
 def test_eval_with_the_bundled_embedding_model(tmp_path: Path, small_squad: Path, e5_config: Path) -> None:
     """A real process in a fresh home (the default precision quantises the model first): its stdout
     must be the JSON report alone, whatever the libraries print while loading."""
-    pytest.importorskip("models.e5_convert")
     import subprocess
     import sys
 
     argv = ["--home", str(tmp_path / "h"), "--config", str(e5_config), "eval", "--squad", str(small_squad)]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     done = subprocess.run(
-        [sys.executable, "-m", "kb", *argv, "--limit", "20", "--json"],
-        cwd=Path(__file__).resolve().parents[1],
+        [sys.executable, "-m", "evaluation", *argv, "--limit", "20", "--json"],
+        cwd=REPO,
         env=env,
         capture_output=True,
         text=True,
@@ -351,8 +356,7 @@ def test_eval_with_the_bundled_embedding_model(tmp_path: Path, small_squad: Path
 
 @pytest.mark.slow
 def test_int8_embeddings_retrieve_like_fp32(small_squad: Path, bundled_e5_dir: Path) -> None:
-    pytest.importorskip("models.e5_convert")
-    from kb.bench import compare_candidates
+    from evaluation.candidates import compare_candidates
 
     results = compare_candidates(str(small_squad), str(bundled_e5_dir), precisions=("fp32", "int8"))
     fp32, int8 = results["fp32/b32"], results["int8/b32"]

@@ -1,4 +1,4 @@
-"""Question sets made from whole novels, for ``python -m kb eval`` / ``bench`` (pure, no models).
+"""Question sets made from whole novels, for ``python -m evaluation eval`` / ``bench`` (pure, no models).
 
 Two sets, both scored with the same rule for our pipeline and for the LangChain baseline (whose
 chunks carry no chapter metadata), so the comparison stays fair:
@@ -31,16 +31,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from kb.chapters import NUMERAL_CHARS, chinese_to_int
+
 SHINGLE = 30
 """Characters a retrieved text must share with a chapter's own body to count as that chapter."""
 MIN_BODY_CHARS = 20
 """A heading followed by fewer body characters (white space removed) is a table-of-contents line."""
 
-_CN_DIGITS = {"〇": 0, "零": 0, "一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5}
-_CN_DIGITS |= {"六": 6, "七": 7, "八": 8, "九": 9}
-_CN_UNITS = {"十": 10, "百": 100, "千": 1000}
 _HEADING_RE = re.compile(
-    r"^[^\S\n]*(?:\S{0,12}[^\S\n]+)?(?P<num>第(?P<n>[〇零一二两三四五六七八九十百千0-9]{1,8})回)"
+    rf"^[^\S\n]*(?:\S{{0,12}}[^\S\n]+)?(?P<num>第(?P<n>[{NUMERAL_CHARS}]{{1,8}})回)"
     r"(?P<rest>[^\n]{0,60})$",
     re.MULTILINE,
 )
@@ -50,29 +49,6 @@ _SENTENCE_PUNCT = re.compile(r"[，。．！？：；、“”\"]")
 
 class NovelSetError(ValueError):
     """A novel question file cannot be read or is malformed; the message names the file and entry."""
-
-
-def chinese_number(text: str) -> int:
-    """Value of a chapter number: Arabic, positional (一一八) or with units (一百二十, 十五).
-
-    >>> [chinese_number(s) for s in ("15", "十五", "一百", "一百二十", "一一八", "一二零", "九十九", "二十")]
-    [15, 15, 100, 120, 118, 120, 99, 20]
-    """
-    if text.isdigit():
-        return int(text)
-    if not any(ch in _CN_UNITS for ch in text):
-        value = 0
-        for ch in text:
-            value = value * 10 + _CN_DIGITS[ch]
-        return value
-    total, digit = 0, None
-    for ch in text:
-        if ch in _CN_UNITS:
-            total += (1 if digit is None else digit) * _CN_UNITS[ch]
-            digit = None
-        else:
-            digit = _CN_DIGITS[ch]
-    return total + (digit or 0)
 
 
 def squeeze(text: str) -> str:
@@ -103,7 +79,7 @@ def split_chapters(text: str) -> list[Chapter]:
         rest = m.group("rest").strip(" \t\u3000")
         title = f"{m.group('num')} {rest}".strip()
         parts = [p for p in re.split(r"[\s\u3000]+", rest) if p]
-        number = chinese_number(m.group("n"))
+        number = chinese_to_int(m.group("n"))
         chapter = Chapter(number, title, "，".join(parts) or m.group("num"), body)
         if number in found:  # the same number twice: the longer body, the first (cleaner) title
             first = found[number]
@@ -257,7 +233,6 @@ __all__ = [
     "answer_matcher",
     "chapter_matcher",
     "chapter_questions",
-    "chinese_number",
     "load_novel_qa",
     "parse_novel_qa",
     "shares_shingle",

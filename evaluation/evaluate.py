@@ -1,29 +1,26 @@
-"""``python -m kb eval``: how well does the app find (and answer) questions of a SQuAD-v1 file?
+"""``python -m evaluation eval``: how well does the app find (and answer) questions of a SQuAD-v1 file?
 
 What is measured, on the app's own pipeline and settings (loaders -> splitter -> embeddings ->
 vector store -> :class:`~kb.retrieval.Retriever` -> the context the app puts into the prompt):
 
 * ``hit_at_k``: a gold answer string occurs in one of the top-k retrieved chunks;
 * ``hit_at_budget``: a gold answer occurs in the first ``budget`` characters of the context string
-  the app would actually put into the prompt (``kb.context.build_context`` when present, else the
-  hit texts concatenated in rank order) — what a small LLM with a short context really gets to see;
+  the app would actually put into the prompt (``kb.context.build_context``) — what a small LLM with
+  a short context really gets to see;
 * ``mrr``: mean reciprocal rank of the first chunk containing an answer (0 when none does);
 * with ``--answers N``: the first N questions go through the real QA path (``services.qa.ask``) and
   are scored with CMRC 2018's official exact match and character-level F1 (punctuation stripped,
   lowercase, F1 over the longest common substring of characters, as in the official script);
 * timings: indexing seconds and chunks/s, per-question retrieval latency p50/p95, peak RSS.
 
-Layout of this module, so each part can be read and tested alone:
+Layout, so each part can be read and tested alone:
 
-1. **Metrics** — pure functions, no I/O (``tests/test_evaluate.py`` table-tests them);
-2. **SQuAD files** — parsing into articles and questions, typed :class:`SquadFormatError`;
-3. **Running an evaluation** — builds a temporary knowledge base with the app's service and asks;
-4. **CLI** — ``run_eval_cli`` / ``run_bench_cli`` called by :mod:`kb.cli`.
-
->>> first_hit_rank(["甲乙", "丙丁", "乙丙"], ["丙"])
-2
->>> round(f1_score("北京市。", ["北京"]), 3)
-0.8
+1. **Metrics** — pure functions, no I/O: :mod:`evaluation.metrics`;
+2. **SQuAD files** — parsing into articles and questions, typed ``SquadFormatError``:
+   :mod:`evaluation.squad`;
+3. **Running an evaluation** (this module) — builds a temporary knowledge base with the app's
+   service and asks; 3b. the same over the novel sets (:mod:`evaluation.novel_sets`);
+4. **CLI** (this module) — ``run_eval_cli`` / ``run_bench_cli`` called by :mod:`evaluation.cli`.
 """
 
 from __future__ import annotations
@@ -34,7 +31,6 @@ import json
 import logging
 import math
 import re
-import resource
 import shutil
 import sys
 import tempfile
@@ -44,274 +40,19 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-log = logging.getLogger(__name__)
-
-# =====================================================================================
-# 1. Metrics (pure)
-# =====================================================================================
-
-# The official CMRC 2018 evaluation script's punctuation list (cmrc2018_evaluate.py, ``sp_char``).
-CMRC_PUNCTUATION = frozenset(
-    [
-        *("-", ":", "_", "*", "^", "/", "\\", "~", "`", "+", "=", "，", "。", "：", "？", "！", "“", "”"),
-        *("；", "’", "《", "》", "……", "·", "、", "「", "」", "（", "）", "－", "～", "『", "』"),
-    ]
+from evaluation.metrics import (
+    contains_answer,
+    exact_match,
+    f1_score,
+    mean,
+    peak_rss_mb,
+    percentile,
+    reciprocal_rank,
 )
-_CJK_RE = re.compile(r"[\u4e00-\u9fa5]")
-# Stand-in for nltk.word_tokenize on the non-CJK runs: words/numbers (with inner . or ') or one symbol.
-_WORD_RE = re.compile(r"[^\W_]+(?:['.][^\W_]+)*|\S")
+from evaluation.paths import DEFAULT_NOVELS_DIR
+from evaluation.squad import SquadFormatError, SquadSet, load_squad, write_articles
 
-
-def cmrc_normalize(text: str) -> str:
-    """CMRC 2018 EM normalisation: lowercase, strip, drop the official punctuation and all spaces.
-
-    >>> cmrc_normalize(" 《红楼梦》 Cao Xueqin。")
-    '红楼梦caoxueqin'
-    """
-    return "".join(ch for ch in str(text).lower().strip() if ch not in CMRC_PUNCTUATION and not ch.isspace())
-
-
-def cmrc_segments(text: str) -> list[str]:
-    """CMRC 2018 ``mixed_segmentation(rm_punc=True)``: each CJK character is one token, other runs
-    are split into words (the official script uses nltk's word tokenizer there), punctuation dropped.
-
-    As in the official script, dropped punctuation does not end a run: "world，2018" is one word.
-
-    >>> cmrc_segments("他说：Hello world，2018年。")
-    ['他', '说', 'hello', 'world2018', '年']
-    >>> cmrc_segments("Hello world 2018年")
-    ['hello', 'world', '2018', '年']
-    """
-    segments: list[str] = []
-    run = ""
-    for ch in str(text).lower().strip():
-        if ch in CMRC_PUNCTUATION:
-            continue
-        if _CJK_RE.match(ch):
-            if run:
-                segments.extend(_WORD_RE.findall(run))
-                run = ""
-            segments.append(ch)
-        else:
-            run += ch
-    if run:
-        segments.extend(_WORD_RE.findall(run))
-    return segments
-
-
-def longest_common_substring(a: Sequence[str], b: Sequence[str]) -> int:
-    """Length of the longest common *contiguous* run of ``a`` and ``b`` (the official ``find_lcs``).
-
-    >>> longest_common_substring("abcde", "xbcdy")
-    3
-    """
-    best = 0
-    prev = [0] * (len(b) + 1)
-    for x in a:
-        cur = [0] * (len(b) + 1)
-        for j, y in enumerate(b):
-            if x == y:
-                cur[j + 1] = prev[j] + 1
-                if cur[j + 1] > best:
-                    best = cur[j + 1]
-        prev = cur
-    return best
-
-
-def f1_score(prediction: str, golds: Sequence[str]) -> float:
-    """CMRC 2018 character-level F1 of ``prediction`` against the best of ``golds`` (0..1)."""
-    pred = cmrc_segments(prediction)
-    best = 0.0
-    for gold in golds:
-        ref = cmrc_segments(gold)
-        common = longest_common_substring(ref, pred)
-        if common == 0:
-            continue
-        precision, recall = common / len(pred), common / len(ref)
-        best = max(best, 2 * precision * recall / (precision + recall))
-    return best
-
-
-def exact_match(prediction: str, golds: Sequence[str]) -> float:
-    """1.0 when the normalised prediction equals one normalised gold answer, else 0.0."""
-    pred = cmrc_normalize(prediction)
-    return 1.0 if any(cmrc_normalize(g) == pred for g in golds) else 0.0
-
-
-def contains_answer(text: str, golds: Sequence[str]) -> bool:
-    """Whether any non-empty gold answer string occurs verbatim in ``text``."""
-    return any(g and g in text for g in golds)
-
-
-def first_hit_rank(texts: Sequence[str], golds: Sequence[str]) -> int | None:
-    """1-based rank of the first text containing a gold answer; ``None`` when none does."""
-    for rank, text in enumerate(texts, 1):
-        if contains_answer(text, golds):
-            return rank
-    return None
-
-
-def reciprocal_rank(rank: int | None) -> float:
-    """1/rank, 0 for "not found"."""
-    return 0.0 if rank is None else 1.0 / rank
-
-
-def hit_at_k(texts: Sequence[str], golds: Sequence[str], k: int) -> bool:
-    """A gold answer occurs in one of the first ``k`` texts."""
-    rank = first_hit_rank(texts[:k], golds)
-    return rank is not None
-
-
-def hit_at_budget(context: str, golds: Sequence[str], budget: int) -> bool:
-    """A gold answer occurs *whole* inside the first ``budget`` characters of ``context``."""
-    return contains_answer(context[:budget], golds)
-
-
-def concat_context(texts: Sequence[str], separator: str = "\n") -> str:
-    """The fallback context: hit texts in rank order, joined by ``separator``."""
-    return separator.join(texts)
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """Linear-interpolated percentile (numpy's default method); NaN for no values.
-
-    >>> percentile([1, 2, 3, 4], 50)
-    2.5
-    """
-    if not values:
-        return math.nan
-    data = sorted(values)
-    pos = (len(data) - 1) * q / 100.0
-    lo = math.floor(pos)
-    hi = min(lo + 1, len(data) - 1)
-    return data[lo] + (data[hi] - data[lo]) * (pos - lo)
-
-
-def mean(values: Sequence[float]) -> float:
-    """Arithmetic mean; NaN for no values."""
-    return sum(values) / len(values) if values else math.nan
-
-
-def peak_rss_mb() -> float:
-    """Peak resident set size of this process so far, in MiB (Linux reports KiB)."""
-    kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return kib / 1024.0 if sys.platform != "darwin" else kib / (1024.0 * 1024.0)
-
-
-# =====================================================================================
-# 2. SQuAD-v1 files
-# =====================================================================================
-
-
-class SquadFormatError(ValueError):
-    """A SQuAD file cannot be read or is not SQuAD v1; the message names the file and the spot."""
-
-
-@dataclass(frozen=True)
-class SquadArticle:
-    """One article: its paragraphs joined by newlines become one document of the knowledge base."""
-
-    article_id: str
-    title: str
-    text: str
-
-
-@dataclass(frozen=True)
-class SquadQuestion:
-    qid: str
-    question: str
-    answers: tuple[str, ...]
-    article_id: str
-
-
-@dataclass(frozen=True)
-class SquadSet:
-    path: Path
-    articles: tuple[SquadArticle, ...]
-    questions: tuple[SquadQuestion, ...]
-
-
-def parse_squad(data: Any, source: str = "<data>") -> SquadSet:
-    """Articles and answerable questions of a parsed SQuAD v1 JSON object.
-
-    Questions without any non-empty answer text are skipped (they cannot be scored).
-
-    >>> s = parse_squad({"data": [{"title": "t", "paragraphs": [{"context": "甲。", "qas": [
-    ...     {"id": "q1", "question": "什么？", "answers": [{"text": "甲"}]}]}]}]})
-    >>> s.articles[0].text, s.questions[0].answers
-    ('甲。', ('甲',))
-    """
-
-    def fail(where: str, what: str) -> SquadFormatError:
-        return SquadFormatError(f"{source}: not a SQuAD v1 file: {where}: {what}")
-
-    if not isinstance(data, dict) or not isinstance(data.get("data"), list):
-        raise fail("top level", 'expected an object with a "data" list')
-    articles: list[SquadArticle] = []
-    questions: list[SquadQuestion] = []
-    seen_ids: set[str] = set()
-    for a, article in enumerate(data["data"]):
-        where = f"data[{a}]"
-        if not isinstance(article, dict) or not isinstance(article.get("paragraphs"), list):
-            raise fail(where, 'expected an object with a "paragraphs" list')
-        article_id = str(article.get("id") or article.get("title") or f"article{a}")
-        if article_id in seen_ids:
-            article_id = f"{article_id}#{a}"
-        seen_ids.add(article_id)
-        contexts: list[str] = []
-        for p, para in enumerate(article["paragraphs"]):
-            pwhere = f"{where}.paragraphs[{p}]"
-            if not isinstance(para, dict) or not isinstance(para.get("context"), str):
-                raise fail(pwhere, 'expected an object with a "context" string')
-            contexts.append(para["context"])
-            for q, qa in enumerate(para.get("qas") or []):
-                qwhere = f"{pwhere}.qas[{q}]"
-                if not isinstance(qa, dict) or not isinstance(qa.get("question"), str):
-                    raise fail(qwhere, 'expected an object with a "question" string')
-                raw_answers = qa.get("answers") or []
-                if not isinstance(raw_answers, list):
-                    raise fail(qwhere, '"answers" must be a list')
-                answers = tuple(
-                    dict.fromkeys(
-                        str(ans["text"]).strip()
-                        for ans in raw_answers
-                        if isinstance(ans, dict) and str(ans.get("text", "")).strip()
-                    )
-                )
-                if answers:
-                    qid = str(qa.get("id") or f"{article_id}/{p}/{q}")
-                    questions.append(SquadQuestion(qid, qa["question"].strip(), answers, article_id))
-        title = str(article.get("title") or article_id)
-        articles.append(SquadArticle(article_id, title, "\n".join(contexts)))
-    if not questions:
-        raise fail("data", "no answerable questions")
-    return SquadSet(Path(source), tuple(articles), tuple(questions))
-
-
-def load_squad(path: str | Path) -> SquadSet:
-    """Read and parse a SQuAD v1 JSON file; :class:`SquadFormatError` names the file on any problem."""
-    path = Path(path)
-    try:
-        raw = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SquadFormatError(f"cannot read SQuAD file {path}: {exc}") from exc
-    try:
-        data = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise SquadFormatError(f"{path}: not valid JSON: {exc}") from exc
-    return parse_squad(data, str(path))
-
-
-def write_articles(squad: SquadSet, folder: Path) -> dict[str, str]:
-    """Write one UTF-8 ``.txt`` file per article into ``folder``; returns doc id -> article id."""
-    folder.mkdir(parents=True, exist_ok=True)
-    names: dict[str, str] = {}
-    for i, article in enumerate(squad.articles):
-        name = f"{i:05d}.txt"
-        (folder / name).write_text(article.text, encoding="utf-8")
-        names[name] = article.article_id
-    return names
-
+log = logging.getLogger(__name__)
 
 # =====================================================================================
 # 3. Running an evaluation
@@ -333,7 +74,7 @@ class QuestionResult:
 
 @dataclass
 class EvalReport:
-    """Everything ``python -m kb eval`` reports; :meth:`to_json` is the ``--json`` object."""
+    """Everything ``python -m evaluation eval`` reports; :meth:`to_json` is the ``--json`` object."""
 
     questions: int
     chunks: int
@@ -398,13 +139,11 @@ ContextFn = Callable[[str, str, list[Any]], str]
 
 
 def app_context_fn(services: Any) -> tuple[ContextFn, str]:
-    """The app's context builder (``kb.context.build_context`` with the app's settings) when it is
-    available, else the hit texts concatenated in rank order; returns the function and a label.
+    """The app's context builder (``kb.context.build_context`` with the app's settings); returns the
+    function and a label (reported as ``context_source``).
     """
-    try:
-        from kb.context import build_context
-    except ImportError:
-        return (lambda kb, question, hits: concat_context([h.text for h in hits])), "concatenated hits"
+    from kb.context import build_context
+
     retrieval = services.settings.retrieval
 
     def build(kb: str, question: str, hits: list[Any]) -> str:
@@ -593,10 +332,6 @@ def make_report(
 # =====================================================================================
 
 NOVEL_SETS = ("novel_qa", "chapters")
-REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
-"""The test material beside a checkout (``../shared/data``: novels, CMRC 2018); dev tools' default."""
-DEFAULT_NOVELS_DIR = SHARED_DATA / "novels"
 
 
 def novel_plan(
@@ -606,10 +341,10 @@ def novel_plan(
 
     The factual set names its novels by file name, looked up in ``novels_dir``; the chapter set is
     generated from each of ``chapter_novels`` as the app's loader reads it. Every novel is indexed
-    once and all its questions run on that one index. :class:`~kb.novel_sets.NovelSetError` on a
+    once and all its questions run on that one index. :class:`~evaluation.novel_sets.NovelSetError` on a
     missing novel or a novel without chapters.
     """
-    from kb.novel_sets import NovelSetError, chapter_questions, load_novel_qa
+    from evaluation.novel_sets import NovelSetError, chapter_questions, load_novel_qa
     from loaders import load_document
 
     folder = Path(novels_dir) if novels_dir else DEFAULT_NOVELS_DIR
@@ -764,13 +499,13 @@ def _tqdm_progress(enabled: bool, desc: str) -> tuple[Callable[[int, int], None]
 
 
 def run_eval_cli(services: Any, args: argparse.Namespace, out: TextIO) -> int:
-    """``python -m kb eval``: prints the report (one JSON object with ``--json``); 2 on a bad file.
+    """``python -m evaluation eval``: prints the report (one JSON object with ``--json``); 2 on a bad file.
 
     With ``--squad`` alone the JSON object is the SQuAD report; with ``--novel-qa`` and/or
     ``--chapters`` it has one report per set (``squad``, ``novel_qa``, ``chapters``), each with the
     same keys, the novel sets also ``by_novel``.
     """
-    from kb.novel_sets import NovelSetError
+    from evaluation.novel_sets import NovelSetError
 
     novel_qa = getattr(args, "novel_qa", None)
     chapters = getattr(args, "chapters", None) or []
@@ -836,36 +571,27 @@ def run_eval_cli(services: Any, args: argparse.Namespace, out: TextIO) -> int:
 
 
 def run_bench_cli(services: Any, args: argparse.Namespace, out: TextIO) -> int:
-    """``python -m kb bench``: see :mod:`kb.bench`."""
-    from kb.bench import run_bench
+    """``python -m evaluation bench``: see :mod:`evaluation.bench`."""
+    from evaluation.bench import run_bench
 
     return run_bench(services, args, out)
 
 
 __all__ = [
+    "NOVEL_SETS",
     "EvalReport",
-    "SquadArticle",
-    "SquadFormatError",
-    "SquadQuestion",
-    "SquadSet",
-    "cmrc_normalize",
-    "cmrc_segments",
-    "concat_context",
-    "contains_answer",
+    "NovelEvalError",
+    "QuestionResult",
+    "app_context_fn",
+    "build_eval_kb",
+    "by_novel",
     "evaluate",
     "evaluate_novels",
-    "exact_match",
-    "f1_score",
-    "first_hit_rank",
-    "hit_at_budget",
-    "hit_at_k",
-    "load_squad",
-    "longest_common_substring",
+    "make_report",
+    "novel_kb_name",
     "novel_plan",
-    "parse_squad",
-    "percentile",
-    "reciprocal_rank",
     "run_bench_cli",
     "run_eval_cli",
     "score_questions",
+    "scratch_services",
 ]

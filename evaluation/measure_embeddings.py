@@ -1,4 +1,4 @@
-"""``python -m models.measure_embeddings``: forward-pass speed of embedding precisions, interleaved.
+"""``python -m evaluation.measure_embeddings``: forward-pass speed of embedding precisions, interleaved.
 
 Why: the machine is shared, so variants are only comparable when measured in the same process on
 the same chunks, round by round. Each variant is a real :class:`SentenceTransformerEmbedder` (the
@@ -21,7 +21,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from kb.evaluate import SHARED_DATA
+from evaluation.paths import SHARED_DATA
 
 DEFAULT_NOVEL = SHARED_DATA / "novels" / "hongloumeng.utf8.txt"
 
@@ -141,7 +141,7 @@ def op_profile(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m models.measure_embeddings", description=__doc__)
+    p = argparse.ArgumentParser(prog="python -m evaluation.measure_embeddings", description=__doc__)
     p.add_argument("--model", required=True, help="sentence-transformers folder (the converted bundled e5)")
     p.add_argument("--precisions", default="fp32,int8,openvino-bf16", help="first = reference")
     p.add_argument("--chunks", type=int, default=128)

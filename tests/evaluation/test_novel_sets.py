@@ -1,5 +1,6 @@
-"""tests/data/novel_qa.json against the real novels; kb/novel_sets.py (chapter set, gold rule);
-``python -m kb eval --novel-qa/--chapters`` and the bench's ``novels`` part through ``kb.cli.main``
+"""tests/data/novel_qa.json against the real novels; evaluation/novel_sets.py (chapter set, gold rule);
+``python -m evaluation eval --novel-qa/--chapters`` and the bench's ``novels`` part through
+``evaluation.cli.main``
 (mock profile: the hash embedder, retrieval quality does not matter here)."""
 
 from __future__ import annotations
@@ -11,11 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from kb.cli import main
-from kb.novel_sets import (
+from evaluation.cli import main
+from evaluation.novel_sets import (
     NovelSetError,
     chapter_questions,
-    chinese_number,
     load_novel_qa,
     parse_novel_qa,
     shares_shingle,
@@ -24,9 +24,10 @@ from kb.novel_sets import (
     squeeze,
     unique_shingles,
 )
-from tests.conftest import NOVELS
+from kb.chapters import chinese_to_int
+from tests.helpers import NOVELS, REPO
 
-NOVEL_QA = Path(__file__).resolve().parent / "data" / "novel_qa.json"
+NOVEL_QA = REPO / "tests" / "data" / "novel_qa.json"
 
 # ------------------------------------------------------------------------------- the hand-checked set
 
@@ -91,8 +92,9 @@ def test_every_answer_and_evidence_occurs_in_the_loaded_novel(loaded_novels: dic
         *[("一百二十", 120), ("一一八", 118), ("一二零", 120), ("一〇一", 101), ("37", 37)],
     ],
 )
-def test_chinese_number(text: str, value: int) -> None:
-    assert chinese_number(text) == value
+def test_chapter_numbers_of_the_novels(text: str, value: int) -> None:
+    """The numbers 红楼梦/西游记/三国 write in their 回 headings (parsed by kb.chapters)."""
+    assert chinese_to_int(text) == value
 
 
 BODY_A = "甲乙丙丁戊己庚辛壬癸子丑寅卯辰巳午未申酉戌亥天地玄黄宇宙洪荒日月盈昃辰宿列张"
