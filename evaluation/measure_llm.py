@@ -34,9 +34,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from evaluation.paths import REPO, SHARED_DATA
+from models.bundled import BUNDLED_QWEN_05B, BUNDLED_QWEN_15B
 
 CMRC = SHARED_DATA / "qa" / "cmrc2018_trial.json"
-DEFAULT_MODELS = ("bundled:qwen2.5-coder-1.5b", "bundled:qwen2.5-coder-0.5b")
+DEFAULT_MODELS = (BUNDLED_QWEN_15B, BUNDLED_QWEN_05B)
 
 TEMPLATE = (
     "已知信息：\n{context}\n\n根据上述已知信息，简洁和专业的来回答用户的问题。如果无法从中得到答案，"

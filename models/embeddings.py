@@ -421,7 +421,7 @@ def resolve_embedding_location(model: str, models_dir: Path) -> str:
     ``bundled:multilingual-e5-small`` -> converted folder in ``models_dir``; an existing local path
     -> itself; anything else is treated as a hub name (must be in the local cache when offline).
     """
-    from kb.settings import BUNDLED_E5
+    from models.bundled import BUNDLED_E5
 
     if model == BUNDLED_E5:
         from models.e5_convert import ensure_bundled_e5

@@ -1,7 +1,7 @@
 """LLM backends as LangChain chat models that really stream, plus the choice of which one to run.
 
-One entry point for the app: :func:`build_chat_model` turns :class:`kb.settings.LLMSettings` into a
-``BaseChatModel`` without loading weights (that happens on first use or :meth:`warm_up`), and
+One entry point for the app: :func:`build_chat_model` turns the LLM settings (:class:`LLMConfig`,
+e.g. ``kb.settings.LLMSettings``) into a ``BaseChatModel`` without loading weights (that happens on first use or :meth:`warm_up`), and
 :func:`resolve_llm` explains the choice in one sentence for ``kb models``, the UI and the log.
 
 Backends (``llm.backend``):
@@ -40,7 +40,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal, Protocol
 
 from langchain_core.callbacks import CallbackManagerForLLMRun
 from langchain_core.language_models.chat_models import BaseChatModel, generate_from_stream
@@ -56,16 +56,44 @@ from langchain_core.messages import (
 from langchain_core.outputs import ChatGenerationChunk, ChatResult
 from pydantic import ConfigDict, Field, PrivateAttr
 
-from models.bundled import BUNDLED_LLMS, bundled_location, ensure_bundled_gguf, is_verified, locate_parts
+from models.bundled import (
+    BUNDLED_LLMS,
+    BUNDLED_QWEN_15B,
+    bundled_location,
+    ensure_bundled_gguf,
+    is_verified,
+    locate_parts,
+)
 from models.cpu import CpuInfo, choose_extra_buffers, physical_cores
 from models.errors import BundledModelError, ModelConfigError, ModelUnavailableError
 
-if TYPE_CHECKING:
-    from kb.settings import LLMSettings
+
+class LLMConfig(Protocol):
+    """The LLM settings this module reads: ``kb.settings.LLMSettings`` is one (each field is
+    described there). A protocol, so the model layer does not import the app's settings."""
+
+    backend: Literal["auto", "llamacpp", "transformers", "openai", "fake"]
+    model: str
+    temperature: float
+    max_tokens: int
+    n_ctx: int
+    threads: int | None
+    trust_remote_code: bool
+    quantization: Literal["none", "8bit", "4bit"]
+    dtype: Literal["auto", "float32", "float16", "bfloat16"]
+    device: Literal["auto", "cpu", "cuda"]
+    base_url: str
+    api_key: str
+    fake_reply: str | None
+    fake_token_delay_ms: float
+    process: Literal["auto", "worker", "in-process"]
+    extra_buffers: Literal["auto", "on", "off"]
+    load_timeout_s: float
+
 
 CARD_LLM = "THUDM/chatglm-6b"
 """The model card's LLM, used by ``backend=auto`` on a GPU when ``llm.model`` is a bundled GGUF."""
-DEFAULT_BUNDLED_LLM = "bundled:qwen2.5-coder-1.5b"
+DEFAULT_BUNDLED_LLM = BUNDLED_QWEN_15B
 
 _TRUTHY = {"1", "true", "yes", "on"}
 
@@ -220,7 +248,7 @@ def _resolve_transformers(model: str, reason: str) -> ResolvedModel:
     )
 
 
-def resolve_llm(settings: LLMSettings, models_dir: Path) -> ResolvedModel:
+def resolve_llm(settings: LLMConfig, models_dir: Path) -> ResolvedModel:
     """Decide which backend and model ``settings`` mean on this machine, without loading anything.
 
     Raises :class:`ModelUnavailableError` (one message saying how to provide the model) when the
@@ -290,7 +318,7 @@ class ChatSpec:
         return cls(str(data["backend"]), dict(data["kwargs"]), str(data.get("description", "")))
 
 
-def local_chat_spec(settings: LLMSettings, models_dir: Path, cpu: CpuInfo | None = None) -> ChatSpec:
+def local_chat_spec(settings: LLMConfig, models_dir: Path, cpu: CpuInfo | None = None) -> ChatSpec:
     """The spec of the local (llamacpp / transformers / fake) model ``settings`` describe.
 
     Raises :class:`ModelUnavailableError` when the model cannot be had offline, and
@@ -340,7 +368,7 @@ def chat_from_spec(spec: ChatSpec) -> BaseChatModel:
     return chat
 
 
-def runs_in_worker(settings: LLMSettings, backend: str) -> bool:
+def runs_in_worker(settings: LLMConfig, backend: str) -> bool:
     """``llm.process`` decided for ``backend``: ``auto`` isolates the native backends."""
     if settings.process == "auto":
         return backend in ("llamacpp", "transformers")
@@ -348,7 +376,7 @@ def runs_in_worker(settings: LLMSettings, backend: str) -> bool:
 
 
 def build_chat_model(
-    settings: LLMSettings, models_dir: Path, *, log_dir: Path | None = None, cpu: CpuInfo | None = None
+    settings: LLMConfig, models_dir: Path, *, log_dir: Path | None = None, cpu: CpuInfo | None = None
 ) -> BaseChatModel:
     """The chat model ``settings`` describe; cheap: weights load on first use or ``warm_up()``.
 
@@ -377,7 +405,7 @@ def build_chat_model(
     )
 
 
-def _openai_compatible_chat(settings: LLMSettings) -> BaseChatModel:
+def _openai_compatible_chat(settings: LLMConfig) -> BaseChatModel:
     """``ChatOpenAI`` that sends the classic ``max_tokens`` field.
 
     ChatOpenAI renames ``max_tokens`` to ``max_completion_tokens`` (OpenAI's new name), which

@@ -15,8 +15,6 @@ import ast
 from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
 from tests.helpers import REPO
 
 PRODUCT = ("kb", "models", "vector_store", "loaders", "app.py")
@@ -97,10 +95,5 @@ def test_the_product_does_not_import_the_measurement_tooling() -> None:
     assert violations(PRODUCT, "evaluation") == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="models/ still imports kb/: models/embeddings.py (kb.settings.BUNDLED_E5) and models/llm.py "
-    "(kb.settings.LLMSettings, under TYPE_CHECKING); this flips to a pass when they are gone",
-)
 def test_the_lower_layers_do_not_import_kb() -> None:
     assert violations(LOWER_LAYERS, "kb") == []

@@ -465,7 +465,9 @@ def test_trust_remote_code_stays_off_unless_set(
         assert chat.status()["runs_as"] == "Qwen2ForCausalLM"
         assert not sentinel.exists()
 
-    with shut_down_after(transformers_chat(folder, tmp_path, max_tokens=4, trust_remote_code=True)) as trusted:
+    with shut_down_after(
+        transformers_chat(folder, tmp_path, max_tokens=4, trust_remote_code=True)
+    ) as trusted:
         assert trusted.spec["kwargs"]["trust_remote_code"] is True
         trusted.warm_up()
         assert trusted.status()["runs_as"] == "SentinelForCausalLM"
