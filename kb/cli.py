@@ -21,6 +21,7 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, TextIO
 
 from kb.service import IngestReport, KnowledgeBaseError
@@ -103,6 +104,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     m = sub.add_parser("models", help="the models in use, where they come from and why")
     m.add_argument("--json", action="store_true")
+    m.add_argument(
+        "--cpuinfo",
+        metavar="FILE",
+        help="decide the CPU-dependent choices for the CPU this /proc/cpuinfo text describes "
+        "(e.g. copied from another machine) instead of this one",
+    )
 
     q = sub.add_parser("ask", help="answer one question from a knowledge base")
     q.add_argument("--kb", required=True)
@@ -215,6 +222,14 @@ def _search(services: Any, args: argparse.Namespace, out: TextIO) -> int:
 def _models(services: Any, args: argparse.Namespace, out: TextIO) -> int:
     from kb.status import model_status
 
+    if args.cpuinfo:
+        from models.cpu import CpuInfo
+
+        try:
+            text = Path(args.cpuinfo).read_text(encoding="utf-8", errors="replace")
+        except OSError as exc:
+            raise KnowledgeBaseError(f"cannot read --cpuinfo {args.cpuinfo}: {exc.strerror}") from None
+        services.cpu = CpuInfo.parse(text)
     status = model_status(services)
     if args.json:
         print(json.dumps(status, ensure_ascii=False, indent=1), file=out)

@@ -5,6 +5,9 @@ Test modules import helpers from here, never from each other or from the measure
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -35,3 +38,15 @@ def excerpt(src: Path, dest: Path, chars: int, encoding: str) -> Path:
     text = raw.decode(encoding)[:chars]
     dest.write_bytes(text.encode(encoding))
     return dest
+
+
+def cli_process(home: Path, *argv: str) -> subprocess.Popen:
+    """``python -m kb --home HOME --profile mock ARGV`` as a child process (stdout/stderr piped)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KBQA_")}
+    return subprocess.Popen(
+        [sys.executable, "-m", "kb", "--home", str(home), "--profile", "mock", *argv],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )

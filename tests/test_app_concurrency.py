@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from tests.test_app_e2e import (
+from tests.app_support import (
     ask,
     choose,
     create_kb,
@@ -37,7 +37,7 @@ from tests.test_app_e2e import (
     upload,
     wait_answer_done,
 )
-from tests.test_reliability import _cli_process
+from tests.helpers import cli_process
 
 pytestmark = pytest.mark.slow
 
@@ -79,7 +79,7 @@ def test_a_long_upload_never_blocks_the_chat_of_another_session(
     novels = [novels_dir / n for n in ("hongloumeng.utf8.txt", "xiyouji.utf8-bom.txt", "sanguo.gbk.txt")]
     app = start_app(workdir, "--profile", "mock")
     try:
-        with session(browser, app.url) as a, session(browser, app.url) as b:
+        with session(browser, app.url, app=app) as a, session(browser, app.url, app=app) as b:
             create_kb(a, "呐喊")
             upload(a, [short])
             goto_tab(a, "Chat")
@@ -166,7 +166,7 @@ def test_cli_and_web_app_writing_one_kb_are_serialised_and_searches_see_whole_st
         assert name1 == name2 or keys1 != keys2, "the answers do not tell these states apart"
 
     home = workdir / "home"
-    cli = _cli_process(home, "add", "--kb", "x", str(base))
+    cli = cli_process(home, "add", "--kb", "x", str(base))
     assert cli.wait(timeout=120) == 0
     app = start_app(workdir, "--profile", "mock")
     assert app.home == home
@@ -194,7 +194,7 @@ def test_cli_and_web_app_writing_one_kb_are_serialised_and_searches_see_whole_st
             i += 1
 
     try:
-        with session(browser, app.url) as pg:
+        with session(browser, app.url, app=app) as pg:
             goto_tab(pg, "Knowledge bases")
             pg.wait_for_function("() => document.querySelector('#kb-select input').value === 'x'")
             thread = threading.Thread(target=asker, daemon=True)
@@ -202,7 +202,7 @@ def test_cli_and_web_app_writing_one_kb_are_serialised_and_searches_see_whole_st
             pg.set_input_files("#kb-upload input[type=file]", [str(app_doc)])
             pg.wait_for_function("() => document.querySelectorAll('#kb-upload tr.file').length === 1")
             started = time.monotonic()
-            cli = _cli_process(home, "add", "--kb", "x", str(cli_doc))
+            cli = cli_process(home, "add", "--kb", "x", str(cli_doc))
             pg.click("#kb-add")
             # the app is indexing (any of its progress lines; with the hash embedder each one can
             # last well under a second, too short to wait for one of them in particular) ...
@@ -263,7 +263,7 @@ def test_app_starts_on_a_home_with_a_corrupt_index_and_the_ui_rebuild_and_repair
 
     app = start_app(workdir, "--profile", "mock")  # comes up (start_app fails if it exits)
     try:
-        with session(browser, app.url) as pg:
+        with session(browser, app.url, app=app) as pg:
             choose(pg, "chat-kb", "good")
             ask(pg, "孔乙己是谁？")
             wait_answer_done(pg)

@@ -10,18 +10,14 @@ the real bundled models. Screenshots of every tab are written to ``docs/screensh
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
-import socket
-import subprocess
-import sys
+import signal
 import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,82 +28,29 @@ pytestmark = pytest.mark.slow
 playwright_sync = pytest.importorskip("playwright.sync_api")
 PlaywrightTimeout = playwright_sync.TimeoutError
 
-REPO = Path(__file__).resolve().parents[1]
-SCREENSHOTS = REPO / "docs" / "screenshots"
+from tests.app_support import (  # noqa: E402  (after the importorskip above)
+    App,
+    ask,
+    bot_messages,
+    choose,
+    create_kb,
+    excerpt_file,
+    free_port,
+    goto_tab,
+    open_page,
+    outcome,
+    shot,
+    start_app,
+    stop_app,
+    upload,
+    wait_answer_done,
+    wait_last_bot_message,
+)
+
 XSS = "<script>window.__xss=1</script><b>bold</b>"
-WAIT_MS = 120_000
-"""Generous waits: the machine is shared, the assertions are about behaviour, not speed."""
 
 
-# ------------------------------------------------------------------------------------ servers
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_for_http(url: str, proc: subprocess.Popen[bytes] | None, log: Path | None, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            tail = log.read_text(errors="replace")[-3000:] if log else ""
-            raise AssertionError(f"app exited with {proc.returncode} before serving:\n{tail}")
-        try:
-            with urllib.request.urlopen(url, timeout=5) as resp:
-                if resp.status < 500:
-                    return
-        except (urllib.error.URLError, OSError):
-            pass
-        time.sleep(0.5)
-    raise AssertionError(f"{url} did not come up within {timeout:.0f} s")
-
-
-@dataclass
-class App:
-    url: str
-    home: Path
-    log: Path
-    proc: subprocess.Popen[bytes]
-
-    def log_tail(self) -> str:
-        return self.log.read_text(errors="replace")[-4000:]
-
-
-def start_app(workdir: Path, *args: str) -> App:
-    """``python app.py --profile mock`` on a free port with its own data home, waiting until it serves."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    home = workdir / "home"
-    log = workdir / "app.log"
-    env = {
-        **os.environ,
-        "HF_HUB_OFFLINE": "1",
-        "TRANSFORMERS_OFFLINE": "1",
-        "GRADIO_ANALYTICS_ENABLED": "False",
-        "PYTHONUNBUFFERED": "1",
-    }
-    env = {k: v for k, v in env.items() if not k.startswith("KBQA_")}
-    cmd = [sys.executable, str(REPO / "app.py"), "--port", str(port), "--home", str(home), *args]
-    with log.open("wb") as out:
-        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
-    app = App(f"http://127.0.0.1:{port}/", home, log, proc)
-    try:
-        wait_for_http(app.url, proc, log, timeout=180)
-    except BaseException:
-        stop_app(app)
-        raise
-    return app
-
-
-def stop_app(app: App) -> None:
-    app.proc.terminate()
-    try:
-        app.proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        app.proc.kill()
-        app.proc.wait(timeout=20)
-
-
+# ------------------------------------------------------------------------------------ fixtures
 @pytest.fixture(scope="module")
 def mock_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
     app = start_app(tmp_path_factory.mktemp("app-mock"), "--profile", "mock")
@@ -117,117 +60,7 @@ def mock_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
 
 @pytest.fixture
 def page(browser: Any, mock_app: App) -> Iterator[Any]:
-    yield from open_page(browser, mock_app.url)
-
-
-def open_page(browser: Any, url: str, wait_app: bool = True) -> Iterator[Any]:
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    pg = context.new_page()
-    pg.set_default_timeout(WAIT_MS)
-    pg.goto(url, wait_until="load")
-    if wait_app:
-        pg.wait_for_selector("#chat-input textarea")
-    try:
-        yield pg
-    finally:
-        context.close()
-
-
-# ------------------------------------------------------------------------------------ UI helpers
-def shot(pg: Any, name: str) -> None:
-    """Screenshot the page into docs/screenshots (toasts closed first so they hide nothing)."""
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    for close in pg.locator(".toast-close").all():
-        # A toast that is already fading out is inert and goes away by itself: do not wait for it.
-        with contextlib.suppress(PlaywrightTimeout):
-            close.click(timeout=2_000)
-    pg.wait_for_timeout(300)  # let the last update paint
-    pg.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
-
-
-def goto_tab(pg: Any, name: str) -> None:
-    pg.get_by_role("tab", name=re.compile(name)).click()
-
-
-def choose(pg: Any, dropdown_id: str, option: str, *, multi: bool = False) -> None:
-    """Pick ``option`` in a dropdown (a multiselect shows it as a token)."""
-    pg.click(f"#{dropdown_id} input")
-    pg.get_by_role("option", name=option, exact=True).click()
-    if multi:
-        pg.keyboard.press("Escape")
-        pg.locator(f"#{dropdown_id} .token", has_text=option).wait_for()
-        return
-    pg.wait_for_function(
-        "([id, v]) => document.querySelector(`#${id} input`).value === v", arg=[dropdown_id, option]
-    )
-
-
-def create_kb(pg: Any, name: str) -> None:
-    goto_tab(pg, "Knowledge bases")
-    pg.fill("#kb-new-name textarea", name)
-    pg.click("#kb-create")
-    pg.wait_for_function("v => document.querySelector('#kb-select input').value === v", arg=name)
-    pg.wait_for_selector(f"#kb-overview:has-text('{name}')")
-
-
-def upload(pg: Any, files: list[Path] | list[dict[str, Any]]) -> str:
-    """Upload through the file input, press "Add", wait for the per-file results; returns their text.
-
-    ``files`` are paths, or Playwright file payloads (``name``, ``mimeType``, ``buffer``) for names
-    a file system cannot hold.
-    """
-    pg.set_input_files("#kb-upload input[type=file]", [f if isinstance(f, dict) else str(f) for f in files])
-    # wait until the browser has uploaded every file to the server
-    pg.wait_for_function("n => document.querySelectorAll('#kb-upload tr.file').length === n", arg=len(files))
-    pg.click("#kb-add")
-    # the file list is emptied in the same update that shows the results
-    pg.wait_for_function("() => document.querySelectorAll('#kb-upload tr.file').length === 0")
-    pg.wait_for_selector("#kb-outcomes")
-    return pg.inner_text("#kb-result")
-
-
-def outcome(pg: Any, name: str) -> str:
-    return pg.locator("#kb-outcomes tr", has_text=name).inner_text()
-
-
-def ask(pg: Any, question: str) -> None:
-    """Type a question and press Enter; waits until it shows in the chat."""
-    asked = pg.locator("#chatbot [data-testid=user]").count()
-    pg.fill("#chat-input textarea", question)
-    pg.press("#chat-input textarea", "Enter")
-    pg.wait_for_function(
-        "n => document.querySelectorAll('#chatbot [data-testid=user]').length === n", arg=asked + 1
-    )
-
-
-def wait_answer_done(pg: Any) -> None:
-    """Until the answer is complete: the input is enabled again and the status line has the footer.
-
-    Asking clears the status line in the same update that shows the question, so an old footer
-    cannot be mistaken for the new one.
-    """
-    pg.wait_for_function(
-        """() => !document.querySelector('#chat-input textarea').disabled
-                 && /tokens|stopped|error/.test(document.querySelector('#chat-status').innerText)"""
-    )
-
-
-def bot_messages(pg: Any) -> list[str]:
-    return pg.locator("#chatbot [data-testid=bot]").all_inner_texts()
-
-
-def wait_last_bot_message(pg: Any, text: str) -> None:
-    """Until the newest assistant message (not an earlier one) contains ``text``."""
-    pg.wait_for_function(
-        """t => { const bots = document.querySelectorAll('#chatbot [data-testid=bot]');
-                  return bots.length > 0 && bots[bots.length - 1].innerText.includes(t); }""",
-        arg=text,
-    )
-
-
-def excerpt_file(src: Path, dest: Path, chars: int, encoding: str = "utf-8") -> Path:
-    dest.write_bytes(src.read_bytes().decode(encoding)[:chars].encode(encoding))
-    return dest
+    yield from open_page(browser, mock_app.url, app=mock_app)
 
 
 # ------------------------------------------------------------------------------------ tests: mock models
@@ -388,7 +221,7 @@ def test_oversized_upload_is_refused_with_a_clear_message(
     try:
         big = workdir / "big.txt"
         big.write_text("大" * 700_000, encoding="utf-8")  # 2.1 MB
-        for pg in open_page(browser, app.url):
+        for pg in open_page(browser, app.url, app=app):
             create_kb(pg, "k")
             assert "up to 1.0 MB per file" in pg.inner_text("#tab-kbs")
             pg.set_input_files("#kb-upload input[type=file]", [str(big)])
@@ -403,7 +236,7 @@ def test_oversized_upload_is_refused_with_a_clear_message(
 def test_login_page_when_auth_is_on(browser: Any, tmp_path_factory: pytest.TempPathFactory) -> None:
     app = start_app(tmp_path_factory.mktemp("app-auth"), "--profile", "mock", "--auth", "reader:s3cret")
     try:
-        for pg in open_page(browser, app.url, wait_app=False):
+        for pg in open_page(browser, app.url, wait_app=False, app=app):
             pg.get_by_role("button", name="Login").wait_for()
             assert pg.locator("#chat-input").count() == 0  # nothing of the app before logging in
             assert "please log in" in pg.inner_text("body")
@@ -520,6 +353,61 @@ def test_stop_really_stops_generation_and_history_is_plain_per_session(browser: 
         demo.close()
 
 
+# ------------------------------------------------------------------------------------ a dying model
+CRASH_REPLY = "长江是中国第一长河，全长约六千三百公里，流经十一个省级行政区，最后注入东海。" * 3
+
+
+@pytest.fixture(scope="module")
+def worker_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
+    """The mock app with its (fake) model in a supervised model process that streams at a model's pace."""
+    workdir = tmp_path_factory.mktemp("app-worker")
+    config = workdir / "settings.yaml"
+    config.write_text(
+        f"llm:\n  process: worker\n  fake_reply: {CRASH_REPLY}\n  fake_token_delay_ms: 40\n", encoding="utf-8"
+    )
+    app = start_app(workdir, "--profile", "mock", "--config", str(config))
+    yield app
+    stop_app(app)
+
+
+def last_answer(pg: Any) -> str:
+    answers = [t for t in bot_messages(pg) if "来源 · Sources" not in t]
+    return answers[-1] if answers else ""
+
+
+def test_a_killed_model_process_shows_its_cause_and_the_next_question_is_answered(
+    browser: Any, worker_app: App
+) -> None:
+    for pg in open_page(browser, worker_app.url, app=worker_app):
+        for turn, sig in enumerate([signal.SIGKILL, signal.SIGSEGV]):
+            ask(pg, f"第{turn}个问题：长江有多长？")
+            wait_last_bot_message(pg, CRASH_REPLY[:8])  # the answer is streaming
+            pids = worker_app.worker_pids()
+            assert len(pids) == 1, pids
+            os.kill(pids[0], sig)
+            wait_answer_done(pg)
+            crashed = last_answer(pg)
+            assert "✗ the model process" in crashed and f"killed by signal {sig.name}" in crashed, crashed
+            assert CRASH_REPLY[:8] in crashed  # what streamed before the crash stays
+            assert "next question starts the model again" in crashed
+            assert "crashed" in pg.inner_text("#chat-status")
+            if turn == 0:
+                goto_tab(pg, "Models")
+                pg.click("#model-refresh")
+                pg.wait_for_selector("#model-llm:has-text('crashed; restarts on the next question')")
+                assert "SIGKILL" in pg.inner_text("#model-llm")
+                goto_tab(pg, "Chat")
+            worker_app.check_alive()  # the app itself never went down
+
+            ask(pg, "再问一次")
+            wait_answer_done(pg)
+            again = last_answer(pg)
+            assert again == CRASH_REPLY and "✗" not in again
+            assert worker_app.worker_pids() not in ([], pids)  # a new model process answered
+            # the session's history is all there: two questions per round so far
+            assert pg.locator("#chatbot [data-testid=user]").count() == 2 * (turn + 1)
+
+
 # ------------------------------------------------------------------------------------ real models
 @pytest.fixture(scope="module")
 def real_app(tmp_path_factory: pytest.TempPathFactory, bundled_gguf_05b: Path) -> Iterator[App]:
@@ -539,7 +427,7 @@ def test_real_models_page_comes_up_loads_models_and_answers(
     browser: Any, real_app: App, novels_dir: Path, tmp_path: Path
 ) -> None:
     novel = excerpt_file(novels_dir / "hongloumeng.utf8.txt", tmp_path / "红楼梦.txt", 3_000)
-    for pg in open_page(browser, real_app.url):
+    for pg in open_page(browser, real_app.url, app=real_app):
         pg.set_default_timeout(600_000)  # every wait is on a condition; a loaded machine is just slower
         goto_tab(pg, "Models")
         pg.wait_for_selector("#model-llm")
@@ -578,3 +466,24 @@ def test_real_models_page_comes_up_loads_models_and_answers(
         tokens = re.search(r"(\d+) tokens", status)
         assert tokens is not None, status
         assert int(tokens.group(1)) < 160, status
+
+        # the real llama.cpp model process killed mid-answer: the cause is shown, the app stays up,
+        # and the next question is answered by a new model process
+        shown = pg.locator("#chatbot [data-testid=bot]").count()
+        ask(pg, "请从1数到200，用逗号分隔，不要省略。")
+        pg.wait_for_function(
+            """n => { const b = document.querySelectorAll('#chatbot [data-testid=bot]');
+                      return b.length > n && /\\d+\\s*[,，]\\s*\\d+/.test(b[b.length - 1].innerText); }""",
+            arg=shown,
+        )
+        pids = real_app.worker_pids()
+        assert len(pids) == 1, pids
+        os.kill(pids[0], signal.SIGKILL)
+        wait_answer_done(pg)
+        assert "killed by signal SIGKILL" in last_answer(pg)
+        real_app.check_alive()
+        ask(pg, "你好，请用一句话介绍你自己。")
+        wait_answer_done(pg)
+        reply = last_answer(pg)
+        assert reply.strip() and "✗" not in reply and "tokens" in pg.inner_text("#chat-status")
+        assert real_app.worker_pids() not in ([], pids)

@@ -8,11 +8,8 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import shutil
 import signal
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -22,7 +19,7 @@ import pytest
 from kb.cli import main
 from kb.services import build_services
 from kb.settings import load_settings
-from tests.helpers import REPO
+from tests.helpers import cli_process
 from vector_store.store import StoreError
 
 QUERIES = ["甄士隐", "孙悟空", "贾雨村", "花果山"]
@@ -44,17 +41,6 @@ def _state(home: Path, kb: str) -> tuple[frozenset[str], tuple]:
     docs = frozenset(d.doc_id for d in services.kbs.documents(kb))
     results = tuple(tuple(h.chunk_id for h in services.retriever.retrieve(kb, q, top_k=5)) for q in QUERIES)
     return docs, results
-
-
-def _cli_process(home: Path, *argv: str) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KBQA_")}
-    return subprocess.Popen(
-        [sys.executable, "-m", "kb", "--home", str(home), "--profile", "mock", *argv],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
 
 
 def _run_cli(home: Path, *argv: str) -> int:
@@ -83,13 +69,13 @@ def test_sigkill_at_any_moment_leaves_old_or_new_state(
     probe_home = tmp_path / "probe"
     assert _run_cli(probe_home, "add", "--kb", "x", str(base)) == 0
     started = time.perf_counter()
-    proc = _cli_process(probe_home, operation, "--kb", "x", str(more))
+    proc = cli_process(probe_home, operation, "--kb", "x", str(more))
     proc.communicate(timeout=300)
     duration = time.perf_counter() - started
 
     killed_mid_way = 0
     for fraction in (0.1, 0.3, 0.5, 0.7, 0.85, 0.95):
-        proc = _cli_process(home, operation, "--kb", "x", str(more))
+        proc = cli_process(home, operation, "--kb", "x", str(more))
         time.sleep(duration * fraction)
         if proc.poll() is None:
             killed_mid_way += 1
@@ -134,7 +120,7 @@ def test_two_writers_are_serialised_and_readers_see_whole_states(tmp_path: Path,
 
     thread = threading.Thread(target=reader)
     thread.start()
-    procs = [_cli_process(home, "add", "--kb", "x", str(folder)) for folder in (left, right)]
+    procs = [cli_process(home, "add", "--kb", "x", str(folder)) for folder in (left, right)]
     outputs = [p.communicate(timeout=300) for p in procs]
     stop.set()
     thread.join()
