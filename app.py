@@ -620,7 +620,11 @@ def build_ui(services: Services, warmup: ModelWarmup | None = None) -> gr.Blocks
                     final = event.answer
         except ModelCrashedError as exc:  # the app and this session's history carry on
             log.error("%s", exc)
-            yield *twice(show(render_crash(text, exc))), history, esc("error: the model process crashed — see above")
+            yield (
+                *twice(show(render_crash(text, exc))),
+                history,
+                esc("error: the model process crashed — see above"),
+            )
             return
         except user_errors as exc:
             yield *twice(show(f"✗ {esc(exc)}")), history, esc("error — see the message above")
