@@ -420,6 +420,13 @@ def _openai_compatible_chat(settings: LLMConfig) -> BaseChatModel:
         ) from exc
 
     class OpenAICompatibleChat(ChatOpenAI):
+        n_ctx: int = 4096
+        """The server model's context window as configured (``llm.n_ctx``): the server does not say."""
+
+        @property
+        def context_window(self) -> int:
+            return self.n_ctx
+
         def _get_request_payload(self, input_: Any, *, stop: list[str] | None = None, **kwargs: Any) -> dict:
             payload = super()._get_request_payload(input_, stop=stop, **kwargs)
             if "max_completion_tokens" in payload:
@@ -438,6 +445,7 @@ def _openai_compatible_chat(settings: LLMConfig) -> BaseChatModel:
         streaming=True,
         temperature=settings.temperature,
         max_tokens=settings.max_tokens,
+        n_ctx=settings.n_ctx,
     )
 
 
@@ -997,11 +1005,14 @@ class TransformersChat(_LocalChatModel):
         temperature, max_tokens = self._params(kwargs)
         model, tokenizer = self._load()
         stops = StopFilter(stop)
+        outcome: dict[str, str] = {}
         with self._gen_lock:
             if callable(getattr(model, "stream_chat", None)):
-                pieces = self._pieces_stream_chat(model, tokenizer, messages, temperature, max_tokens)
+                pieces = self._pieces_stream_chat(
+                    model, tokenizer, messages, temperature, max_tokens, outcome
+                )
             else:
-                pieces = self._pieces_generate(model, tokenizer, messages, temperature, max_tokens)
+                pieces = self._pieces_generate(model, tokenizer, messages, temperature, max_tokens, outcome)
             try:
                 for piece in pieces:
                     out = stops.feed(piece)
@@ -1014,11 +1025,18 @@ class TransformersChat(_LocalChatModel):
         tail = stops.flush()
         if tail:
             yield self._chunk(tail, run_manager)
-        yield self._last_chunk("stop")
+        yield self._last_chunk("stop" if stops.done else outcome.get("finish", "stop"))
 
     def _pieces_generate(
-        self, model: Any, tokenizer: Any, messages: Sequence[BaseMessage], temperature: float, max_tokens: int
+        self,
+        model: Any,
+        tokenizer: Any,
+        messages: Sequence[BaseMessage],
+        temperature: float,
+        max_tokens: int,
+        outcome: dict[str, str],
     ) -> Iterator[str]:
+        """Pieces of ``model.generate``; sets ``outcome["finish"]`` to ``length`` when it hit ``max_tokens``."""
         import torch
         from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 
@@ -1033,8 +1051,12 @@ class TransformersChat(_LocalChatModel):
         inputs = {k: v.to(self._device) for k, v in inputs.items()}
         cancel = threading.Event()
 
+        prompt_length = int(inputs["input_ids"].shape[-1])
+        generated = [0]
+
         class _Cancel(StoppingCriteria):
             def __call__(self, input_ids: Any, scores: Any, **kw: Any) -> Any:
+                generated[0] = int(input_ids.shape[-1]) - prompt_length
                 return torch.full(
                     (input_ids.shape[0],), cancel.is_set(), dtype=torch.bool, device=input_ids.device
                 )
@@ -1071,14 +1093,23 @@ class TransformersChat(_LocalChatModel):
         finally:
             cancel.set()
             worker.join()
+        outcome["finish"] = "length" if generated[0] >= max_tokens else "stop"
         if errors:
             raise RuntimeError(f"generation failed in {self.model_name_or_path!r}: {errors[0]}") from errors[
                 0
             ]
 
     def _pieces_stream_chat(
-        self, model: Any, tokenizer: Any, messages: Sequence[BaseMessage], temperature: float, max_tokens: int
+        self,
+        model: Any,
+        tokenizer: Any,
+        messages: Sequence[BaseMessage],
+        temperature: float,
+        max_tokens: int,
+        outcome: dict[str, str],
     ) -> Iterator[str]:
+        """Pieces of ChatGLM's ``stream_chat``; ``outcome["finish"]`` is ``length`` when the answer
+        reached ``max_tokens`` tokens (the model's own ``max_length`` ends it there)."""
         roles = to_role_messages(messages)
         system = "\n".join(m["content"] for m in roles if m["role"] == "system")
         turns = [m for m in roles if m["role"] != "system"]
@@ -1113,6 +1144,8 @@ class TransformersChat(_LocalChatModel):
             if response.startswith(seen) and len(response) > len(seen):
                 yield response[len(seen) :]
                 seen = response
+        answer_tokens = len(tokenizer.encode(seen, add_special_tokens=False)) if seen else 0
+        outcome["finish"] = "length" if answer_tokens >= max_tokens else "stop"
 
 
 LOCAL_BACKENDS: dict[str, type[_LocalChatModel]] = {

@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -26,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.helpers import REPO
+from tests.helpers import REPO, free_port
 
 SCREENSHOTS = REPO / "docs" / "screenshots"
 WAIT_MS = 120_000
@@ -39,12 +38,6 @@ def _playwright_timeout() -> type[BaseException]:
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
     return PlaywrightTimeout
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_for_http(url: str, proc: subprocess.Popen[bytes] | None, log: Path | None, timeout: float) -> None:

@@ -6,6 +6,8 @@ Test modules import helpers from here, never from each other or from the measure
 from __future__ import annotations
 
 import os
+import re
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -50,3 +52,73 @@ def cli_process(home: Path, *argv: str) -> subprocess.Popen:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+TINY_CHAT_TEMPLATE = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+def build_tiny_model(folder: Path) -> Path:
+    """A 2-layer, hidden-32 Qwen2 with random weights and a byte-level BPE trained on a few lines.
+
+    The output head only scores tokens that decode to Chinese characters, so greedy decoding emits
+    CJK text, which the streamer flushes token by token.
+    """
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    corpus = [
+        "北京是中国的首都。",
+        "长江是中国第一长河，黄河是第二长河。",
+        "知识库问答系统根据已知信息回答用户的问题。",
+        "user assistant system",
+        "你好，世界！今天天气很好。",
+    ] * 3
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=400,
+        special_tokens=specials,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    bpe.train_from_iterator(corpus, trainer)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=bpe,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        chat_template=TINY_CHAT_TEMPLATE,
+    )
+    vocab_size = bpe.get_vocab_size()
+    torch.manual_seed(0)
+    config = Qwen2Config(
+        vocab_size=vocab_size,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+        eos_token_id=bpe.token_to_id("<|im_end|>"),
+        pad_token_id=bpe.token_to_id("<|endoftext|>"),
+        tie_word_embeddings=False,
+    )
+    model = Qwen2ForCausalLM(config)
+    with torch.no_grad():
+        for token_id in range(vocab_size):
+            if not re.fullmatch(r"[\u4e00-\u9fff]+", bpe.decode([token_id])):
+                model.lm_head.weight[token_id].zero_()
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder

@@ -14,12 +14,8 @@ import hashlib
 import json
 import os
 import re
-import socket
-import subprocess
 import sys
 import threading
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -288,72 +284,6 @@ def test_llamacpp_missing_gguf_is_a_clear_error(tmp_path: Path) -> None:
 # transformers (tiny random model built here)
 
 
-TEMPLATE = (
-    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
-    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-)
-
-
-def build_tiny_model(folder: Path) -> Path:
-    """A 2-layer, hidden-32 Qwen2 with random weights and a byte-level BPE trained on a few lines.
-
-    The output head only scores tokens that decode to Chinese characters, so greedy decoding emits
-    CJK text, which the streamer flushes token by token.
-    """
-    import torch
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
-
-    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
-    corpus = [
-        "北京是中国的首都。",
-        "长江是中国第一长河，黄河是第二长河。",
-        "知识库问答系统根据已知信息回答用户的问题。",
-        "user assistant system",
-        "你好，世界！今天天气很好。",
-    ] * 3
-    bpe = Tokenizer(models.BPE())
-    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    bpe.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=400,
-        special_tokens=specials,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    bpe.train_from_iterator(corpus, trainer)
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=bpe, eos_token="<|im_end|>", pad_token="<|endoftext|>", chat_template=TEMPLATE
-    )
-    vocab_size = bpe.get_vocab_size()
-    torch.manual_seed(0)
-    config = Qwen2Config(
-        vocab_size=vocab_size,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=256,
-        eos_token_id=bpe.token_to_id("<|im_end|>"),
-        pad_token_id=bpe.token_to_id("<|endoftext|>"),
-        tie_word_embeddings=False,
-    )
-    model = Qwen2ForCausalLM(config)
-    with torch.no_grad():
-        for token_id in range(vocab_size):
-            if not re.fullmatch(r"[\u4e00-\u9fff]+", bpe.decode([token_id])):
-                model.lm_head.weight[token_id].zero_()
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_tiny_model(tmp_path_factory.mktemp("tiny-qwen2"))
-
-
 def test_transformers_streams_multiple_chunks_in_order(tiny_model: Path, tmp_path: Path) -> None:
     settings = LLMSettings(backend="transformers", model=str(tiny_model), temperature=0.0, max_tokens=12)
     resolved = resolve_llm(settings, tmp_path)
@@ -563,64 +493,6 @@ def test_transformers_missing_folder(tmp_path: Path) -> None:
 
 # --------------------------------------------------------------------------------------------------
 # OpenAI-compatible: a real llama.cpp server on loopback
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture(scope="module")
-def llama_server(bundled_gguf_05b: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """``python -m llama_cpp.server`` on 127.0.0.1 serving the bundled 0.5B; yields the /v1 URL."""
-    port = free_port()
-    log = tmp_path_factory.mktemp("llama-server") / "server.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "models.llama_server",
-                "--model",
-                str(bundled_gguf_05b),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--n_ctx",
-                "2048",
-                "--n_threads",
-                "1",
-                "--extra-buffers",
-                "auto",
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}/v1"
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"llama_cpp.server exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-            try:
-                with urllib.request.urlopen(f"{url}/models", timeout=2) as resp:
-                    if resp.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"llama_cpp.server did not answer in 180 s:\n{log.read_text()[-3000:]}")
-            time.sleep(0.5)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
 
 
 @pytest.mark.slow
