@@ -303,13 +303,13 @@ class SlowServices:
 
 
 def test_stop_really_stops_generation_and_history_is_plain_per_session(browser: Any, tmp_path: Path) -> None:
-    import app as webapp
     from kb.services import build_services
     from kb.settings import load_settings
+    from ui import build_ui
 
     qa = SlowQA()
     services = SlowServices(build_services(load_settings(home=tmp_path, profile="mock", env={})), qa)
-    demo = webapp.build_ui(services)  # type: ignore[arg-type]
+    demo = build_ui(services)  # type: ignore[arg-type]
     demo.queue()
     port = free_port()
     demo.launch(

@@ -1,13 +1,16 @@
-"""Fast tests of the web app's helpers: upload name sanitising and staging, progress, stop switches,
-model warm-up, escaping of everything rendered from documents, and the command line."""
+"""Fast tests of the web app: upload name sanitising and staging, progress, stop switches, model
+warm-up, escaping of everything rendered from documents, the tabs' handlers (called directly), the
+declared event between tabs, the queue groups, and the command line."""
 
 from __future__ import annotations
 
 import threading
+import typing
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
+import gradio as gr
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -28,6 +31,11 @@ from kb.ui_support import (
     stage_uploads,
     unique_names,
 )
+from ui import WebApp, create_app, render
+from ui.chat import CHAT_CONCURRENCY, PLAIN_CHAT
+from ui.knowledge_bases import INDEX_CONCURRENCY
+from ui.retrieval_test import SEARCH_CONCURRENCY
+from ui.shared import KbListChanged, announce
 
 XSS = "<script>window.__xss=1</script><b>bold</b>"
 
@@ -214,9 +222,9 @@ def test_warmup_loads_the_shared_models_once(tmp_path: Path) -> None:
     assert warmup.settled
     assert warmup.state("embedding").state == "ready" and warmup.state("llm").state == "ready"
     assert services._llm is not None  # the same instance every session will use
-    html = app.render_model_status(__import__("kb.status").status.model_status(services), warmup)
+    html = render.render_model_status(__import__("kb.status").status.model_status(services), warmup)
     assert "ready" in html and "fake" in html
-    assert app.render_banner(warmup) == ""
+    assert render.render_banner(warmup) == ""
 
 
 def test_warmup_reports_a_failure_instead_of_crashing() -> None:
@@ -232,7 +240,7 @@ def test_warmup_reports_a_failure_instead_of_crashing() -> None:
     warmup.join(30)
     state = warmup.state("llm")
     assert state.state == "failed" and "no <model> here" in (state.error or "")
-    banner = app.render_banner(warmup)
+    banner = render.render_banner(warmup)
     assert "no &lt;model&gt; here" in banner and "<model>" not in banner
 
 
@@ -254,7 +262,7 @@ def test_warmup_reports_loading_time() -> None:
         while warmup.state("llm").state != "loading":
             pass
         assert not warmup.settled
-        assert "language model is loading" in app.render_banner(warmup)
+        assert "language model is loading" in render.render_banner(warmup)
     finally:
         gate.set()
         warmup.join(30)
@@ -263,12 +271,14 @@ def test_warmup_reports_loading_time() -> None:
 
 # ------------------------------------------------------------------------------------ escaping
 def test_escape_answer_shows_html_as_text_but_keeps_markdown_and_code() -> None:
-    out = app.escape_answer(f"**答案**：{XSS} & more\n\n> 引用\n\n`<i>x</i>`\n\n```html\n<p>code</p>\n```\n")
+    out = render.escape_answer(
+        f"**答案**：{XSS} & more\n\n> 引用\n\n`<i>x</i>`\n\n```html\n<p>code</p>\n```\n"
+    )
     assert "<script" not in out.split("`")[0] and "&lt;script>" in out and "&lt;b>bold&lt;/b>" in out
     assert "&amp; more" in out and "**答案**" in out and "\n> 引用" in out
     assert "`<i>x</i>`" in out and "```html\n<p>code</p>\n```" in out
     # an unclosed fence while streaming stays code (Markdown shows it verbatim)
-    assert app.escape_answer("```\n<b>") == "```\n<b>"
+    assert render.escape_answer("```\n<b>") == "```\n<b>"
 
 
 def _passage(text: str, source: str, chapter: str | None = None) -> SimpleNamespace:
@@ -277,11 +287,11 @@ def _passage(text: str, source: str, chapter: str | None = None) -> SimpleNamesp
 
 def test_sources_and_hits_escape_document_text_and_names() -> None:
     p = _passage(f"正文{XSS}\n\n下一段", "<img src=x onerror=alert(1)>.txt", "第一回 <i>")
-    for html in (app.render_sources([p]), app.render_hits([p], 3.0)):
+    for html in (render.render_sources([p]), render.render_hits([p], 3.0)):
         assert "<script" not in html and "<b>bold" not in html and "<img" not in html and "<i>" not in html
         assert "&lt;script&gt;window.__xss=1&lt;/script&gt;&lt;b&gt;bold&lt;/b&gt;" in html
         assert "&lt;img src=x onerror=alert(1)&gt;.txt" in html
-    sources = app.render_sources([p, p])
+    sources = render.render_sources([p, p])
     assert sources.count("<details") == 2 and "\n\n" not in sources  # one Markdown HTML block
     assert "score 0.500" in sources and "[2]" in sources
 
@@ -290,24 +300,25 @@ def test_tables_escape_names_and_reasons() -> None:
     entry = SimpleNamespace(
         doc_id="<b>x</b>.txt", chunks=3, chars=1200, added_at=0, metadata={"encoding": "<u>"}
     )
-    docs = app.render_documents([entry])
+    docs = render.render_documents([entry])
     assert "&lt;b&gt;x&lt;/b&gt;.txt" in docs and "<b>x" not in docs and "&lt;u&gt;" in docs
     assert "1,200" in docs
     outcomes = file_outcomes(IngestReport(kb="k", skipped=[FileProblem("<s>.pdf", "bad <tag>")]))
-    html = app.render_outcomes("k: <summary>", outcomes)
+    html = render.render_outcomes("k: <summary>", outcomes)
     assert "&lt;s&gt;.pdf" in html and "bad &lt;tag&gt;" in html and "&lt;summary&gt;" in html
     assert "could not be indexed" in html
-    assert app.render_error("<x>") == "<p class='kb-bad'>✗ &lt;x&gt;</p>"
-    hint = app.render_rebuild_hint("<k>")
+    assert render.render_error("<x>") == "<p class='kb-bad'>✗ &lt;x&gt;</p>"
+    hint = render.render_rebuild_hint("<k>")
     assert "python -m kb rebuild --kb &lt;k&gt; FOLDER" in hint and "<k>" not in hint
 
 
 def test_answer_footer() -> None:
     answer = SimpleNamespace(no_context=False, ttft_ms=120.0, tokens=42, elapsed_ms=2500.0, model="<m>")
     assert (
-        app.answer_footer(answer, stopped=False) == "first token 120 ms · 42 tokens · 2.5 s · model &lt;m&gt;"
+        render.answer_footer(answer, stopped=False)
+        == "first token 120 ms · 42 tokens · 2.5 s · model &lt;m&gt;"
     )
-    assert app.answer_footer(None, stopped=True) == "⏹ stopped"
+    assert render.answer_footer(None, stopped=True) == "⏹ stopped"
 
 
 # ------------------------------------------------------------------------------------ command line
@@ -323,23 +334,148 @@ def test_bad_auth_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture
     assert "user:password" in capsys.readouterr().err
 
 
-def test_build_ui_wires_the_four_tabs(tmp_path: Path) -> None:
+def _web(tmp_path: Path, *kbs: str) -> WebApp:
     services = build_services(load_settings(home=tmp_path, profile="mock", env={}))
-    services.kbs.create("西游记")
-    demo = app.build_ui(services)
-    config = demo.get_config_file()
+    for name in kbs:
+        services.kbs.create(name)
+    return create_app(services)
+
+
+def test_build_ui_wires_the_four_tabs(tmp_path: Path) -> None:
+    web = _web(tmp_path, "西游记")
+    config = web.demo.get_config_file()
     ids = {c.get("props", {}).get("elem_id") for c in config["components"]}
     assert {"tab-chat", "tab-kbs", "tab-retrieval", "tab-models", "chatbot", "kb-upload", "rt-results"} <= ids
-    groups = {fn.name: (fn.concurrency_id, fn.concurrency_limit) for fn in demo.fns.values()}
+    # only tabs directly in gr.Tabs (a gr.State there doubled every tab button in the browser)
+    tabs = next(b for b in web.demo.blocks.values() if isinstance(b, gr.Tabs))
+    assert [type(c) for c in tabs.children] == [gr.Tab] * 4
+    groups = {fn.fn: (fn.concurrency_id, fn.concurrency_limit) for fn in web.demo.fns.values() if fn.fn}
     # indexing and answering run in separate queue groups: an upload never waits for a chat, nor back
-    assert groups["answer"] == ("llm", app.CHAT_CONCURRENCY)
-    assert groups["upload"] == groups["rebuild"] == ("index", app.INDEX_CONCURRENCY)
-    assert groups["run_search"] == ("search", app.SEARCH_CONCURRENCY)
-    assert groups["stop_answer"][1] is None  # the stop button never queues behind anything
+    assert groups[web.chat.answer] == ("llm", CHAT_CONCURRENCY)
+    assert groups[web.chat.api_ask] == ("llm", CHAT_CONCURRENCY)
+    assert groups[web.kbs.upload] == groups[web.kbs.rebuild] == groups[web.kbs.repair]
+    assert groups[web.kbs.upload] == ("index", INDEX_CONCURRENCY)
+    assert groups[web.retrieval.search] == ("search", SEARCH_CONCURRENCY)
+    assert groups[web.chat.stop][1] is None  # the stop button never queues behind anything
     # ... and writes nothing: a "stopping…" it wrote could reach the browser after the answer's
     # final footer and replace it for good (the answer's own stream says "stopping…" instead)
-    stop_fn = next(fn for fn in demo.fns.values() if fn.name == "stop_answer")
+    stop_fn = next(fn for fn in web.demo.fns.values() if fn.fn == web.chat.stop)
     assert list(stop_fn.outputs) == []
+
+
+def test_every_handler_s_type_hints_resolve(tmp_path: Path) -> None:
+    """Gradio finds ``gr.Request`` / ``gr.Progress`` parameters through ``typing.get_type_hints``; if
+    a hint cannot be resolved at run time it silently gets no request, and the handler fails."""
+    web = _web(tmp_path)
+    handlers = [fn.fn for fn in web.demo.fns.values() if fn.fn]
+    assert web.chat.answer in handlers and web.kbs.upload in handlers
+    for handler in handlers:
+        typing.get_type_hints(handler)
+
+
+def test_no_handler_returns_values_for_another_tab_s_components(tmp_path: Path) -> None:
+    """Tabs talk through the declared ``kb_list`` State only: each event's outputs are its own tab's
+    components, the shared ones (banner, timer, kb_list) and nothing else."""
+    web = _web(tmp_path)
+    shared = {web.shared.banner._id, web.shared.kb_list._id, web.shared.timer._id}
+    owned = {
+        id(tab): {c._id for c in vars(tab).values() if isinstance(c, gr.blocks.Block)}
+        for tab in (web.chat, web.kbs, web.retrieval, web.models)
+    }
+    for fn in web.demo.fns.values():
+        tab = getattr(fn.fn, "__self__", None)
+        if tab is None:
+            continue
+        for block in fn.outputs:
+            if isinstance(block, gr.components.api_component.Api):
+                continue  # gr.api's JSON result (the chat's api_ask), not a component on the page
+            assert block._id in owned[id(tab)] | shared, f"{fn.name} writes {block}"
+
+
+# ------------------------------------------------------------------------------------ tabs' handlers
+def test_creating_a_knowledge_base_updates_its_tab_and_tells_the_others(tmp_path: Path) -> None:
+    web = _web(tmp_path)
+    out = web.kbs.create(" 红楼梦 ")
+    assert out[web.kbs.new_name] == ""
+    assert out[web.kbs.select]["choices"] == ["红楼梦"] and out[web.kbs.select]["value"] == "红楼梦"
+    assert "红楼梦" in out[web.kbs.overview_html] and "no documents yet" in out[web.kbs.docs]
+    event = out[web.shared.kb_list]
+    assert isinstance(event, KbListChanged)
+    assert (event.origin, event.selected, event.created) == ("kbs", "红楼梦", "红楼梦")
+    # the chat leaves plain chat for the new knowledge base; the retrieval test picks it
+    chat = web.chat.on_kb_list(event, PLAIN_CHAT)
+    assert chat["value"] == "红楼梦" and [v for _, v in chat["choices"]] == [PLAIN_CHAT, "红楼梦"]
+    assert web.retrieval.on_kb_list(event, None)["value"] == "红楼梦"
+    # the knowledge-base tab ignores what it said itself (its handler updated it already)
+    assert web.kbs.on_kb_list(event, "红楼梦") == gr.skip()
+
+
+def test_tabs_keep_their_selection_while_it_exists(tmp_path: Path) -> None:
+    web = _web(tmp_path, "a", "b")
+    event = web.kbs.create("c")[web.shared.kb_list]
+    assert web.chat.on_kb_list(event, "b")["value"] == "b"  # a chat about b stays on b
+    assert web.chat.on_kb_list(event, PLAIN_CHAT)["value"] == "c"
+    assert web.retrieval.on_kb_list(event, "a")["value"] == "a"
+    out = web.kbs.delete("b")
+    assert out[web.kbs.confirm_row]["visible"] is False
+    assert out[web.kbs.select]["value"] == "a" and out[web.kbs.select]["choices"] == ["a", "c"]
+    gone = out[web.shared.kb_list]
+    assert web.chat.on_kb_list(gone, "b")["value"] == "a"  # the first knowledge base left
+    assert web.retrieval.on_kb_list(gone, "b")["value"] == "a"
+    assert web.chat.on_kb_list(gone, PLAIN_CHAT)["value"] == PLAIN_CHAT  # plain chat is kept
+    # a refresh asked for by another tab (or the page load) re-reads this tab too
+    listed = web.kbs.on_kb_list(announce("chat"), "c")
+    assert listed[web.kbs.select]["value"] == "c" and "<b>c</b>" in listed[web.kbs.overview_html]
+
+
+def test_every_refresh_announces_a_new_event(tmp_path: Path) -> None:
+    """Each announcement differs (its ``seq``), so writing it always fires the State's change."""
+    web = _web(tmp_path, "a")
+    first, second = web.chat.ask_refresh(), web.chat.ask_refresh()
+    assert first != second and first.origin == second.origin == "chat"
+    assert web.kbs.refresh("a")[web.shared.kb_list].origin == "kbs"
+
+
+def test_upload_delete_docs_and_search_through_the_handlers(tmp_path: Path) -> None:
+    web = _web(tmp_path, "k")
+    doc = tmp_path / "upload-1" / "甄士隐.txt"
+    doc.parent.mkdir()
+    doc.write_text("第一回 甄士隐梦幻识通灵\n甄士隐住在姑苏城外的十里街仁清巷。", encoding="utf-8")
+    seen: list[float] = []
+    out = web.kbs.upload("k", [str(doc)], progress=lambda frac, desc=None: seen.append(frac))
+    assert "added" in out[web.kbs.result] and out[web.kbs.files] is None
+    assert "甄士隐.txt" in out[web.kbs.docs] and out[web.kbs.doc_pick]["choices"] == ["甄士隐.txt"]
+    assert out[web.shared.kb_list].selected == "k" and seen[0] == 0.0
+    hits = web.retrieval.search("k", "甄士隐住在哪里", 5, 0.0)
+    assert "kb-hit" in hits and "甄士隐.txt" in hits
+    out = web.kbs.delete_docs("k", ["甄士隐.txt"])
+    assert "removed 1 document(s)" in out[web.kbs.result] and web.shared.kb_list not in out
+    assert "no documents yet" in out[web.kbs.docs]
+    with pytest.raises(gr.Error):
+        web.retrieval.search("k", "  ", 5, 0.0)
+    with pytest.raises(gr.Error):
+        web.kbs.upload(None, [str(doc)])
+
+
+def test_a_plain_chat_turn_through_the_handlers(tmp_path: Path) -> None:
+    web = _web(tmp_path)
+    request = SimpleNamespace(session_hash="s1")
+    started = web.chat.start_turn("  你好  ", [], request)  # type: ignore[arg-type]
+    assert started[web.chat.pending] == "你好" and started[web.chat.message]["interactive"] is False
+    display = started[web.chat.display]
+    assert display[0]["content"] == "你好" and display[-1]["content"].startswith("⏳")
+    updates = list(web.chat.answer("你好", PLAIN_CHAT, display, [], 5, 0, 0, 3, 0.1, request))  # type: ignore[arg-type]
+    last = updates[-1]
+    assert (
+        last[web.chat.chatbot] == last[web.chat.display] and "⏳" not in last[web.chat.chatbot][-1]["content"]
+    )
+    assert [t.question for t in last[web.chat.history]] == ["你好"]
+    assert "tokens" in last[web.chat.status]
+    empty = web.chat.start_turn("   ", display, request)  # type: ignore[arg-type]
+    assert empty[web.chat.pending] == "" and web.chat.message not in empty
+    cleared = web.chat.clear(request)  # type: ignore[arg-type]
+    assert cleared[web.chat.history] == [] and cleared[web.chat.chatbot] == []
+    assert web.chat.switches.current("s1").is_set()  # clearing stops a running answer
 
 
 class StopMidStreamQA:
@@ -366,17 +502,25 @@ class StopMidStreamQA:
 
 def test_a_stop_between_two_tokens_still_reports_the_tokens_and_keeps_the_turn(tmp_path: Path) -> None:
     services = build_services(load_settings(home=tmp_path, profile="mock", env={}))
-    demo = app.build_ui(SimpleNamespace(settings=services.settings, kbs=services.kbs, qa=StopMidStreamQA()))  # type: ignore[arg-type]
-    answer = next(fn.fn for fn in demo.fns.values() if fn.name == "answer")
+    web = create_app(SimpleNamespace(settings=services.settings, kbs=services.kbs, qa=StopMidStreamQA()))  # type: ignore[arg-type]
     request = SimpleNamespace(session_hash="s1")
     updates = list(
-        answer(
-            "问题", app.PLAIN_CHAT, [{"role": "user", "content": "问题"}, {}], [], 5, 0, 0, 3, 0.1, request
+        web.chat.answer(
+            "问题",
+            PLAIN_CHAT,
+            [{"role": "user", "content": "问题"}, {}],
+            [],
+            5,
+            0,
+            0,
+            3,
+            0.1,
+            request,  # type: ignore[arg-type]
         )
     )
-    chat, _, history, status = updates[-1]
+    chat, history, status = (updates[-1][c] for c in (web.chat.chatbot, web.chat.history, web.chat.status))
     assert "stopped" in status and "6 tokens" in status
-    statuses = [u[3] for u in updates]
+    statuses = [u.get(web.chat.status) for u in updates]
     assert sum("stopping" in str(s) for s in statuses) == 1  # said once, by the stream, before the end
     assert "stopping" in str(statuses[-2])
     assert "stopped" in chat[-1]["content"] and "t5" in chat[-1]["content"]

@@ -14,7 +14,7 @@ import pytest
 
 from tests.helpers import REPO
 
-PACKAGES = ("kb", "models", "vector_store", "loaders", "evaluation")
+PACKAGES = ("kb", "models", "vector_store", "loaders", "evaluation", "ui")
 
 
 def _modules_with_examples() -> list[str]:
@@ -37,6 +37,7 @@ def test_the_examples_are_found() -> None:
         "evaluation.metrics",
         "vector_store.keyword",
         "models.embeddings",
+        "ui.render",
     } <= set(MODULES)
 
 

@@ -1,7 +1,9 @@
 """The import rules of the layout (docs/ARCHITECTURE.md), checked by reading every import.
 
-* Nothing in the product (``kb/``, ``models/``, ``vector_store/``, ``loaders/``, ``app.py``) imports
-  the measurement tooling (``evaluation/``): the tooling imports the product, never the reverse.
+* Nothing in the product (``kb/``, ``models/``, ``vector_store/``, ``loaders/``, ``ui/``, ``app.py``)
+  imports the measurement tooling (``evaluation/``): the tooling imports the product, never the reverse.
+* The library (``kb/``, ``models/``, ``vector_store/``, ``loaders/``) imports nothing from the web
+  app (``ui/``, ``app.py``): the UI calls the library, never the reverse.
 * The lower layers (``models/``, ``vector_store/``, ``loaders/``) import nothing from ``kb/``.
 
 Imports are read with :mod:`ast`, so module-level ones, those inside functions and those under
@@ -15,9 +17,12 @@ import ast
 from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
+
 from tests.helpers import REPO
 
-PRODUCT = ("kb", "models", "vector_store", "loaders", "app.py")
+PRODUCT = ("kb", "models", "vector_store", "loaders", "ui", "app.py")
+LIBRARY = ("kb", "models", "vector_store", "loaders")
 LOWER_LAYERS = ("models", "vector_store", "loaders")
 
 
@@ -91,8 +96,14 @@ def test_the_scanner_sees_every_kind_of_import() -> None:
 
 
 def test_the_product_does_not_import_the_measurement_tooling() -> None:
-    assert _files(PRODUCT), "no product files found"
+    assert all(_files((root,)) for root in PRODUCT), "a product folder has no files"
     assert violations(PRODUCT, "evaluation") == []
+
+
+@pytest.mark.parametrize("web_app", ["ui", "app"])
+def test_the_library_does_not_import_the_web_app(web_app: str) -> None:
+    assert _files(LIBRARY), "no library files found"
+    assert violations(LIBRARY, web_app) == []
 
 
 def test_the_lower_layers_do_not_import_kb() -> None:
