@@ -329,25 +329,9 @@ def answer_footer(answer: Any, stopped: bool) -> str:
 # ------------------------------------------------------------------------------------------- UI
 def _user_errors() -> tuple[type[BaseException], ...]:
     """Exceptions whose message is meant for users (shown, not logged as crashes)."""
-    from kb.prompt import PromptTooLongError
-    from kb.qa import QAError
-    from kb.service import KnowledgeBaseError
-    from kb.settings import SettingsError
-    from models.errors import BundledModelError, ModelConfigError, ModelCrashedError, ModelUnavailableError
-    from vector_store import StoreError
+    from kb.errors import USER_ERRORS  # the one list (CLI, chat, app, evaluation)
 
-    return (
-        ModelCrashedError,
-        KnowledgeBaseError,
-        QAError,
-        PromptTooLongError,
-        StoreError,
-        SettingsError,
-        ModelUnavailableError,
-        BundledModelError,
-        ModelConfigError,
-        FileNotFoundError,
-    )
+    return USER_ERRORS
 
 
 def build_ui(services: Services, warmup: ModelWarmup | None = None) -> gr.Blocks:

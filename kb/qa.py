@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 from langchain_core.messages import BaseMessage
 
 from kb.context import Context, Passage, build_context
+from kb.errors import QAError
 from kb.prompt import (
     NO_CONTEXT,
     PromptTooLongError,
@@ -81,10 +82,6 @@ REWRITE_MAX_TOKENS = 64
 """Token limit of the follow-up rewrite (a question, not an essay)."""
 
 _CJK_CHAR = range(0x3400, 0xFAFF + 1)
-
-
-class QAError(ValueError):
-    """A question cannot be answered as asked (e.g. it is empty)."""
 
 
 @dataclass(frozen=True)

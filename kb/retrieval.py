@@ -22,7 +22,7 @@ coverage, not the chunks most similar to "讲了什么". If no chunk carries tha
 falls back to the whole knowledge base. Chapter numbers, titles and references are read by
 :mod:`kb.chapters` (shared with the splitter and the evaluation's chapter sets).
 
-**Scores** on :class:`~kb.service.Hit`: ``score`` is the score the hits are ranked by (cosine in
+**Scores** on :class:`~kb.results.Hit`: ``score`` is the score the hits are ranked by (cosine in
 dense mode, BM25 in keyword mode, RRF normalised to (0, 1] in hybrid - 1.0 = ranked first by both
 retrievers - or the cross-encoder's score when reranking); ``dense_score``, ``keyword_score`` and
 ``rerank_score`` keep the individual signals (None when that stage did not run for the hit).
@@ -37,17 +37,18 @@ import os
 import threading
 import weakref
 from collections.abc import Hashable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, TypeVar
 
 import numpy as np
 
 from kb.chapters import ChapterRef, chapter_number, find_chapter_reference
+from kb.results import Hit
 from models.errors import ModelUnavailableError
 from vector_store.keyword import STOP_WORDS, KeywordTokenizer
 
 if TYPE_CHECKING:
-    from kb.service import Hit, KnowledgeBaseService
+    from kb.service import KnowledgeBaseService
     from kb.settings import Settings
     from vector_store import Snapshot
 
@@ -295,9 +296,16 @@ class Retriever:
             self._hit(snap, _Candidate(row, 1.0, dense=cos)) for row, cos in zip(picked, cosines, strict=True)
         ]
 
-    def _hit(self, snap: Snapshot, c: _Candidate) -> Hit:
-        hit = self.kbs.to_hit(snap, snap.chunks[c.row], c.score)
-        return replace(hit, dense_score=c.dense, keyword_score=c.keyword, rerank_score=c.rerank)
+    @staticmethod
+    def _hit(snap: Snapshot, c: _Candidate) -> Hit:
+        return Hit.of_chunk(
+            snap.chunks[c.row],
+            snap.documents,
+            c.score,
+            dense_score=c.dense,
+            keyword_score=c.keyword,
+            rerank_score=c.rerank,
+        )
 
     def _chapter_titles(self, snap: Snapshot) -> list[str | None]:
         with self._lock:

@@ -24,12 +24,13 @@ import shutil
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from kb.embed_cache import EmbeddingCache
+from kb.errors import KnowledgeBaseError
+from kb.results import FileProblem, Hit, IngestReport, KBSummary, RepairReport
 from kb.settings import Settings
 from kb.splitter import split_text, unshared_texts
 from loaders import LoaderError, load_document, supported_extensions
@@ -51,10 +52,6 @@ ProgressFn = Callable[[str, int, int], None]
 _NAME_RE = re.compile(r"^[\w\u4e00-\u9fff][\w\u4e00-\u9fff.\- ]{0,63}$")
 
 
-class KnowledgeBaseError(ValueError):
-    """A request about a knowledge base cannot be served (bad name, missing, already exists...)."""
-
-
 def validate_name(name: str) -> str:
     """Knowledge base names are folder names: letters, digits, CJK, ``_ - .`` and spaces, no paths.
 
@@ -63,7 +60,7 @@ def validate_name(name: str) -> str:
     >>> validate_name("../etc")
     Traceback (most recent call last):
     ...
-    kb.service.KnowledgeBaseError: invalid knowledge base name '../etc': use letters, digits, Chinese characters, '_', '-', '.', spaces (max 64)
+    kb.errors.KnowledgeBaseError: invalid knowledge base name '../etc': use letters, digits, Chinese characters, '_', '-', '.', spaces (max 64)
     """
     name = name.strip()
     if not _NAME_RE.match(name) or name in {".", ".."}:
@@ -72,121 +69,6 @@ def validate_name(name: str) -> str:
             "'_', '-', '.', spaces (max 64)"
         )
     return name
-
-
-@dataclass(frozen=True)
-class FileProblem:
-    source: str
-    reason: str
-
-    def __str__(self) -> str:
-        return f"{self.source}: {self.reason}"
-
-
-@dataclass
-class IngestReport:
-    """What an add/rebuild did; :meth:`summary` is the one-line answer for humans."""
-
-    kb: str
-    added: list[str] = field(default_factory=list)
-    replaced: list[str] = field(default_factory=list)
-    unchanged: list[str] = field(default_factory=list)
-    removed: list[str] = field(default_factory=list)
-    skipped: list[FileProblem] = field(default_factory=list)
-    chunks: int = 0
-    embedded: int = 0
-    seconds: float = 0.0
-    version: str | None = None
-
-    @property
-    def loaded(self) -> int:
-        return len(self.added) + len(self.replaced) + len(self.unchanged)
-
-    def summary(self) -> str:
-        parts = [
-            f"{self.loaded} file(s) loaded ({len(self.added)} new, {len(self.replaced)} replaced, "
-            f"{len(self.unchanged)} unchanged)",
-            f"{len(self.skipped)} skipped",
-            f"{self.chunks} chunks ({self.embedded} embedded)",
-            f"{self.seconds:.1f} s",
-        ]
-        if self.removed:
-            parts.insert(1, f"{len(self.removed)} removed")
-        return f"{self.kb}: " + ", ".join(parts)
-
-    def to_json(self) -> dict:
-        data = asdict(self)
-        data["skipped"] = [asdict(p) for p in self.skipped]
-        data["loaded"] = self.loaded
-        return data
-
-
-@dataclass
-class RepairReport:
-    """What :meth:`KnowledgeBaseService.repair` did; :meth:`summary` is the line for humans."""
-
-    kb: str
-    from_version: str | None = None
-    version: str | None = None
-    documents: int = 0
-    chunks: int = 0
-    reembedded: list[str] = field(default_factory=list)
-    lost: list[FileProblem] = field(default_factory=list)
-
-    def summary(self) -> str:
-        parts = [f"{self.documents} document(s), {self.chunks} chunks republished from {self.from_version}"]
-        if self.reembedded:
-            parts.append(f"vectors re-embedded for {', '.join(self.reembedded)}")
-        if self.lost:
-            parts.append("lost (add these files again): " + "; ".join(map(str, self.lost)))
-        return f"{self.kb}: " + ", ".join(parts) + f" -> {self.version}"
-
-
-@dataclass(frozen=True)
-class Hit:
-    """One retrieved chunk, as shown to users and put into prompts."""
-
-    text: str
-    source: str
-    chapter: str | None
-    score: float
-    chunk_id: str
-    doc_id: str
-    index: int
-    page: int | None = None
-    start: int = 0
-    end: int = 0
-    dense_score: float | None = None
-    """Cosine similarity with the question (None when the dense retriever did not run)."""
-    keyword_score: float | None = None
-    """BM25 score (None when the chunk was not a keyword candidate)."""
-    rerank_score: float | None = None
-    """Cross-encoder score (None without a reranker). ``score`` is what the hits are ranked by."""
-
-    def to_json(self) -> dict:
-        out = {
-            "text": self.text,
-            "source": self.source,
-            "chapter": self.chapter,
-            "score": round(float(self.score), 6),
-            "chunk_id": self.chunk_id,
-            "page": self.page,
-        }
-        for key in ("dense_score", "keyword_score", "rerank_score"):
-            value = getattr(self, key)
-            if value is not None:
-                out[key] = round(float(value), 6)
-        return out
-
-
-@dataclass(frozen=True)
-class KBSummary:
-    name: str
-    embedding_model: str
-    dimension: int
-    documents: int
-    chunks: int
-    version: str | None
 
 
 def collect_files(paths: Iterable[str | Path]) -> tuple[list[tuple[str, Path]], list[FileProblem]]:
@@ -317,22 +199,6 @@ class KnowledgeBaseService:
         with self._lock:
             self._snapshots[name] = snap
         return snap
-
-    @staticmethod
-    def to_hit(snap: Snapshot, chunk: ChunkRecord, score: float) -> Hit:
-        doc = snap.documents.get(chunk.doc_id)
-        return Hit(
-            text=chunk.text,
-            source=doc.source if doc else chunk.doc_id,
-            chapter=chunk.chapter,
-            score=float(score),
-            chunk_id=chunk.chunk_id,
-            doc_id=chunk.doc_id,
-            index=chunk.index,
-            page=chunk.page,
-            start=chunk.start,
-            end=chunk.end,
-        )
 
     # ------------------------------------------------------------------ writing
     @property

@@ -22,8 +22,9 @@ from langchain_core.outputs import ChatGenerationChunk, ChatResult
 from pydantic import Field
 
 from kb.cli import main
+from kb.errors import QAError
 from kb.prompt import NO_CONTEXT, count_message_tokens
-from kb.qa import REWRITE_MAX_TOKENS, Answer, Done, QAError, QAService, Retrieved, Token, Turn
+from kb.qa import REWRITE_MAX_TOKENS, Answer, Done, QAService, Retrieved, Token, Turn
 from kb.qa_cli import run_chat
 from kb.services import Services, build_services
 from kb.settings import load_settings

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from kb.cli import main
-from kb.service import KnowledgeBaseError, validate_name
+from kb.errors import KnowledgeBaseError
+from kb.service import validate_name
 from kb.services import build_services
 from kb.settings import load_settings
 from kb.splitter import unshared_texts
