@@ -28,7 +28,7 @@ from kb.qa import REWRITE_MAX_TOKENS, Answer, Done, QAService, Retrieved, Token,
 from kb.qa_cli import run_chat
 from kb.services import Services, build_services
 from kb.settings import load_settings
-from tests.test_service import excerpt
+from tests.helpers import excerpt
 
 
 class ScriptedChat(BaseChatModel):
