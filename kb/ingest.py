@@ -35,7 +35,7 @@ from kb.settings import Settings
 from kb.splitter import split_text, unshared_texts
 from loaders import LoaderError, load_document, supported_extensions
 from models.embeddings import Embedder
-from vector_store import ChunkRecord, DocumentEntry, StoreError, VectorStore
+from vector_store import ChunkRecord, DocumentEntry, Store, StoreError
 
 if TYPE_CHECKING:
     from kb.service import KnowledgeBaseService
@@ -123,7 +123,7 @@ class Ingestor:
 
     def _prepare(
         self,
-        store: VectorStore,
+        store: Store,
         embedder: Embedder,
         doc_id: str,
         path: Path,
@@ -161,8 +161,7 @@ class Ingestor:
                 store.read_segment(segment)
             except StoreError as exc:  # a damaged segment is written anew (from the embedding cache)
                 log.warning("%s: %s; re-embedding it", doc_id, exc)
-                for damaged in (*store.segment_paths(segment), store.terms_path(segment)):
-                    damaged.unlink(missing_ok=True)
+                store.discard_segment(segment)
         if not store.has_segment(segment):
             records = [
                 ChunkRecord(
@@ -193,7 +192,7 @@ class Ingestor:
 
     def _embed_segments(
         self,
-        store: VectorStore,
+        store: Store,
         embedder: Embedder,
         pending: list[tuple[DocumentEntry, list[ChunkRecord]]],
         report: IngestReport,
@@ -373,8 +372,7 @@ class Ingestor:
                         FileProblem(doc_id, f"{len(chunks)} of {entry.chunks} stored chunks readable")
                     )
                     continue
-                for damaged in (*store.segment_paths(entry.segment), store.terms_path(entry.segment)):
-                    damaged.unlink(missing_ok=True)
+                store.discard_segment(entry.segment)
                 to_embed.append((entry, chunks))
                 kept[doc_id] = entry
                 report.reembedded.append(doc_id)

@@ -50,7 +50,7 @@ from vector_store.keyword import STOP_WORDS, KeywordTokenizer
 if TYPE_CHECKING:
     from kb.service import KnowledgeBaseService
     from kb.settings import Settings
-    from vector_store import Snapshot
+    from vector_store import StoreSnapshot
 
 log = logging.getLogger(__name__)
 
@@ -182,7 +182,9 @@ class Retriever:
         self._lock = threading.Lock()
         self._load_lock = threading.Lock()  # one cross-encoder load at a time, searches go on
         self._reranker: tuple[str, object] | None = None
-        self._chapters: weakref.WeakKeyDictionary[Snapshot, list[str | None]] = weakref.WeakKeyDictionary()
+        self._chapters: weakref.WeakKeyDictionary[StoreSnapshot, list[str | None]] = (
+            weakref.WeakKeyDictionary()
+        )
 
     def retrieve(
         self,
@@ -219,7 +221,7 @@ class Retriever:
             found = chapter_rows(self._chapter_titles(snap), ref)
             if found:
                 rows, query = found, ref.strip_from(question)
-                if is_overview(query, snap.keyword.tokenizer):
+                if is_overview(query, snap.tokenizer):
                     return self._overview(kb, snap, question, rows, top_k, mode)
             else:
                 log.info("no chunk of %s in %r: searching the whole knowledge base", ref.labels[0], kb)
@@ -281,7 +283,7 @@ class Retriever:
         return out
 
     def _overview(
-        self, kb: str, snap: Snapshot, question: str, rows: list[int], top_k: int, mode: Mode
+        self, kb: str, snap: StoreSnapshot, question: str, rows: list[int], top_k: int, mode: Mode
     ) -> list[Hit]:
         """Chunks spread over the named chapter in reading order (the question asks about all of it).
 
@@ -297,7 +299,7 @@ class Retriever:
         ]
 
     @staticmethod
-    def _hit(snap: Snapshot, c: _Candidate) -> Hit:
+    def _hit(snap: StoreSnapshot, c: _Candidate) -> Hit:
         return Hit.of_chunk(
             snap.chunks[c.row],
             snap.documents,
@@ -307,7 +309,7 @@ class Retriever:
             rerank_score=c.rerank,
         )
 
-    def _chapter_titles(self, snap: Snapshot) -> list[str | None]:
+    def _chapter_titles(self, snap: StoreSnapshot) -> list[str | None]:
         with self._lock:
             titles = self._chapters.get(snap)
             if titles is None:
@@ -342,7 +344,9 @@ class Retriever:
             ) from exc
         return model
 
-    def _rerank(self, name: str, snap: Snapshot, question: str, ranked: list[_Candidate]) -> list[_Candidate]:
+    def _rerank(
+        self, name: str, snap: StoreSnapshot, question: str, ranked: list[_Candidate]
+    ) -> list[_Candidate]:
         """Re-score candidates with the cross-encoder on (question, chunk text); best first."""
         if not ranked:
             return ranked

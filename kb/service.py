@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import re
-import shutil
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,7 +22,7 @@ from kb.ingest import Ingestor, ProgressFn, collect_files
 from kb.results import FileProblem, Hit, IngestReport, KBSummary, RepairReport
 from kb.settings import Settings
 from models.embeddings import Embedder, EmbedderRegistry
-from vector_store import DocumentEntry, Snapshot, StoreError, VectorStore
+from vector_store import DocumentEntry, Store, StoreError, StoreSnapshot, VectorStore, list_stores
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +54,7 @@ class KnowledgeBaseService:
     def __init__(self, settings: Settings, embedders: EmbedderRegistry) -> None:
         self.settings = settings
         self.embedders = embedders
-        self._snapshots: dict[str, Snapshot] = {}
+        self._snapshots: dict[str, StoreSnapshot] = {}
         self._lock = threading.Lock()
         self.ingestor = Ingestor(settings, self)
         """Fills the knowledge bases (:mod:`kb.ingest`); ``add``/``rebuild``/``repair`` delegate to it."""
@@ -65,10 +64,11 @@ class KnowledgeBaseService:
     def root(self) -> Path:
         return self.settings.kb_dir
 
-    def store(self, name: str) -> VectorStore:
+    def store(self, name: str) -> Store:
+        """The store of knowledge base ``name`` (which may not exist yet): the FAISS :class:`VectorStore`."""
         return VectorStore(self.root / validate_name(name))
 
-    def existing(self, name: str) -> VectorStore:
+    def existing(self, name: str) -> Store:
         """The store of knowledge base ``name``; :class:`KnowledgeBaseError` naming the known ones if absent."""
         store = self.store(name)
         if not store.exists():
@@ -77,9 +77,7 @@ class KnowledgeBaseService:
         return store
 
     def names(self) -> list[str]:
-        if not self.root.is_dir():
-            return []
-        return sorted(p.name for p in self.root.iterdir() if (p / "kb.json").is_file())
+        return list_stores(self.root)
 
     def exists(self, name: str) -> bool:
         return self.store(name).exists()
@@ -106,7 +104,6 @@ class KnowledgeBaseService:
         if store.exists():
             raise KnowledgeBaseError(f"knowledge base {name!r} already exists")
         embedder = self.embedders.get(embedding_model or self.settings.embedding.model)
-        store.path.mkdir(parents=True, exist_ok=True)
         with store.lock():
             if store.exists():
                 raise KnowledgeBaseError(f"knowledge base {name!r} already exists")
@@ -115,11 +112,7 @@ class KnowledgeBaseService:
         return self.summary(name)
 
     def delete(self, name: str) -> None:
-        store = self.existing(name)
-        with store.lock():
-            shutil.rmtree(store.path / "versions", ignore_errors=True)
-            (store.path / "kb.json").unlink(missing_ok=True)
-            shutil.rmtree(store.path, ignore_errors=True)
+        self.existing(name).destroy()
         with self._lock:
             self._snapshots.pop(name, None)
 
@@ -134,7 +127,7 @@ class KnowledgeBaseService:
         return embedder
 
     # ------------------------------------------------------------------ reading
-    def snapshot(self, name: str) -> Snapshot:
+    def snapshot(self, name: str) -> StoreSnapshot:
         """The live version, loaded once and reloaded only when a writer published a new one."""
         store = self.existing(name)
         version = store.current_version() or "empty"
