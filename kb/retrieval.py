@@ -4,8 +4,8 @@
 
 * **dense** - cosine similarity of the question's embedding with every chunk (FAISS flat index);
 * **keyword** - BM25 over jieba tokens (:mod:`vector_store.keyword`, built at write time);
-* **hybrid** - both, ``candidates`` each, fused by reciprocal-rank fusion (:func:`rrf_fuse`,
-  constant ``rrf_k``) or by a weighted sum of min-max normalised scores (:func:`weighted_fuse`,
+* **hybrid** - both, ``candidates`` each, fused by reciprocal-rank fusion (:func:`kb.fusion.rrf_fuse`,
+  constant ``rrf_k``) or by a weighted sum of min-max normalised scores (:func:`kb.fusion.weighted_fuse`,
   ``dense_weight`` for the cosine, the rest for BM25). Which one: ``settings.retrieval.fusion``
   (default weighted); the ``fusion=`` argument overrides it per call. On CMRC 2018 trial the
   weighted sum wins (docs/BENCHMARKS.md).
@@ -27,7 +27,8 @@ dense mode, BM25 in keyword mode, RRF normalised to (0, 1] in hybrid - 1.0 = ran
 retrievers - or the cross-encoder's score when reranking); ``dense_score``, ``keyword_score`` and
 ``rerank_score`` keep the individual signals (None when that stage did not run for the hit).
 
-The fusion and chapter functions are pure and table-tested (``tests/test_retrieval.py``).
+The fusion math is :mod:`kb.fusion` (pure, ``tests/test_fusion.py``); the chapter helpers here are
+pure too and table-tested (``tests/test_retrieval.py``).
 """
 
 from __future__ import annotations
@@ -36,13 +37,14 @@ import logging
 import os
 import threading
 import weakref
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, TypeVar
 
 import numpy as np
 
 from kb.chapters import ChapterRef, chapter_number, find_chapter_reference
+from kb.fusion import rrf_fuse, rrf_max, weighted_fuse
 from kb.results import Hit
 from models.errors import ModelUnavailableError
 from vector_store.keyword import STOP_WORDS, KeywordTokenizer
@@ -57,62 +59,6 @@ log = logging.getLogger(__name__)
 Mode = Literal["dense", "keyword", "hybrid"]
 Fusion = Literal["rrf", "weighted"]
 K = TypeVar("K", bound=Hashable)
-
-
-# ============================================================================================ fusion
-def rrf_fuse(
-    rankings: Sequence[Sequence[K]], k: int = 60, weights: Sequence[float] | None = None
-) -> list[tuple[K, float]]:
-    """Reciprocal-rank fusion: ``score(d) = sum_i w_i / (k + rank_i(d))``, ranks from 1.
-
-    Needs no score calibration between retrievers (BM25 and cosine live on different scales), which
-    is why it is the default. Best first; ties go to the item seen first (list order, then rank),
-    so the result is deterministic.
-
-    >>> rrf_fuse([["a", "b"], ["b", "c"]], k=1)
-    [('b', 0.8333333333333333), ('a', 0.5), ('c', 0.3333333333333333)]
-    """
-    if k < 0:
-        raise ValueError(f"rrf k must be >= 0, got {k}")
-    weights = [1.0] * len(rankings) if weights is None else list(weights)
-    if len(weights) != len(rankings):
-        raise ValueError(f"{len(weights)} weights for {len(rankings)} rankings")
-    scores: dict[K, float] = {}
-    for ranking, weight in zip(rankings, weights, strict=True):
-        seen: set[K] = set()
-        for rank, item in enumerate(ranking, 1):
-            if item in seen:  # a duplicate in one list counts once, at its best rank
-                continue
-            seen.add(item)
-            scores[item] = scores.get(item, 0.0) + weight / (k + rank)
-    order = {item: i for i, item in enumerate(scores)}  # first appearance
-    return sorted(scores.items(), key=lambda kv: (-kv[1], order[kv[0]]))
-
-
-def weighted_fuse(
-    score_lists: Sequence[Mapping[K, float]], weights: Sequence[float] | None = None
-) -> list[tuple[K, float]]:
-    """Weighted sum of min-max normalised scores (the alternative to RRF; a missing item scores 0).
-
-    Each list's scores are mapped to [0, 1] (a list whose scores are all equal maps to 1.0), then
-    ``score(d) = sum_i w_i * norm_i(d)``. Best first; ties go to the item seen first.
-
-    >>> weighted_fuse([{"a": 0.9, "b": 0.5}, {"b": 12.0, "c": 4.0}], [0.5, 0.5])
-    [('a', 0.5), ('b', 0.5), ('c', 0.0)]
-    """
-    weights = [1.0 / max(len(score_lists), 1)] * len(score_lists) if weights is None else list(weights)
-    if len(weights) != len(score_lists):
-        raise ValueError(f"{len(weights)} weights for {len(score_lists)} score lists")
-    fused: dict[K, float] = {}
-    for scores, weight in zip(score_lists, weights, strict=True):
-        if not scores:
-            continue
-        lo, hi = min(scores.values()), max(scores.values())
-        for item, value in scores.items():
-            norm = 1.0 if hi == lo else (value - lo) / (hi - lo)
-            fused[item] = fused.get(item, 0.0) + weight * norm
-    order = {item: i for i, item in enumerate(fused)}
-    return sorted(fused.items(), key=lambda kv: (-kv[1], order[kv[0]]))
 
 
 # ========================================================================================== chapters
@@ -274,7 +220,7 @@ class Retriever:
             best = 1.0
         else:
             fused = rrf_fuse([[c.row for c in dense], [c.row for c in keyword]], k=rrf_k)
-            best = 2.0 / (rrf_k + 1)
+            best = rrf_max(rrf_k, 2)
         out = []
         for row, score in fused:
             cand = by_row[row]
@@ -367,7 +313,5 @@ __all__ = [
     "Retriever",
     "chapter_rows",
     "is_overview",
-    "rrf_fuse",
     "spread",
-    "weighted_fuse",
 ]
