@@ -34,19 +34,17 @@ pure too and table-tested (``tests/test_retrieval.py``).
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import weakref
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 import numpy as np
 
 from kb.chapters import ChapterRef, chapter_number, find_chapter_reference
 from kb.fusion import rrf_fuse, rrf_max, weighted_fuse
 from kb.results import Hit
-from models.errors import ModelUnavailableError
 from vector_store.keyword import STOP_WORDS, KeywordTokenizer
 
 if TYPE_CHECKING:
@@ -107,6 +105,18 @@ def spread(items: Sequence[K], k: int) -> list[K]:
 
 
 # ========================================================================================= retriever
+class Reranker(Protocol):
+    """A cross-encoder: one relevance score per (question, passage) pair, higher = more relevant.
+
+    sentence-transformers' ``CrossEncoder`` has this method; so does :class:`kb.services.CrossEncoderReranker`,
+    which loads one on first use.
+    """
+
+    def predict(
+        self, pairs: Sequence[tuple[str, str]], batch_size: int = ..., show_progress_bar: bool = ...
+    ) -> Any: ...
+
+
 @dataclass
 class _Candidate:
     row: int
@@ -119,15 +129,18 @@ class _Candidate:
 class Retriever:
     """Ranks chunks of one knowledge base for a question; thread-safe, shares the service's caches.
 
-    Holds the cross-encoder (loaded on first use) and a per-snapshot chapter table; nothing global.
+    ``reranker`` (a cross-encoder, built by the composition root :mod:`kb.services` when
+    ``retrieval.reranker`` is set) re-scores the fused candidates; the retriever builds no model
+    itself. Holds a per-snapshot chapter table; nothing global.
     """
 
-    def __init__(self, settings: Settings, kbs: KnowledgeBaseService) -> None:
+    def __init__(
+        self, settings: Settings, kbs: KnowledgeBaseService, reranker: Reranker | None = None
+    ) -> None:
         self.settings = settings
         self.kbs = kbs
+        self.reranker = reranker
         self._lock = threading.Lock()
-        self._load_lock = threading.Lock()  # one cross-encoder load at a time, searches go on
-        self._reranker: tuple[str, object] | None = None
         self._chapters: weakref.WeakKeyDictionary[StoreSnapshot, list[str | None]] = (
             weakref.WeakKeyDictionary()
         )
@@ -197,8 +210,8 @@ class Retriever:
                     c.dense = float(cos)
         if vector is not None:
             ranked = [c for c in ranked if c.dense is not None and c.dense >= threshold]
-        if cfg.reranker:
-            ranked = self._rerank(cfg.reranker, snap, question, ranked[:n])
+        if self.reranker is not None:
+            ranked = self._rerank(self.reranker, snap, question, ranked[:n])
         return [self._hit(snap, c) for c in ranked[:top_k]]
 
     # ------------------------------------------------------------------ stages
@@ -263,40 +276,12 @@ class Retriever:
         return titles
 
     # ------------------------------------------------------------------ reranking
-    def cross_encoder(self, name: str):
-        """The sentence-transformers ``CrossEncoder`` ``name`` (hub name or local folder), loaded once."""
-        with self._load_lock:
-            with self._lock:
-                if self._reranker is not None and self._reranker[0] == name:
-                    return self._reranker[1]
-            model = self._load_cross_encoder(name)
-            with self._lock:
-                self._reranker = (name, model)
-            return model
-
-    def _load_cross_encoder(self, name: str):
-        from sentence_transformers import CrossEncoder
-
-        location = os.path.expanduser(name)
-        location = location if os.path.exists(location) else name
-        device = self.settings.embedding.device
-        try:
-            model = CrossEncoder(location, device=None if device == "auto" else device)
-        except (OSError, ValueError) as exc:
-            raise ModelUnavailableError(
-                f"reranker {name!r} is not available offline ({exc.__class__.__name__}: {str(exc)[:200]}). "
-                "Give a local cross-encoder folder (retrieval.reranker: /path/to/model), download it once "
-                "with network access, or set retrieval.reranker to null."
-            ) from exc
-        return model
-
     def _rerank(
-        self, name: str, snap: StoreSnapshot, question: str, ranked: list[_Candidate]
+        self, model: Reranker, snap: StoreSnapshot, question: str, ranked: list[_Candidate]
     ) -> list[_Candidate]:
         """Re-score candidates with the cross-encoder on (question, chunk text); best first."""
         if not ranked:
             return ranked
-        model = self.cross_encoder(name)
         pairs = [(question, snap.chunks[c.row].text) for c in ranked]
         scores = np.asarray(model.predict(pairs, batch_size=16, show_progress_bar=False), dtype=np.float64)
         scores = scores.reshape(len(ranked), -1)[:, -1]  # one relevance logit per pair
@@ -310,6 +295,7 @@ class Retriever:
 __all__ = [
     "Fusion",
     "Mode",
+    "Reranker",
     "Retriever",
     "chapter_rows",
     "is_overview",

@@ -105,6 +105,13 @@ def make_services(home: Path, **overrides: Any) -> Services:
     return build_services(load_settings(home=home, profile="mock", env={}, overrides=overrides))
 
 
+def test_the_composition_root_builds_one_qa_service(home: Path) -> None:
+    services = make_services(home)
+    qa = services.qa
+    assert isinstance(qa, QAService) and services.qa is qa
+    assert qa.retriever is services.retriever and qa.kbs is services.kbs
+
+
 def qa_with(services: Services, llm: BaseChatModel) -> QAService:
     return QAService(services.settings, services.kbs, services.retriever, lambda: llm)
 

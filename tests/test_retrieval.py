@@ -15,7 +15,7 @@ from kb.chapters import ChapterRef, chapter_number, chinese_to_int, find_chapter
 from kb.cli import main
 from kb.fusion import rrf_fuse, weighted_fuse
 from kb.retrieval import chapter_rows, is_overview, spread
-from kb.services import Services, build_services
+from kb.services import CrossEncoderReranker, Services, build_services
 from kb.settings import load_settings
 from kb.splitter import unshared_texts
 from models.errors import ModelUnavailableError
@@ -367,6 +367,13 @@ def test_cross_encoder_reranks_the_fused_candidates(home: Path, tiny_cross_encod
     )
     assert all(h.score == h.rerank_score and h.dense_score is not None for h in reranked)
     assert len({float(s) for s in scores}) > 1  # the weights really discriminate
+
+
+def test_the_composition_root_builds_the_reranker_and_loads_nothing(home: Path, tmp_path: Path) -> None:
+    assert _services(home).retriever.reranker is None
+    s = _services(home, reranker=str(tmp_path / "no-such-model"))  # cheap: nothing is read yet
+    assert isinstance(s.retriever.reranker, CrossEncoderReranker)
+    assert s.retriever.reranker.name == str(tmp_path / "no-such-model") and not s.retriever.reranker.loaded
 
 
 def test_missing_reranker_is_a_clear_error(home: Path, tmp_path: Path) -> None:
