@@ -421,3 +421,12 @@ def test_real_model_says_it_cannot_answer(real_services: Services) -> None:
     # The excerpts end long before 林黛玉's fate; the model must not answer from its own knowledge.
     answer = real_services.qa.ask("林黛玉最后嫁给了谁？", "novels")
     assert answer.sources and "无法回答" in answer.answer
+
+
+def test_one_token_estimate_for_kb_and_the_models() -> None:
+    """kb's fallback counter is models.llm's: 1 per CJK character or CJK/full-width punctuation mark."""
+    import kb.qa
+    import models.llm
+
+    assert kb.qa.estimate_tokens is models.llm.estimate_tokens
+    assert kb.qa.estimate_tokens("孙悟空，你好。") == 7 and kb.qa.estimate_tokens("abcdef") == 2
