@@ -24,12 +24,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from kb.service import IngestReport, KnowledgeBaseError
-from kb.settings import SettingsError, available_profiles, load_settings
-from models.errors import BundledModelError, ModelCrashedError, ModelUnavailableError
-from vector_store import StoreError
+from kb.errors import USER_ERRORS, KnowledgeBaseError
+from kb.results import IngestReport
+from kb.settings import available_profiles, load_settings
+from models.errors import ModelCrashedError
 
-USER_ERRORS = (KnowledgeBaseError, StoreError, SettingsError, ModelUnavailableError, BundledModelError)
+__all__ = ["USER_ERRORS", "build_parser", "main"]  # USER_ERRORS: kb.errors', kept here for evaluation.cli
 
 
 class _Progress:

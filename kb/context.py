@@ -39,7 +39,8 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from kb.service import Hit, KnowledgeBaseService
+    from kb.results import Hit
+    from kb.service import KnowledgeBaseService
     from vector_store import ChunkRecord
 
 __all__ = [

@@ -40,6 +40,7 @@ from typing import Literal
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 
 from kb.context import Passage, cut_passage, render_context
+from kb.errors import PromptTooLongError
 
 __all__ = [
     "MESSAGE_OVERHEAD_TOKENS",
@@ -139,10 +140,6 @@ _REWRITE_PREFIX = re.compile(
     re.IGNORECASE,
 )
 _QUOTES = "\"'“”‘’「」『』《》`"
-
-
-class PromptTooLongError(ValueError):
-    """The question alone (with the instructions) does not fit the model's context window."""
 
 
 @dataclass(frozen=True)

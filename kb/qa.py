@@ -31,7 +31,6 @@ Per-call ``temperature`` is passed to ``llm.stream(..., temperature=...)``: the 
 from __future__ import annotations
 
 import logging
-import math
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -41,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 from langchain_core.messages import BaseMessage
 
 from kb.context import Context, Passage, build_context
+from kb.errors import QAError
 from kb.prompt import (
     NO_CONTEXT,
     PromptTooLongError,
@@ -51,6 +51,7 @@ from kb.prompt import (
     plain_text,
     rewrite_messages,
 )
+from models.llm import estimate_tokens
 
 if TYPE_CHECKING:
     from langchain_core.language_models.chat_models import BaseChatModel
@@ -79,12 +80,6 @@ log = logging.getLogger(__name__)
 
 REWRITE_MAX_TOKENS = 64
 """Token limit of the follow-up rewrite (a question, not an essay)."""
-
-_CJK_CHAR = range(0x3400, 0xFAFF + 1)
-
-
-class QAError(ValueError):
-    """A question cannot be answered as asked (e.g. it is empty)."""
 
 
 @dataclass(frozen=True)
@@ -145,17 +140,6 @@ class Done:
 
 
 QAEvent = Retrieved | Token | Done
-
-
-def estimate_tokens(text: str) -> int:
-    """A conservative token estimate when the model has no usable tokenizer: 1 per CJK character,
-    1 per 3 other characters.
-
-    >>> estimate_tokens("孙悟空"), estimate_tokens("abcdef"), estimate_tokens("")
-    (3, 2, 0)
-    """
-    cjk = sum(1 for ch in text if ord(ch) in _CJK_CHAR)
-    return cjk + math.ceil((len(text) - cjk) / 3)
 
 
 def token_counter(llm: BaseChatModel) -> Callable[[str], int]:

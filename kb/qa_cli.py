@@ -11,9 +11,10 @@ end::
 into standalone questions before retrieving), ``/clear`` forgets the conversation, ``/quit`` (or
 end of input) leaves. Ctrl-C while an answer streams stops that answer; at the prompt it leaves.
 
-Both return the exit status like :func:`kb.cli.main`: 0 ok, 2 for a question that cannot be asked;
-``ask`` lets :class:`~models.errors.ModelCrashedError` reach :func:`kb.cli.main` (status 3), while
-``chat`` prints it and goes on with the next question (which starts the model process again).
+Both return the exit status like :func:`kb.cli.main`. ``ask`` lets every error reach
+:func:`kb.cli.main`, which prints the one-line message of :data:`kb.errors.USER_ERRORS` (status 2;
+3 for :class:`~models.errors.ModelCrashedError`); ``chat`` prints them and goes on with the next
+question (after a crash, that question starts the model process again).
 """
 
 from __future__ import annotations
@@ -24,8 +25,9 @@ import sys
 import threading
 from typing import Any, TextIO
 
-from kb.prompt import PromptTooLongError, Turn, language_of
-from kb.qa import Answer, Done, QAError, QAService, Retrieved, Token
+from kb.errors import USER_ERRORS
+from kb.prompt import Turn, language_of
+from kb.qa import Answer, Done, QAService, Retrieved, Token
 from models.errors import ModelCrashedError
 
 __all__ = ["format_sources", "run_ask", "run_chat"]
@@ -93,15 +95,11 @@ def run_ask(services: Any, args: argparse.Namespace, out: TextIO) -> int:
     """``ask --kb NAME [--top-k K] [--json] QUESTION``."""
     qa: QAService = services.qa
     top_k = getattr(args, "top_k", None)
-    try:
-        if args.json:
-            answer = qa.ask(args.question, args.kb, top_k=top_k)
-            print(json.dumps(answer.to_json(), ensure_ascii=False), file=out)
-        else:
-            _stream_answer(qa, args.question, args.kb, [], out, top_k=top_k, stop=threading.Event())
-    except (QAError, PromptTooLongError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    if args.json:
+        answer = qa.ask(args.question, args.kb, top_k=top_k)
+        print(json.dumps(answer.to_json(), ensure_ascii=False), file=out)
+    else:
+        _stream_answer(qa, args.question, args.kb, [], out, top_k=top_k, stop=threading.Event())
     return 0
 
 
@@ -112,6 +110,7 @@ def run_chat(services: Any, args: argparse.Namespace, out: TextIO, inp: TextIO |
     interactive = inp.isatty()
     top_k = getattr(args, "top_k", None)
     history: list[Turn] = []
+    services.kbs.summary(args.kb)  # a missing knowledge base ends chat at once (status 2), not per question
     if interactive:
         print(f"chat with {args.kb} — /clear forgets the conversation, /quit leaves", file=out)
     while True:
@@ -140,11 +139,11 @@ def run_chat(services: Any, args: argparse.Namespace, out: TextIO, inp: TextIO |
             stop.set()
             print("\n(stopped)", file=out)
             continue
-        except (QAError, PromptTooLongError) as exc:
-            print(f"error: {exc}", file=out)
-            continue
         except ModelCrashedError as exc:  # the conversation goes on; the next question restarts it
             print(f"\nerror: {exc}", file=out)
+            continue
+        except USER_ERRORS as exc:  # e.g. a question too long for the model: say so, go on
+            print(f"error: {exc}", file=out)
             continue
         if answer.answer and not answer.no_context and not answer.stopped:
             history.append(Turn(question, answer.answer))

@@ -4,8 +4,8 @@
 
 * **dense** - cosine similarity of the question's embedding with every chunk (FAISS flat index);
 * **keyword** - BM25 over jieba tokens (:mod:`vector_store.keyword`, built at write time);
-* **hybrid** - both, ``candidates`` each, fused by reciprocal-rank fusion (:func:`rrf_fuse`,
-  constant ``rrf_k``) or by a weighted sum of min-max normalised scores (:func:`weighted_fuse`,
+* **hybrid** - both, ``candidates`` each, fused by reciprocal-rank fusion (:func:`kb.fusion.rrf_fuse`,
+  constant ``rrf_k``) or by a weighted sum of min-max normalised scores (:func:`kb.fusion.weighted_fuse`,
   ``dense_weight`` for the cosine, the rest for BM25). Which one: ``settings.retrieval.fusion``
   (default weighted); the ``fusion=`` argument overrides it per call. On CMRC 2018 trial the
   weighted sum wins (docs/BENCHMARKS.md).
@@ -22,96 +22,41 @@ coverage, not the chunks most similar to "讲了什么". If no chunk carries tha
 falls back to the whole knowledge base. Chapter numbers, titles and references are read by
 :mod:`kb.chapters` (shared with the splitter and the evaluation's chapter sets).
 
-**Scores** on :class:`~kb.service.Hit`: ``score`` is the score the hits are ranked by (cosine in
+**Scores** on :class:`~kb.results.Hit`: ``score`` is the score the hits are ranked by (cosine in
 dense mode, BM25 in keyword mode, RRF normalised to (0, 1] in hybrid - 1.0 = ranked first by both
 retrievers - or the cross-encoder's score when reranking); ``dense_score``, ``keyword_score`` and
 ``rerank_score`` keep the individual signals (None when that stage did not run for the hit).
 
-The fusion and chapter functions are pure and table-tested (``tests/test_retrieval.py``).
+The fusion math is :mod:`kb.fusion` (pure, ``tests/test_fusion.py``); the chapter helpers here are
+pure too and table-tested (``tests/test_retrieval.py``).
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import weakref
-from collections.abc import Hashable, Mapping, Sequence
-from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Literal, TypeVar
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 import numpy as np
 
 from kb.chapters import ChapterRef, chapter_number, find_chapter_reference
-from models.errors import ModelUnavailableError
+from kb.fusion import rrf_fuse, rrf_max, weighted_fuse
+from kb.results import Hit
 from vector_store.keyword import STOP_WORDS, KeywordTokenizer
 
 if TYPE_CHECKING:
-    from kb.service import Hit, KnowledgeBaseService
+    from kb.service import KnowledgeBaseService
     from kb.settings import Settings
-    from vector_store import Snapshot
+    from vector_store import StoreSnapshot
 
 log = logging.getLogger(__name__)
 
 Mode = Literal["dense", "keyword", "hybrid"]
 Fusion = Literal["rrf", "weighted"]
 K = TypeVar("K", bound=Hashable)
-
-
-# ============================================================================================ fusion
-def rrf_fuse(
-    rankings: Sequence[Sequence[K]], k: int = 60, weights: Sequence[float] | None = None
-) -> list[tuple[K, float]]:
-    """Reciprocal-rank fusion: ``score(d) = sum_i w_i / (k + rank_i(d))``, ranks from 1.
-
-    Needs no score calibration between retrievers (BM25 and cosine live on different scales), which
-    is why it is the default. Best first; ties go to the item seen first (list order, then rank),
-    so the result is deterministic.
-
-    >>> rrf_fuse([["a", "b"], ["b", "c"]], k=1)
-    [('b', 0.8333333333333333), ('a', 0.5), ('c', 0.3333333333333333)]
-    """
-    if k < 0:
-        raise ValueError(f"rrf k must be >= 0, got {k}")
-    weights = [1.0] * len(rankings) if weights is None else list(weights)
-    if len(weights) != len(rankings):
-        raise ValueError(f"{len(weights)} weights for {len(rankings)} rankings")
-    scores: dict[K, float] = {}
-    for ranking, weight in zip(rankings, weights, strict=True):
-        seen: set[K] = set()
-        for rank, item in enumerate(ranking, 1):
-            if item in seen:  # a duplicate in one list counts once, at its best rank
-                continue
-            seen.add(item)
-            scores[item] = scores.get(item, 0.0) + weight / (k + rank)
-    order = {item: i for i, item in enumerate(scores)}  # first appearance
-    return sorted(scores.items(), key=lambda kv: (-kv[1], order[kv[0]]))
-
-
-def weighted_fuse(
-    score_lists: Sequence[Mapping[K, float]], weights: Sequence[float] | None = None
-) -> list[tuple[K, float]]:
-    """Weighted sum of min-max normalised scores (the alternative to RRF; a missing item scores 0).
-
-    Each list's scores are mapped to [0, 1] (a list whose scores are all equal maps to 1.0), then
-    ``score(d) = sum_i w_i * norm_i(d)``. Best first; ties go to the item seen first.
-
-    >>> weighted_fuse([{"a": 0.9, "b": 0.5}, {"b": 12.0, "c": 4.0}], [0.5, 0.5])
-    [('a', 0.5), ('b', 0.5), ('c', 0.0)]
-    """
-    weights = [1.0 / max(len(score_lists), 1)] * len(score_lists) if weights is None else list(weights)
-    if len(weights) != len(score_lists):
-        raise ValueError(f"{len(weights)} weights for {len(score_lists)} score lists")
-    fused: dict[K, float] = {}
-    for scores, weight in zip(score_lists, weights, strict=True):
-        if not scores:
-            continue
-        lo, hi = min(scores.values()), max(scores.values())
-        for item, value in scores.items():
-            norm = 1.0 if hi == lo else (value - lo) / (hi - lo)
-            fused[item] = fused.get(item, 0.0) + weight * norm
-    order = {item: i for i, item in enumerate(fused)}
-    return sorted(fused.items(), key=lambda kv: (-kv[1], order[kv[0]]))
 
 
 # ========================================================================================== chapters
@@ -160,6 +105,18 @@ def spread(items: Sequence[K], k: int) -> list[K]:
 
 
 # ========================================================================================= retriever
+class Reranker(Protocol):
+    """A cross-encoder: one relevance score per (question, passage) pair, higher = more relevant.
+
+    sentence-transformers' ``CrossEncoder`` has this method; so does :class:`kb.services.CrossEncoderReranker`,
+    which loads one on first use.
+    """
+
+    def predict(
+        self, pairs: Sequence[tuple[str, str]], batch_size: int = ..., show_progress_bar: bool = ...
+    ) -> Any: ...
+
+
 @dataclass
 class _Candidate:
     row: int
@@ -172,16 +129,21 @@ class _Candidate:
 class Retriever:
     """Ranks chunks of one knowledge base for a question; thread-safe, shares the service's caches.
 
-    Holds the cross-encoder (loaded on first use) and a per-snapshot chapter table; nothing global.
+    ``reranker`` (a cross-encoder, built by the composition root :mod:`kb.services` when
+    ``retrieval.reranker`` is set) re-scores the fused candidates; the retriever builds no model
+    itself. Holds a per-snapshot chapter table; nothing global.
     """
 
-    def __init__(self, settings: Settings, kbs: KnowledgeBaseService) -> None:
+    def __init__(
+        self, settings: Settings, kbs: KnowledgeBaseService, reranker: Reranker | None = None
+    ) -> None:
         self.settings = settings
         self.kbs = kbs
+        self.reranker = reranker
         self._lock = threading.Lock()
-        self._load_lock = threading.Lock()  # one cross-encoder load at a time, searches go on
-        self._reranker: tuple[str, object] | None = None
-        self._chapters: weakref.WeakKeyDictionary[Snapshot, list[str | None]] = weakref.WeakKeyDictionary()
+        self._chapters: weakref.WeakKeyDictionary[StoreSnapshot, list[str | None]] = (
+            weakref.WeakKeyDictionary()
+        )
 
     def retrieve(
         self,
@@ -218,7 +180,7 @@ class Retriever:
             found = chapter_rows(self._chapter_titles(snap), ref)
             if found:
                 rows, query = found, ref.strip_from(question)
-                if is_overview(query, snap.keyword.tokenizer):
+                if is_overview(query, snap.tokenizer):
                     return self._overview(kb, snap, question, rows, top_k, mode)
             else:
                 log.info("no chunk of %s in %r: searching the whole knowledge base", ref.labels[0], kb)
@@ -248,8 +210,8 @@ class Retriever:
                     c.dense = float(cos)
         if vector is not None:
             ranked = [c for c in ranked if c.dense is not None and c.dense >= threshold]
-        if cfg.reranker:
-            ranked = self._rerank(cfg.reranker, snap, question, ranked[:n])
+        if self.reranker is not None:
+            ranked = self._rerank(self.reranker, snap, question, ranked[:n])
         return [self._hit(snap, c) for c in ranked[:top_k]]
 
     # ------------------------------------------------------------------ stages
@@ -271,7 +233,7 @@ class Retriever:
             best = 1.0
         else:
             fused = rrf_fuse([[c.row for c in dense], [c.row for c in keyword]], k=rrf_k)
-            best = 2.0 / (rrf_k + 1)
+            best = rrf_max(rrf_k, 2)
         out = []
         for row, score in fused:
             cand = by_row[row]
@@ -280,7 +242,7 @@ class Retriever:
         return out
 
     def _overview(
-        self, kb: str, snap: Snapshot, question: str, rows: list[int], top_k: int, mode: Mode
+        self, kb: str, snap: StoreSnapshot, question: str, rows: list[int], top_k: int, mode: Mode
     ) -> list[Hit]:
         """Chunks spread over the named chapter in reading order (the question asks about all of it).
 
@@ -295,11 +257,18 @@ class Retriever:
             self._hit(snap, _Candidate(row, 1.0, dense=cos)) for row, cos in zip(picked, cosines, strict=True)
         ]
 
-    def _hit(self, snap: Snapshot, c: _Candidate) -> Hit:
-        hit = self.kbs.to_hit(snap, snap.chunks[c.row], c.score)
-        return replace(hit, dense_score=c.dense, keyword_score=c.keyword, rerank_score=c.rerank)
+    @staticmethod
+    def _hit(snap: StoreSnapshot, c: _Candidate) -> Hit:
+        return Hit.of_chunk(
+            snap.chunks[c.row],
+            snap.documents,
+            c.score,
+            dense_score=c.dense,
+            keyword_score=c.keyword,
+            rerank_score=c.rerank,
+        )
 
-    def _chapter_titles(self, snap: Snapshot) -> list[str | None]:
+    def _chapter_titles(self, snap: StoreSnapshot) -> list[str | None]:
         with self._lock:
             titles = self._chapters.get(snap)
             if titles is None:
@@ -307,38 +276,12 @@ class Retriever:
         return titles
 
     # ------------------------------------------------------------------ reranking
-    def cross_encoder(self, name: str):
-        """The sentence-transformers ``CrossEncoder`` ``name`` (hub name or local folder), loaded once."""
-        with self._load_lock:
-            with self._lock:
-                if self._reranker is not None and self._reranker[0] == name:
-                    return self._reranker[1]
-            model = self._load_cross_encoder(name)
-            with self._lock:
-                self._reranker = (name, model)
-            return model
-
-    def _load_cross_encoder(self, name: str):
-        from sentence_transformers import CrossEncoder
-
-        location = os.path.expanduser(name)
-        location = location if os.path.exists(location) else name
-        device = self.settings.embedding.device
-        try:
-            model = CrossEncoder(location, device=None if device == "auto" else device)
-        except (OSError, ValueError) as exc:
-            raise ModelUnavailableError(
-                f"reranker {name!r} is not available offline ({exc.__class__.__name__}: {str(exc)[:200]}). "
-                "Give a local cross-encoder folder (retrieval.reranker: /path/to/model), download it once "
-                "with network access, or set retrieval.reranker to null."
-            ) from exc
-        return model
-
-    def _rerank(self, name: str, snap: Snapshot, question: str, ranked: list[_Candidate]) -> list[_Candidate]:
+    def _rerank(
+        self, model: Reranker, snap: StoreSnapshot, question: str, ranked: list[_Candidate]
+    ) -> list[_Candidate]:
         """Re-score candidates with the cross-encoder on (question, chunk text); best first."""
         if not ranked:
             return ranked
-        model = self.cross_encoder(name)
         pairs = [(question, snap.chunks[c.row].text) for c in ranked]
         scores = np.asarray(model.predict(pairs, batch_size=16, show_progress_bar=False), dtype=np.float64)
         scores = scores.reshape(len(ranked), -1)[:, -1]  # one relevance logit per pair
@@ -352,10 +295,9 @@ class Retriever:
 __all__ = [
     "Fusion",
     "Mode",
+    "Reranker",
     "Retriever",
     "chapter_rows",
     "is_overview",
-    "rrf_fuse",
     "spread",
-    "weighted_fuse",
 ]

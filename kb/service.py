@@ -1,58 +1,32 @@
-"""The knowledge-base service: create/list/delete, ingest (load, split, dedupe, embed), snapshots.
-Searching is :class:`kb.retrieval.Retriever` (one retrieval policy for every caller).
+"""Knowledge bases: create/list/delete, their documents, and the live snapshot of each.
+
+Filling them (load, dedupe, split, embed, publish; rebuild; repair) is :class:`kb.ingest.Ingestor`,
+which this service owns: ``add``, ``add_named``, ``rebuild`` and ``repair`` are one-line
+delegations, so the CLI, the web app and the evaluation keep one object per knowledge base.
+Searching is :class:`kb.retrieval.Retriever` (one retrieval policy for every caller). Every file
+of the on-disk layout is read, written and deleted by :mod:`vector_store`.
 
 Usable without Gradio: the CLI (``python -m kb``), the web app and the evaluation all call this.
-
-Ingest pipeline for each file::
-
-    loaders.load_document  ->  content hash (skip if unchanged / duplicate)
-      -> kb.splitter.split_text  ->  segment id (content hash + model + chunking parameters)
-      -> segment already on disk? reuse it : embed (through the SQLite cache) and write the segment
-    then, under the knowledge base's file lock, publish one new version (atomic swap).
-
-Embedding runs *outside* the lock, so a long upload does not block other writers for its whole
-duration, and searches never take the lock at all. A crash mid-ingest leaves the live version
-untouched; segments already written are reused by the retry.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
-import shutil
 import threading
-import time
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
-
-from kb.embed_cache import EmbeddingCache
+from kb.errors import KnowledgeBaseError
+from kb.ingest import Ingestor, ProgressFn, collect_files
+from kb.results import FileProblem, Hit, IngestReport, KBSummary, RepairReport
 from kb.settings import Settings
-from kb.splitter import split_text, unshared_texts
-from loaders import LoaderError, load_document, supported_extensions
 from models.embeddings import Embedder, EmbedderRegistry
-from vector_store import ChunkRecord, DocumentEntry, Snapshot, StoreError, VectorStore
+from vector_store import DocumentEntry, Store, StoreError, StoreSnapshot, VectorStore, list_stores
 
 log = logging.getLogger(__name__)
 
-SPLITTER_VERSION = 1
-"""Bump when :mod:`kb.splitter` changes its output, so old segments are not reused."""
-
-EMBED_BUFFER_CHUNKS = 2048
-"""Chunks of several small files are embedded together up to this many (bigger batches are faster;
-segments are still written every few thousand chunks, so a crashed ingest keeps most of its work)."""
-
-ProgressFn = Callable[[str, int, int], None]
-"""``progress(stage, done, total)``: stage is "load", "embed" or "save"."""
-
 _NAME_RE = re.compile(r"^[\w\u4e00-\u9fff][\w\u4e00-\u9fff.\- ]{0,63}$")
-
-
-class KnowledgeBaseError(ValueError):
-    """A request about a knowledge base cannot be served (bad name, missing, already exists...)."""
 
 
 def validate_name(name: str) -> str:
@@ -63,7 +37,7 @@ def validate_name(name: str) -> str:
     >>> validate_name("../etc")
     Traceback (most recent call last):
     ...
-    kb.service.KnowledgeBaseError: invalid knowledge base name '../etc': use letters, digits, Chinese characters, '_', '-', '.', spaces (max 64)
+    kb.errors.KnowledgeBaseError: invalid knowledge base name '../etc': use letters, digits, Chinese characters, '_', '-', '.', spaces (max 64)
     """
     name = name.strip()
     if not _NAME_RE.match(name) or name in {".", ".."}:
@@ -74,173 +48,28 @@ def validate_name(name: str) -> str:
     return name
 
 
-@dataclass(frozen=True)
-class FileProblem:
-    source: str
-    reason: str
-
-    def __str__(self) -> str:
-        return f"{self.source}: {self.reason}"
-
-
-@dataclass
-class IngestReport:
-    """What an add/rebuild did; :meth:`summary` is the one-line answer for humans."""
-
-    kb: str
-    added: list[str] = field(default_factory=list)
-    replaced: list[str] = field(default_factory=list)
-    unchanged: list[str] = field(default_factory=list)
-    removed: list[str] = field(default_factory=list)
-    skipped: list[FileProblem] = field(default_factory=list)
-    chunks: int = 0
-    embedded: int = 0
-    seconds: float = 0.0
-    version: str | None = None
-
-    @property
-    def loaded(self) -> int:
-        return len(self.added) + len(self.replaced) + len(self.unchanged)
-
-    def summary(self) -> str:
-        parts = [
-            f"{self.loaded} file(s) loaded ({len(self.added)} new, {len(self.replaced)} replaced, "
-            f"{len(self.unchanged)} unchanged)",
-            f"{len(self.skipped)} skipped",
-            f"{self.chunks} chunks ({self.embedded} embedded)",
-            f"{self.seconds:.1f} s",
-        ]
-        if self.removed:
-            parts.insert(1, f"{len(self.removed)} removed")
-        return f"{self.kb}: " + ", ".join(parts)
-
-    def to_json(self) -> dict:
-        data = asdict(self)
-        data["skipped"] = [asdict(p) for p in self.skipped]
-        data["loaded"] = self.loaded
-        return data
-
-
-@dataclass
-class RepairReport:
-    """What :meth:`KnowledgeBaseService.repair` did; :meth:`summary` is the line for humans."""
-
-    kb: str
-    from_version: str | None = None
-    version: str | None = None
-    documents: int = 0
-    chunks: int = 0
-    reembedded: list[str] = field(default_factory=list)
-    lost: list[FileProblem] = field(default_factory=list)
-
-    def summary(self) -> str:
-        parts = [f"{self.documents} document(s), {self.chunks} chunks republished from {self.from_version}"]
-        if self.reembedded:
-            parts.append(f"vectors re-embedded for {', '.join(self.reembedded)}")
-        if self.lost:
-            parts.append("lost (add these files again): " + "; ".join(map(str, self.lost)))
-        return f"{self.kb}: " + ", ".join(parts) + f" -> {self.version}"
-
-
-@dataclass(frozen=True)
-class Hit:
-    """One retrieved chunk, as shown to users and put into prompts."""
-
-    text: str
-    source: str
-    chapter: str | None
-    score: float
-    chunk_id: str
-    doc_id: str
-    index: int
-    page: int | None = None
-    start: int = 0
-    end: int = 0
-    dense_score: float | None = None
-    """Cosine similarity with the question (None when the dense retriever did not run)."""
-    keyword_score: float | None = None
-    """BM25 score (None when the chunk was not a keyword candidate)."""
-    rerank_score: float | None = None
-    """Cross-encoder score (None without a reranker). ``score`` is what the hits are ranked by."""
-
-    def to_json(self) -> dict:
-        out = {
-            "text": self.text,
-            "source": self.source,
-            "chapter": self.chapter,
-            "score": round(float(self.score), 6),
-            "chunk_id": self.chunk_id,
-            "page": self.page,
-        }
-        for key in ("dense_score", "keyword_score", "rerank_score"):
-            value = getattr(self, key)
-            if value is not None:
-                out[key] = round(float(value), 6)
-        return out
-
-
-@dataclass(frozen=True)
-class KBSummary:
-    name: str
-    embedding_model: str
-    dimension: int
-    documents: int
-    chunks: int
-    version: str | None
-
-
-def collect_files(paths: Iterable[str | Path]) -> tuple[list[tuple[str, Path]], list[FileProblem]]:
-    """Expand files and folders into ``(doc_id, path)`` pairs, sorted; report what cannot be used.
-
-    A file given directly gets its base name as id; files found in a folder get their path relative
-    to that folder. Hidden files are ignored; files of unsupported types inside folders are reported.
-    """
-    exts = supported_extensions()
-    found: list[tuple[str, Path]] = []
-    problems: list[FileProblem] = []
-    for raw in paths:
-        path = Path(raw)
-        if path.is_dir():
-            for sub in sorted(path.rglob("*")):
-                rel = sub.relative_to(path)
-                if any(part.startswith(".") for part in rel.parts) or not sub.is_file():
-                    continue
-                if sub.suffix.lower() not in exts:
-                    problems.append(
-                        FileProblem(rel.as_posix(), f"unsupported file type {sub.suffix or '(none)'}")
-                    )
-                    continue
-                found.append((rel.as_posix(), sub))
-        elif path.exists():
-            found.append((path.name, path))
-        else:
-            problems.append(FileProblem(str(raw), "no such file or folder"))
-    return found, problems
-
-
-def content_hash(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
 class KnowledgeBaseService:
     """All knowledge bases under ``settings.kb_dir``; thread-safe, one instance per process."""
 
     def __init__(self, settings: Settings, embedders: EmbedderRegistry) -> None:
         self.settings = settings
         self.embedders = embedders
-        self._snapshots: dict[str, Snapshot] = {}
+        self._snapshots: dict[str, StoreSnapshot] = {}
         self._lock = threading.Lock()
-        self._cache: EmbeddingCache | None = None
+        self.ingestor = Ingestor(settings, self)
+        """Fills the knowledge bases (:mod:`kb.ingest`); ``add``/``rebuild``/``repair`` delegate to it."""
 
     # ------------------------------------------------------------------ management
     @property
     def root(self) -> Path:
         return self.settings.kb_dir
 
-    def store(self, name: str) -> VectorStore:
+    def store(self, name: str) -> Store:
+        """The store of knowledge base ``name`` (which may not exist yet): the FAISS :class:`VectorStore`."""
         return VectorStore(self.root / validate_name(name))
 
-    def _existing(self, name: str) -> VectorStore:
+    def existing(self, name: str) -> Store:
+        """The store of knowledge base ``name``; :class:`KnowledgeBaseError` naming the known ones if absent."""
         store = self.store(name)
         if not store.exists():
             known = ", ".join(self.names()) or "none yet"
@@ -248,15 +77,13 @@ class KnowledgeBaseService:
         return store
 
     def names(self) -> list[str]:
-        if not self.root.is_dir():
-            return []
-        return sorted(p.name for p in self.root.iterdir() if (p / "kb.json").is_file())
+        return list_stores(self.root)
 
     def exists(self, name: str) -> bool:
         return self.store(name).exists()
 
     def summary(self, name: str) -> KBSummary:
-        store = self._existing(name)
+        store = self.existing(name)
         info = store.info()
         manifest = store.manifest()
         return KBSummary(
@@ -277,7 +104,6 @@ class KnowledgeBaseService:
         if store.exists():
             raise KnowledgeBaseError(f"knowledge base {name!r} already exists")
         embedder = self.embedders.get(embedding_model or self.settings.embedding.model)
-        store.path.mkdir(parents=True, exist_ok=True)
         with store.lock():
             if store.exists():
                 raise KnowledgeBaseError(f"knowledge base {name!r} already exists")
@@ -286,28 +112,24 @@ class KnowledgeBaseService:
         return self.summary(name)
 
     def delete(self, name: str) -> None:
-        store = self._existing(name)
-        with store.lock():
-            shutil.rmtree(store.path / "versions", ignore_errors=True)
-            (store.path / "kb.json").unlink(missing_ok=True)
-            shutil.rmtree(store.path, ignore_errors=True)
+        self.existing(name).destroy()
         with self._lock:
             self._snapshots.pop(name, None)
 
     def documents(self, name: str) -> list[DocumentEntry]:
-        return sorted(self._existing(name).documents().values(), key=lambda d: d.doc_id)
+        return sorted(self.existing(name).documents().values(), key=lambda d: d.doc_id)
 
     def embedder_for(self, name: str) -> Embedder:
         """The embedding model recorded in the knowledge base (never the current default)."""
-        store = self._existing(name)
+        store = self.existing(name)
         embedder = self.embedders.get(store.model_id)
         store.check_model(embedder.model_id, embedder.dimension)
         return embedder
 
     # ------------------------------------------------------------------ reading
-    def snapshot(self, name: str) -> Snapshot:
+    def snapshot(self, name: str) -> StoreSnapshot:
         """The live version, loaded once and reloaded only when a writer published a new one."""
-        store = self._existing(name)
+        store = self.existing(name)
         version = store.current_version() or "empty"
         with self._lock:
             snap = self._snapshots.get(name)
@@ -318,304 +140,29 @@ class KnowledgeBaseService:
             self._snapshots[name] = snap
         return snap
 
-    @staticmethod
-    def to_hit(snap: Snapshot, chunk: ChunkRecord, score: float) -> Hit:
-        doc = snap.documents.get(chunk.doc_id)
-        return Hit(
-            text=chunk.text,
-            source=doc.source if doc else chunk.doc_id,
-            chapter=chunk.chapter,
-            score=float(score),
-            chunk_id=chunk.chunk_id,
-            doc_id=chunk.doc_id,
-            index=chunk.index,
-            page=chunk.page,
-            start=chunk.start,
-            end=chunk.end,
-        )
-
-    # ------------------------------------------------------------------ writing
-    @property
-    def cache(self) -> EmbeddingCache:
-        if self._cache is None:
-            self._cache = EmbeddingCache(self.settings.cache_dir / "embeddings.sqlite")
-        return self._cache
-
-    def _segment_id(self, text_hash: str, model_id: str) -> str:
-        sp = self.settings.splitter
-        key = f"{text_hash}|{model_id}|{sp.chunk_size}|{sp.overlap}|{SPLITTER_VERSION}"
-        if not sp.embed_overlap:  # vectors of the unshared texts: not interchangeable with whole-chunk ones
-            key += "|unshared"
-        return hashlib.sha256(key.encode("utf-8")).hexdigest()[:32]
-
-    def _prepare(
-        self,
-        store: VectorStore,
-        embedder: Embedder,
-        doc_id: str,
-        path: Path,
-        existing: dict[str, DocumentEntry],
-        report: IngestReport,
-        repair: bool = False,
-    ) -> tuple[DocumentEntry, list[ChunkRecord]] | None:
-        """Load and split one file. Returns its entry and the chunks still to embed (empty when its
-        segment already exists); None when skipped or unchanged. With ``repair`` (rebuilds) an
-        existing segment is read back first and written anew when it is damaged."""
-        try:
-            doc = load_document(path)
-        except LoaderError as exc:
-            report.skipped.append(FileProblem(doc_id, exc.reason))
-            log.warning("skipped %s: %s", doc_id, exc.reason)
-            return None
-        digest = content_hash(doc.text)
-        old = existing.get(doc_id)
-        if old is not None and old.content_hash == digest:
-            report.unchanged.append(doc_id)
-            return None
-        twin = next((d for d in existing.values() if d.content_hash == digest and d.doc_id != doc_id), None)
-        if twin is not None:
-            report.skipped.append(FileProblem(doc_id, f"same content as {twin.doc_id!r}, not added twice"))
-            return None
-        segment = self._segment_id(digest, embedder.model_id)
-        sp = self.settings.splitter
-        pieces = split_text(doc.text, chunk_size=sp.chunk_size, overlap=sp.overlap, pages=doc.pages)
-        if not pieces:
-            report.skipped.append(FileProblem(doc_id, "no text to index"))
-            return None
-        records = []
-        if repair and store.has_segment(segment):
-            try:
-                store.read_segment(segment)
-            except StoreError as exc:  # a damaged segment is written anew (from the embedding cache)
-                log.warning("%s: %s; re-embedding it", doc_id, exc)
-                for damaged in (*store.segment_paths(segment), store.terms_path(segment)):
-                    damaged.unlink(missing_ok=True)
-        if not store.has_segment(segment):
-            records = [
-                ChunkRecord(
-                    chunk_id=f"{doc_id}#{c.index}",
-                    doc_id=doc_id,
-                    index=c.index,
-                    text=c.text,
-                    start=c.start,
-                    end=c.end,
-                    chapter=c.chapter,
-                    page=c.page,
-                )
-                for c in pieces
-            ]
-        (report.replaced if old is not None else report.added).append(doc_id)
-        report.chunks += len(pieces)
-        entry = DocumentEntry(
-            doc_id=doc_id,
-            source=doc_id,
-            content_hash=digest,
-            segment=segment,
-            chunks=len(pieces),
-            chars=len(doc.text),
-            added_at=time.time(),
-            metadata=dict(doc.metadata),
-        )
-        return entry, records
-
-    def _embed_segments(
-        self,
-        store: VectorStore,
-        embedder: Embedder,
-        pending: list[tuple[DocumentEntry, list[ChunkRecord]]],
-        report: IngestReport,
-        progress: ProgressFn | None,
-    ) -> None:
-        """Embed the chunks of several documents in one call (large, length-sorted batches instead
-        of one small call per file), then write each document's segment. Unless
-        ``splitter.embed_overlap``, a chunk's vector is that of its :func:`unshared_texts` part."""
-        if self.settings.splitter.embed_overlap:
-            texts = [r.text for _, records in pending for r in records]
-        else:
-            texts = [t for _, records in pending for t in unshared_texts(records)]
-        if not texts:
-            return
-
-        def compute(batch: list[str]) -> np.ndarray:
-            return embedder.encode_passages(
-                batch, progress=(lambda d, t: progress("embed", d, t)) if progress else None
-            )
-
-        vectors, misses = self.cache.embed(embedder.model_id, texts, embedder.dimension, compute)
-        report.embedded += misses
-        offset = 0
-        for entry, records in pending:
-            store.write_segment(entry.segment, vectors[offset : offset + len(records)], records)
-            offset += len(records)
-
-    def _ingest(
-        self,
-        name: str,
-        paths: Sequence[str | Path],
-        *,
-        replace_all: bool,
-        progress: ProgressFn | None,
-        names: Sequence[str] | None = None,
-    ) -> IngestReport:
-        started = time.perf_counter()
-        if not self.exists(name):
-            self.create(name)
-        store = self._existing(name)
-        embedder = self.embedder_for(name)
-        report = IngestReport(kb=name)
-        files, problems = collect_files(paths)
-        if names is not None:  # callers (uploads) may give display ids for their files
-            files = [(n, p) for n, (_, p) in zip(names, files, strict=True)]
-        report.skipped.extend(problems)
-        existing = {} if replace_all else store.documents()
-        prepared: dict[str, DocumentEntry] = {}
-        pending: list[tuple[DocumentEntry, list[ChunkRecord]]] = []
-        for i, (doc_id, path) in enumerate(files):
-            if progress:
-                progress("load", i, len(files))
-            result = self._prepare(
-                store, embedder, doc_id, path, {**existing, **prepared}, report, repair=replace_all
-            )
-            if result is None:
-                continue
-            prepared[doc_id] = result[0]
-            if result[1]:
-                pending.append(result)
-            if sum(len(records) for _, records in pending) >= EMBED_BUFFER_CHUNKS:
-                self._embed_segments(store, embedder, pending, report, progress)
-                pending = []
-        self._embed_segments(store, embedder, pending, report, progress)
-        if progress:
-            progress("load", len(files), len(files))
-            progress("save", 0, 1)
-        with store.lock():
-            try:
-                current = store.documents()
-            except StoreError as exc:
-                if not replace_all:
-                    raise
-                # A rebuild is the way out of a corrupt live version: start from nothing.
-                log.warning("%s: live version unreadable (%s); rebuilding from scratch", name, exc)
-                current = {}
-            if replace_all:
-                report.removed = sorted(set(current) - set(prepared))
-                fresh = report.added
-                report.added = sorted(d for d in fresh if d not in current)
-                report.unchanged = sorted(
-                    d for d in fresh if d in current and current[d].content_hash == prepared[d].content_hash
-                )
-                report.replaced = sorted(set(fresh) - set(report.added) - set(report.unchanged))
-                docs = {}
-            else:
-                docs = dict(current)
-            docs.update(prepared)
-            changed = report.added or report.replaced or report.removed
-            # A rebuild always publishes a fresh version (from the segments, nothing re-embedded): it
-            # is the documented way out of a damaged index whose manifest still reads fine.
-            if changed or replace_all or store.current_version() is None:
-                report.version = store.commit(docs)
-            else:
-                report.version = store.current_version()
-        if progress:
-            progress("save", 1, 1)
-        report.seconds = time.perf_counter() - started
-        log.info("%s", report.summary())
-        return report
-
+    # ------------------------------------------------------------------ writing: kb.ingest.Ingestor
     def add(self, name: str, paths: Sequence[str | Path], progress: ProgressFn | None = None) -> IngestReport:
         """Add files/folders incrementally: new documents added, changed ones replaced, same skipped."""
-        return self._ingest(name, paths, replace_all=False, progress=progress)
+        return self.ingestor.add(name, paths, progress)
 
     def add_named(
         self, name: str, files: Sequence[tuple[str, Path]], progress: ProgressFn | None = None
     ) -> IngestReport:
         """Add files under given document ids (used for uploads whose temp paths are meaningless)."""
-        return self._ingest(
-            name, [p for _, p in files], replace_all=False, progress=progress, names=[n for n, _ in files]
-        )
+        return self.ingestor.add_named(name, files, progress)
 
     def rebuild(self, name: str, folder: str | Path, progress: ProgressFn | None = None) -> IngestReport:
-        """A fresh index of exactly the folder's documents, swapped in atomically when complete.
-
-        Segments of unchanged files are reused, so rebuilding an unchanged folder costs little.
-        """
-        if not Path(folder).is_dir():
-            raise KnowledgeBaseError(f"{folder} is not a folder")
-        return self._ingest(name, [folder], replace_all=True, progress=progress)
+        """A fresh index of exactly the folder's documents, swapped in atomically when complete."""
+        return self.ingestor.rebuild(name, folder, progress)
 
     def repair(self, name: str) -> RepairReport:
-        """Publish a fresh version from what is on disk alone, for when the source files are gone.
+        """Republish a damaged knowledge base from its stored segments (no source files needed)."""
+        return self.ingestor.repair(name)
 
-        A knowledge base filled by browser uploads has no folder to rebuild from; its chunks and
-        vectors are still in ``segments/``. Starting from the newest version whose manifest reads
-        (the live one, else an older one), every listed document is checked: a readable segment
-        is reused, a segment whose vectors are damaged but whose chunk texts read is re-embedded
-        (from the embedding cache when it has them), and a document whose chunk texts are lost is
-        left out and named in the report (add its file again). The new index, keyword index and
-        manifest are then written as a new version, so a truncated ``index.faiss``, a corrupt
-        ``CURRENT`` or a corrupt manifest are all repaired without the original files.
-        """
-        store = self._existing(name)
-        report = RepairReport(kb=name)
-        with store.lock():
-            documents: dict[str, DocumentEntry] | None = None
-            try:
-                live = [store.current_version()]
-            except StoreError as exc:  # a corrupt CURRENT: fall back to the versions on disk
-                log.warning("%s: %s", name, exc)
-                live = []
-            candidates = [v for v in live if v] + [v for v in reversed(store.versions()) if v not in live]
-            for version in candidates:
-                try:
-                    documents = store.documents(version)
-                except (StoreError, OSError, ValueError, TypeError) as exc:
-                    log.warning(
-                        "%s: manifest of %s unreadable (%s); trying an older version", name, version, exc
-                    )
-                    continue
-                report.from_version = version
-                break
-            if documents is None:
-                raise KnowledgeBaseError(
-                    f"knowledge base {name!r} has no readable version to repair from; "
-                    "rebuild it from the original files (kb rebuild) or delete it and add them again"
-                )
-            kept: dict[str, DocumentEntry] = {}
-            to_embed: list[tuple[DocumentEntry, list[ChunkRecord]]] = []
-            for doc_id, entry in documents.items():
-                try:
-                    _, chunks = store.read_segment(entry.segment)
-                    if len(chunks) == entry.chunks:
-                        kept[doc_id] = entry
-                        continue
-                except (StoreError, FileNotFoundError) as exc:
-                    log.warning("%s: %s", doc_id, exc)
-                try:
-                    chunks = store.read_chunks(entry.segment)
-                except (StoreError, FileNotFoundError) as exc:
-                    report.lost.append(FileProblem(doc_id, f"its stored chunks are unreadable ({exc})"))
-                    continue
-                if len(chunks) != entry.chunks:
-                    report.lost.append(
-                        FileProblem(doc_id, f"{len(chunks)} of {entry.chunks} stored chunks readable")
-                    )
-                    continue
-                for damaged in (*store.segment_paths(entry.segment), store.terms_path(entry.segment)):
-                    damaged.unlink(missing_ok=True)
-                to_embed.append((entry, chunks))
-                kept[doc_id] = entry
-                report.reembedded.append(doc_id)
-            if to_embed:
-                self._embed_segments(store, self.embedder_for(name), to_embed, IngestReport(kb=name), None)
-            report.version = store.commit(kept)
-            report.documents = len(kept)
-            report.chunks = sum(e.chunks for e in kept.values())
-        log.info("%s", report.summary())
-        return report
-
+    # ------------------------------------------------------------------ writing: removing documents
     def remove(self, name: str, doc_ids: Sequence[str]) -> list[str]:
         """Delete documents by id; returns the ids that were removed. Unknown ids raise."""
-        store = self._existing(name)
+        store = self.existing(name)
         with store.lock():
             docs = store.documents()
             unknown = [d for d in doc_ids if d not in docs]
@@ -627,6 +174,8 @@ class KnowledgeBaseService:
         return list(doc_ids)
 
 
+# FileProblem, Hit, IngestReport, KBSummary, KnowledgeBaseError, RepairReport, StoreError and
+# collect_files are re-exported for callers written before kb.errors / kb.results / kb.ingest.
 __all__ = [
     "FileProblem",
     "Hit",

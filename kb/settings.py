@@ -27,6 +27,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from kb.errors import SettingsError as SettingsError  # defined with the other kb errors
 from models.bundled import BUNDLED_E5 as BUNDLED_E5  # the names live in models.bundled, re-exported
 from models.bundled import BUNDLED_QWEN_05B as BUNDLED_QWEN_05B
 from models.bundled import BUNDLED_QWEN_15B as BUNDLED_QWEN_15B
@@ -221,10 +222,6 @@ class Settings(_Section):
     def cache_dir(self) -> Path:
         """Folder holding caches (embedding cache)."""
         return self.home / "cache"
-
-
-class SettingsError(ValueError):
-    """A settings file, profile or override is invalid; the message says which and why."""
 
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::([^}]*))?\}")

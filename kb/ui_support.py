@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-from kb.service import FileProblem, IngestReport
+from kb.results import FileProblem, IngestReport
 
 if TYPE_CHECKING:
     from kb.services import Services

@@ -18,7 +18,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 # after the offline switches above; re-exported for test modules that still import them from here
-from tests.helpers import NOVELS, REPO, SHARED_DATA, build_tiny_model, free_port, novel_slices
+from tests.helpers import NOVELS, REPO, SHARED_DATA, build_tiny_model, excerpt, free_port, novel_slices
 
 __all__ = ["NOVELS", "REPO", "SHARED_DATA", "novel_slices"]
 
@@ -46,6 +46,19 @@ def novels_dir() -> Path:
     if not NOVELS.is_dir():
         pytest.skip(f"test data folder {NOVELS} is absent")
     return NOVELS
+
+
+@pytest.fixture
+def library(tmp_path: Path, novels_dir: Path) -> Path:
+    """A folder of three novel excerpts in three encodings, a broken PDF and an empty file."""
+    folder = tmp_path / "library"
+    folder.mkdir()
+    excerpt(novels_dir / "hongloumeng.utf8.txt", folder / "红楼梦.txt", 12000, "utf-8")
+    excerpt(novels_dir / "xiyouji.gb18030.txt", folder / "xiyouji.txt", 12000, "gb18030")
+    excerpt(novels_dir / "xiyouji.utf8-bom.txt", folder / "西游记 bom.txt", 12000, "utf-8-sig")
+    (folder / "broken.pdf").write_bytes(b"%PDF-1.4\n garbage, truncated")
+    (folder / "empty.txt").write_bytes(b"")
+    return folder
 
 
 # --- bundled LLM GGUFs (models/bundled.py), assembled once per test session into a tmp dir ---------

@@ -17,7 +17,7 @@ from kb.context import (
     passages_from_hits,
     render_context,
 )
-from kb.service import Hit
+from kb.results import Hit
 from kb.splitter import split_text
 from vector_store import ChunkRecord
 

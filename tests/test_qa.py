@@ -22,12 +22,13 @@ from langchain_core.outputs import ChatGenerationChunk, ChatResult
 from pydantic import Field
 
 from kb.cli import main
+from kb.errors import QAError
 from kb.prompt import NO_CONTEXT, count_message_tokens
-from kb.qa import REWRITE_MAX_TOKENS, Answer, Done, QAError, QAService, Retrieved, Token, Turn
+from kb.qa import REWRITE_MAX_TOKENS, Answer, Done, QAService, Retrieved, Token, Turn
 from kb.qa_cli import run_chat
 from kb.services import Services, build_services
 from kb.settings import load_settings
-from tests.test_service import excerpt
+from tests.helpers import excerpt
 
 
 class ScriptedChat(BaseChatModel):
@@ -102,6 +103,13 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def make_services(home: Path, **overrides: Any) -> Services:
     return build_services(load_settings(home=home, profile="mock", env={}, overrides=overrides))
+
+
+def test_the_composition_root_builds_one_qa_service(home: Path) -> None:
+    services = make_services(home)
+    qa = services.qa
+    assert isinstance(qa, QAService) and services.qa is qa
+    assert qa.retriever is services.retriever and qa.kbs is services.kbs
 
 
 def qa_with(services: Services, llm: BaseChatModel) -> QAService:
@@ -413,3 +421,12 @@ def test_real_model_says_it_cannot_answer(real_services: Services) -> None:
     # The excerpts end long before 林黛玉's fate; the model must not answer from its own knowledge.
     answer = real_services.qa.ask("林黛玉最后嫁给了谁？", "novels")
     assert answer.sources and "无法回答" in answer.answer
+
+
+def test_one_token_estimate_for_kb_and_the_models() -> None:
+    """kb's fallback counter is models.llm's: 1 per CJK character or CJK/full-width punctuation mark."""
+    import kb.qa
+    import models.llm
+
+    assert kb.qa.estimate_tokens is models.llm.estimate_tokens
+    assert kb.qa.estimate_tokens("孙悟空，你好。") == 7 and kb.qa.estimate_tokens("abcdef") == 2

@@ -1,4 +1,4 @@
-"""Retrieval policy: fusion (pure, table-tested), modes, chapter-aware retrieval, cross-encoder reranking."""
+"""Retrieval policy: modes, chapter-aware retrieval, cross-encoder reranking (the fusion math: test_fusion.py)."""
 
 from __future__ import annotations
 
@@ -13,69 +13,14 @@ import pytest
 
 from kb.chapters import ChapterRef, chapter_number, chinese_to_int, find_chapter_reference, int_to_chinese
 from kb.cli import main
-from kb.retrieval import (
-    chapter_rows,
-    is_overview,
-    rrf_fuse,
-    spread,
-    weighted_fuse,
-)
-from kb.services import Services, build_services
+from kb.fusion import rrf_fuse, weighted_fuse
+from kb.retrieval import chapter_rows, is_overview, spread
+from kb.services import CrossEncoderReranker, Services, build_services
 from kb.settings import load_settings
 from kb.splitter import unshared_texts
 from models.errors import ModelUnavailableError
 from tests.helpers import excerpt
 from vector_store.keyword import default_tokenizer
-
-
-# ====================================================================================== fusion
-@pytest.mark.parametrize(
-    ("rankings", "k", "weights", "expected"),
-    [
-        ([], 60, None, []),
-        ([[]], 60, None, []),
-        ([["a", "b", "c"]], 0, None, [("a", 1.0), ("b", 1 / 2), ("c", 1 / 3)]),
-        # in both lists beats first in one
-        ([["a", "b"], ["c", "b"]], 60, None, [("b", 2 / 62), ("a", 1 / 61), ("c", 1 / 61)]),
-        ([["a", "b"], ["b", "c"]], 1, None, [("b", 1 / 3 + 1 / 2), ("a", 1 / 2), ("c", 1 / 3)]),
-        # weights favour the second list
-        ([["a", "b"], ["b", "a"]], 1, [1.0, 3.0], [("b", 1 / 3 + 3 / 2), ("a", 1 / 2 + 3 / 3)]),
-        # a duplicate inside one list counts once, at its best rank
-        ([["a", "a", "b"]], 1, None, [("a", 1 / 2), ("b", 1 / 4)]),
-        # equal scores: first seen wins (deterministic)
-        ([["x"], ["y"]], 60, None, [("x", 1 / 61), ("y", 1 / 61)]),
-        ([[3, 1], [1, 2]], 60, None, [(1, 1 / 62 + 1 / 61), (3, 1 / 61), (2, 1 / 62)]),
-    ],
-)
-def test_rrf_fuse_table(rankings, k, weights, expected) -> None:
-    got = rrf_fuse(rankings, k=k, weights=weights)
-    assert [i for i, _ in got] == [i for i, _ in expected]
-    assert [s for _, s in got] == pytest.approx([s for _, s in expected])
-
-
-@pytest.mark.parametrize(
-    ("lists", "weights", "expected"),
-    [
-        ([], None, []),
-        ([{"a": 0.9, "b": 0.5}, {"b": 12.0, "c": 4.0}], [0.5, 0.5], [("a", 0.5), ("b", 0.5), ("c", 0.0)]),
-        ([{"a": 0.9, "b": 0.5}, {"b": 12.0, "c": 4.0}], [0.7, 0.3], [("a", 0.7), ("b", 0.3), ("c", 0.0)]),
-        ([{"a": 0.8, "b": 0.7, "c": 0.6}, {"c": 3.0}], None, [("a", 0.5), ("c", 0.5), ("b", 0.25)]),
-        ([{"a": 2.0, "b": 2.0}, {}], [1.0, 1.0], [("a", 1.0), ("b", 1.0)]),  # all equal -> 1.0
-    ],
-)
-def test_weighted_fuse_table(lists, weights, expected) -> None:
-    got = weighted_fuse(lists, weights)
-    assert [i for i, _ in got] == [i for i, _ in expected]
-    assert [s for _, s in got] == pytest.approx([s for _, s in expected])
-
-
-def test_fusion_rejects_bad_arguments() -> None:
-    with pytest.raises(ValueError, match="weights"):
-        rrf_fuse([["a"], ["b"]], weights=[1.0])
-    with pytest.raises(ValueError, match="k must"):
-        rrf_fuse([["a"]], k=-1)
-    with pytest.raises(ValueError, match="weights"):
-        weighted_fuse([{"a": 1.0}], [0.5, 0.5])
 
 
 # ====================================================================================== chapters
@@ -422,6 +367,13 @@ def test_cross_encoder_reranks_the_fused_candidates(home: Path, tiny_cross_encod
     )
     assert all(h.score == h.rerank_score and h.dense_score is not None for h in reranked)
     assert len({float(s) for s in scores}) > 1  # the weights really discriminate
+
+
+def test_the_composition_root_builds_the_reranker_and_loads_nothing(home: Path, tmp_path: Path) -> None:
+    assert _services(home).retriever.reranker is None
+    s = _services(home, reranker=str(tmp_path / "no-such-model"))  # cheap: nothing is read yet
+    assert isinstance(s.retriever.reranker, CrossEncoderReranker)
+    assert s.retriever.reranker.name == str(tmp_path / "no-such-model") and not s.retriever.reranker.loaded
 
 
 def test_missing_reranker_is_a_clear_error(home: Path, tmp_path: Path) -> None:

@@ -1,4 +1,6 @@
-"""Contract tests every vector store backend must pass (today: the FAISS folder store)."""
+"""The FAISS folder store on disk: atomic versions, corruption, no pickles, garbage collection.
+
+The backend-neutral contract (the ``Store`` protocol) is ``tests/test_store_contract.py``."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ import numpy as np
 import pytest
 
 from models.embeddings import HashEmbedder
-from vector_store import ChunkRecord, DocumentEntry, ModelMismatchError, StoreError, VectorStore
+from vector_store import ChunkRecord, DocumentEntry, ModelMismatchError, StoreError, VectorStore, list_stores
 
 EMB = HashEmbedder(dimension=64)
 
@@ -152,3 +154,21 @@ def test_old_versions_are_collected(store: VectorStore) -> None:
     for _ in range(5):
         store.commit({"west.txt": west})
     assert len(list((store.path / "versions").iterdir())) == 2
+
+
+def test_list_stores_names_the_folders_holding_a_knowledge_base(tmp_path: Path) -> None:
+    assert list_stores(tmp_path / "absent") == []
+    for name in ("b", "a"):
+        VectorStore(tmp_path / name).create(name, EMB.model_id, EMB.dimension)
+    (tmp_path / "not-a-kb").mkdir()
+    assert list_stores(tmp_path) == ["a", "b"]
+    VectorStore(tmp_path / "a").destroy()
+    assert list_stores(tmp_path) == ["b"] and not (tmp_path / "a").exists()
+
+
+def test_discard_segment_deletes_all_its_files(store: VectorStore) -> None:
+    entry = _doc(store, "west.txt", WEST)
+    files = [*store.segment_paths(entry.segment), store.terms_path(entry.segment)]
+    assert all(p.is_file() for p in files)
+    store.discard_segment(entry.segment)
+    assert not any(p.exists() for p in files)

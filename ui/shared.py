@@ -65,23 +65,8 @@ def pick(current: str | None, options: list[str], fallback: str | None) -> str |
 
 
 def user_errors() -> tuple[type[BaseException], ...]:
-    """Exceptions whose message is meant for users (shown, not logged as crashes)."""
-    from kb.prompt import PromptTooLongError
-    from kb.qa import QAError
-    from kb.service import KnowledgeBaseError
-    from kb.settings import SettingsError
-    from models.errors import BundledModelError, ModelConfigError, ModelCrashedError, ModelUnavailableError
-    from vector_store import StoreError
+    """Exceptions whose message is meant for users (shown, not logged as crashes): the one list the
+    CLI shares, :data:`kb.errors.USER_ERRORS`."""
+    from kb.errors import USER_ERRORS
 
-    return (
-        ModelCrashedError,
-        KnowledgeBaseError,
-        QAError,
-        PromptTooLongError,
-        StoreError,
-        SettingsError,
-        ModelUnavailableError,
-        BundledModelError,
-        ModelConfigError,
-        FileNotFoundError,
-    )
+    return USER_ERRORS

@@ -1,4 +1,8 @@
-"""The knowledge base on disk: versioned manifest, FAISS index, BM25 keyword index, chunk store (never pickled)."""
+"""The knowledge base on disk: versioned manifest, FAISS index, BM25 keyword index, chunk store (never pickled).
+
+:class:`Store` / :class:`StoreSnapshot` (:mod:`vector_store.protocols`) are what ``kb/`` needs of a
+store; :class:`VectorStore` / :class:`Snapshot` (FAISS, :mod:`vector_store.store`) implement them.
+"""
 
 from vector_store.keyword import (
     KeywordIndex,
@@ -7,6 +11,7 @@ from vector_store.keyword import (
     TermCounts,
     default_tokenizer,
 )
+from vector_store.protocols import Store, StoreSnapshot
 from vector_store.store import (
     FORMAT_VERSION,
     ChunkRecord,
@@ -16,6 +21,7 @@ from vector_store.store import (
     Snapshot,
     StoreError,
     VectorStore,
+    list_stores,
 )
 
 __all__ = [
@@ -28,8 +34,11 @@ __all__ = [
     "ModelMismatchError",
     "SearchHit",
     "Snapshot",
+    "Store",
     "StoreError",
+    "StoreSnapshot",
     "TermCounts",
     "VectorStore",
     "default_tokenizer",
+    "list_stores",
 ]

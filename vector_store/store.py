@@ -212,6 +212,13 @@ class Snapshot:
                     )
         return self._keyword
 
+    @property
+    def tokenizer(self) -> KeywordTokenizer:
+        """The keyword index's tokenizer (without building the index when it is not loaded yet)."""
+        if self._keyword is not None:
+            return self._keyword.tokenizer
+        return self._tokenizer or default_tokenizer()
+
     def _query(self, vector: np.ndarray) -> np.ndarray:
         query = np.asarray(vector, dtype=np.float32).reshape(1, -1)
         if query.shape[1] != self.dimension:
@@ -334,10 +341,27 @@ class VectorStore:
             )
 
     def lock(self, timeout: float = 600.0):
-        """Cross-process writer lock (CLI and web app on the same knowledge base are serialised)."""
+        """Cross-process writer lock (CLI and web app on the same knowledge base are serialised).
+
+        Creates the knowledge base's folder if needed (the lock file lives in it), so that
+        :meth:`create` can be called under it.
+        """
         from filelock import FileLock
 
+        self.path.mkdir(parents=True, exist_ok=True)
         return FileLock(str(self.path / ".lock"), timeout=timeout)
+
+    def destroy(self) -> None:
+        """Delete the whole knowledge base folder, under the writer lock.
+
+        The identity file goes first, after the versions: from then on :meth:`exists` is false,
+        even if removing the rest is interrupted (a later :meth:`destroy` or :meth:`create` of the
+        same name finishes or overwrites it).
+        """
+        with self.lock():
+            shutil.rmtree(self.path / "versions", ignore_errors=True)
+            self.info_path.unlink(missing_ok=True)
+            shutil.rmtree(self.path, ignore_errors=True)
 
     # ---------------------------------------------------------------- versions
     def current_version(self) -> str | None:
@@ -377,6 +401,12 @@ class VectorStore:
     def has_segment(self, segment: str) -> bool:
         vec, chunks = self.segment_paths(segment)
         return vec.is_file() and chunks.is_file()
+
+    def discard_segment(self, segment: str) -> None:
+        """Delete a segment's files (vectors, chunks, term counts), e.g. a damaged one about to be
+        written anew. Call under :meth:`lock` when a published version may list it."""
+        for path in (*self.segment_paths(segment), self.terms_path(segment)):
+            path.unlink(missing_ok=True)
 
     # ---------------------------------------------------------------- reading
     def manifest(self, version: str | None = None) -> dict[str, Any]:
@@ -636,6 +666,14 @@ class VectorStore:
                 continue
             if stem not in live and old:
                 path.unlink(missing_ok=True)
+
+
+def list_stores(root: Path) -> list[str]:
+    """Names of the knowledge bases in ``root`` (folders holding a ``kb.json``), sorted."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    return sorted(p.name for p in root.iterdir() if VectorStore(p).exists())
 
 
 def _segment_of(filename: str) -> str:

@@ -1,0 +1,66 @@
+"""kb.fusion: the pure fusion math, table-tested."""
+
+from __future__ import annotations
+
+import pytest
+
+from kb.fusion import rrf_fuse, rrf_max, weighted_fuse
+
+
+@pytest.mark.parametrize(
+    ("rankings", "k", "weights", "expected"),
+    [
+        ([], 60, None, []),
+        ([[]], 60, None, []),
+        ([["a", "b", "c"]], 0, None, [("a", 1.0), ("b", 1 / 2), ("c", 1 / 3)]),
+        # in both lists beats first in one
+        ([["a", "b"], ["c", "b"]], 60, None, [("b", 2 / 62), ("a", 1 / 61), ("c", 1 / 61)]),
+        ([["a", "b"], ["b", "c"]], 1, None, [("b", 1 / 3 + 1 / 2), ("a", 1 / 2), ("c", 1 / 3)]),
+        # weights favour the second list
+        ([["a", "b"], ["b", "a"]], 1, [1.0, 3.0], [("b", 1 / 3 + 3 / 2), ("a", 1 / 2 + 3 / 3)]),
+        # a duplicate inside one list counts once, at its best rank
+        ([["a", "a", "b"]], 1, None, [("a", 1 / 2), ("b", 1 / 4)]),
+        # equal scores: first seen wins (deterministic)
+        ([["x"], ["y"]], 60, None, [("x", 1 / 61), ("y", 1 / 61)]),
+        ([[3, 1], [1, 2]], 60, None, [(1, 1 / 62 + 1 / 61), (3, 1 / 61), (2, 1 / 62)]),
+    ],
+)
+def test_rrf_fuse_table(rankings, k, weights, expected) -> None:
+    got = rrf_fuse(rankings, k=k, weights=weights)
+    assert [i for i, _ in got] == [i for i, _ in expected]
+    assert [s for _, s in got] == pytest.approx([s for _, s in expected])
+
+
+@pytest.mark.parametrize(
+    ("lists", "weights", "expected"),
+    [
+        ([], None, []),
+        ([{"a": 0.9, "b": 0.5}, {"b": 12.0, "c": 4.0}], [0.5, 0.5], [("a", 0.5), ("b", 0.5), ("c", 0.0)]),
+        ([{"a": 0.9, "b": 0.5}, {"b": 12.0, "c": 4.0}], [0.7, 0.3], [("a", 0.7), ("b", 0.3), ("c", 0.0)]),
+        ([{"a": 0.8, "b": 0.7, "c": 0.6}, {"c": 3.0}], None, [("a", 0.5), ("c", 0.5), ("b", 0.25)]),
+        ([{"a": 2.0, "b": 2.0}, {}], [1.0, 1.0], [("a", 1.0), ("b", 1.0)]),  # all equal -> 1.0
+    ],
+)
+def test_weighted_fuse_table(lists, weights, expected) -> None:
+    got = weighted_fuse(lists, weights)
+    assert [i for i, _ in got] == [i for i, _ in expected]
+    assert [s for _, s in got] == pytest.approx([s for _, s in expected])
+
+
+def test_fusion_rejects_bad_arguments() -> None:
+    with pytest.raises(ValueError, match="weights"):
+        rrf_fuse([["a"], ["b"]], weights=[1.0])
+    with pytest.raises(ValueError, match="k must"):
+        rrf_fuse([["a"]], k=-1)
+    with pytest.raises(ValueError, match="weights"):
+        weighted_fuse([{"a": 1.0}], [0.5, 0.5])
+
+
+@pytest.mark.parametrize(
+    ("k", "weights"), [(0, None), (1, None), (60, None), (60, [0.3, 0.7]), (5, [2.0, 1.0])]
+)
+def test_rrf_max_is_the_score_of_an_item_first_everywhere(k, weights) -> None:
+    fused = rrf_fuse([["a", "b"], ["a", "c"]], k=k, weights=weights)
+    assert fused[0] == ("a", pytest.approx(rrf_max(k, 2, weights)))
+    with pytest.raises(ValueError, match="weights"):
+        rrf_max(k, 3, [1.0])
