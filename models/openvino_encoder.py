@@ -9,11 +9,12 @@ What runs where: sentence-transformers still tokenises (prompts included) and po
 transformer (``model[0].auto_model``) is traced with ``torch.jit.trace`` once per process
 (a few seconds, offline, from the weights already loaded) and compiled by OpenVINO with
 ``INFERENCE_PRECISION_HINT`` (``bf16`` or ``f32``). The compiled model runs one stream per
-physical core, each on one thread: a job's batches are streamed through the streams with an async
-queue (no per-operation synchronisation between cores; the next batch is tokenised while the
-streams run, token lengths padded to a multiple of :data:`PAD_MULTIPLE`), and a single query runs
-on one stream, i.e.
-one thread (the rule :meth:`SentenceTransformerEmbedder.encode_query` follows for torch).
+physical core, each on one thread: a job's batches are streamed through the streams with one
+asynchronous infer request per stream (no per-operation synchronisation between cores; the next
+batch is tokenised while the streams run, token lengths padded to a multiple of
+:data:`PAD_MULTIPLE`; no Python code ever runs on OpenVINO's threads, see
+:meth:`OpenVinoTransformer.map_batches`), and a single query runs on one stream, i.e. one thread
+(the rule :meth:`SentenceTransformerEmbedder.encode_query` follows for torch).
 
 >>> openvino_available() in (True, False)
 True
@@ -22,8 +23,8 @@ True
 from __future__ import annotations
 
 import logging
-import threading
 import warnings
+from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
@@ -165,7 +166,6 @@ class OpenVinoTransformer:
         }
         self._compiled = ov.Core().compile_model(ov_model, "CPU", config)
         self._output = self._compiled.output(0)
-        self._queue_type = ov.AsyncInferQueue
         self.precision_hint = precision_hint
 
     def run(self, features: dict[str, Any]) -> np.ndarray:
@@ -182,47 +182,47 @@ class OpenVinoTransformer:
     ) -> list[T]:
         """``reduce(batch, token_embeddings)`` of every batch, in input order, over all streams.
 
-        One queue for the whole job: ``batches`` is consumed lazily, so the next batch is
-        tokenised while the streams run the previous ones (a generator is the intended input),
-        and each result is reduced (e.g. pooled) as soon as its request finishes, so only the
-        batches in flight are held as token embeddings. ``progress(batches_done)`` is called from
-        the caller's thread after each submission and once at the end.
+        One infer request per stream, used in turn: ``batches`` is consumed lazily, so the next
+        batch is tokenised while the streams run the previous ones (a generator is the intended
+        input), and each result is reduced (e.g. pooled) as soon as it is the oldest one done, so
+        at most one batch per stream is held as token embeddings. Everything Python runs in the
+        caller's thread: ``reduce``, ``progress(batches_done)`` (after each submission and once at
+        the end), and the waits, which release the GIL while OpenVINO works.
+
+        Why no ``AsyncInferQueue`` callback: OpenVINO would run it on its own callback thread and
+        keep the Python function (and what it references, e.g. this object) inside its C++
+        requests. Python on that thread can then drop the last reference to a compiled model
+        (through the cyclic GC, or when a finished request releases the function), whose
+        destructor joins the executor thread it is running on: ``std::system_error: Resource
+        deadlock avoided`` and an abort of the whole process (issue #12; reproduced in
+        ``tests/test_openvino_encoder.py``).
         """
-        results: dict[int, T] = {}
-        pending: dict[int, dict[str, Any]] = {}
-        failures: list[BaseException] = []
-        lock = threading.Lock()
+        requests = [self._compiled.create_infer_request() for _ in range(self.streams)]
+        in_flight: deque[tuple[Any, dict[str, Any]]] = deque()
+        results: list[T] = []
 
-        def done(request: Any, index: int) -> None:
-            try:
-                with lock:
-                    features = pending.pop(index)
-                tokens = np.array(request.get_tensor(self._output).data, dtype=np.float32)
-                value = reduce(features, tokens)
-                with lock:
-                    results[index] = value
-            except BaseException as exc:  # raised again in the caller's thread below
-                failures.append(exc)
+        def finish_oldest() -> None:
+            request, features = in_flight.popleft()
+            request.wait()  # releases the GIL; raises if the inference failed
+            tokens = np.array(request.get_tensor(self._output).data, dtype=np.float32)
+            results.append(reduce(features, tokens))
 
-        queue = self._queue_type(self._compiled, self.streams)
-        queue.set_callback(done)
-        submitted = 0
-        for i, batch in enumerate(batches):
-            if failures:
-                break
-            with lock:
-                pending[i] = batch
-            queue.start_async(ov_inputs(batch), i)
-            submitted += 1
-            if progress:
-                with lock:
-                    finished = len(results)
-                progress(finished)
-        queue.wait_all()
-        if failures:
-            raise failures[0]
-        if len(results) != submitted:  # pragma: no cover - OpenVINO raises from wait_all on a failed request
-            raise RuntimeError(f"OpenVINO returned {len(results)} of {submitted} batches")
+        try:
+            for i, batch in enumerate(batches):
+                if len(in_flight) == len(requests):
+                    finish_oldest()
+                request = requests[i % len(requests)]  # the oldest is done: its request is free
+                request.start_async(ov_inputs(batch))
+                in_flight.append((request, batch))
+                if progress:
+                    progress(len(results))
+            while in_flight:
+                finish_oldest()
+        finally:
+            # after a failure (a batch, reduce, progress or the inference): nothing of this call
+            # keeps running once it returns
+            for request, _ in in_flight:
+                request.wait()
         if progress:
-            progress(submitted)
-        return [results[i] for i in range(submitted)]
+            progress(len(results))
+        return results

@@ -178,3 +178,136 @@ def test_lengths_are_padded_to_a_few_shapes_without_changing_the_vectors(
     ov.encode_passages(texts)
     ov.encode_query("贾宝玉衔的玉是从哪里来的？")
     assert lengths and all(n % PAD_MULTIPLE == 0 for n in lengths), lengths
+
+
+# A stand-in transformer (compiles in milliseconds) for the threading tests below: the token
+# embeddings of ``input_ids`` times the mask, through a few MatMuls.
+_TINY_MODEL = """
+import numpy as np
+import torch
+
+from models.openvino_encoder import OpenVinoTransformer, import_openvino
+
+ov = import_openvino()
+import openvino.opset13 as ops
+
+
+def tiny_model():
+    ids = ops.parameter([-1, -1], ov.Type.i64, name="input_ids")
+    mask = ops.parameter([-1, -1], ov.Type.i64, name="attention_mask")
+    x = ops.multiply(ops.convert(ids, "f32"), ops.convert(mask, "f32"))
+    x = ops.matmul(ops.unsqueeze(x, ops.constant(np.array([2]))), ops.constant(np.ones((1, 64), np.float32)), False, False)
+    for _ in range(4):
+        x = ops.matmul(x, ops.constant(np.eye(64, dtype=np.float32)), False, False)
+    model = ov.Model([x], [ids, mask], "tiny")
+    for port, name in zip(model.inputs, ("input_ids", "attention_mask")):
+        port.get_tensor().set_names({name})
+    return model
+
+
+def batch(i):
+    n = 8 + i % 5
+    return {"input_ids": torch.arange(4 * n).reshape(4, n), "attention_mask": torch.ones(4, n, dtype=torch.long)}
+"""
+
+_ENGINES_IN_CYCLES = (
+    _TINY_MODEL
+    + """
+import gc
+
+gc.set_threshold(10)  # collections inside every job, as in a long test session or a busy app
+
+
+class Owner:  # e.g. an embedder in a reference cycle: only the cyclic GC frees its engine
+    def __init__(self):
+        self.engine = OpenVinoTransformer(None, model=tiny_model(), streams=2)
+        self.me = self
+
+
+for _ in range(40):
+    owner = Owner()
+    owner.engine.map_batches((batch(i) for i in range(4)), lambda f, t: [t.sum() for _ in range(10)])
+    del owner
+print("ok", flush=True)
+"""
+)
+
+
+def test_engines_freed_by_the_garbage_collector_do_not_abort_the_process() -> None:
+    """Issue #12: with an ``AsyncInferQueue`` callback, Python ran on OpenVINO's callback thread, so
+    a collection there (or a finished request releasing the callback) could free a compiled model
+    on its own executor thread: ``std::system_error: Resource deadlock avoided``, the process
+    aborted (seen once in the test session; this script aborted 3 of 3 runs with the callback,
+    the native stack ending in ``CPUStreamsExecutor::~CPUStreamsExecutor`` -> ``thread::join``).
+    Run in a subprocess so that an abort fails this test instead of killing pytest."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run(
+        [sys.executable, "-X", "faulthandler", "-c", _ENGINES_IN_CYCLES],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0 and out.stdout.strip() == "ok", (out.returncode, out.stderr[-3000:])
+
+
+def test_map_batches_runs_every_python_callable_in_the_callers_thread() -> None:
+    """The invariant behind the test above: ``reduce``, ``progress`` and every garbage collection
+    during a job happen in the thread that called ``map_batches`` (here not the main thread), never
+    on one of OpenVINO's (a native thread shows up as ``Dummy-N``); results keep the input order, and a failing batch generator leaves the
+    engine usable."""
+    import gc
+    import threading
+
+    namespace: dict = {}
+    exec(_TINY_MODEL, namespace)  # the stand-in model above
+    engine = namespace["OpenVinoTransformer"](None, model=namespace["tiny_model"](), streams=2)
+    batch = namespace["batch"]
+    seen: list[str] = []
+    collections: list[str] = []
+
+    def on_gc(phase: str, _info: dict) -> None:
+        collections.append(threading.current_thread().name)
+
+    def reduce(features: dict, tokens: np.ndarray) -> tuple[int, int]:
+        seen.append(threading.current_thread().name)
+        garbage = [[] for _ in range(50)]
+        for item in garbage:
+            item.append(garbage)  # cycles, so that collections happen during the job
+        return int(features["input_ids"].shape[1]), int(tokens.shape[1])
+
+    out: list = []
+
+    def job() -> None:
+        done = engine.map_batches(
+            (batch(i) for i in range(9)), reduce, lambda n: seen.append(f"progress {n}")
+        )
+        out.append(done)
+
+    def failing_batches():
+        yield batch(0)
+        raise ValueError("tokeniser failed")
+
+    threshold = gc.get_threshold()
+    gc.set_threshold(10)
+    gc.callbacks.append(on_gc)
+    try:
+        caller = threading.Thread(target=job, name="caller")
+        caller.start()
+        caller.join(120)
+    finally:
+        gc.callbacks.remove(on_gc)
+        gc.set_threshold(*threshold)
+    assert out and [length for length, _ in out[0]] == [8 + i % 5 for i in range(9)]
+    assert all(a == b for a, b in out[0])
+    reduced_in = [name for name in seen if not name.startswith("progress")]
+    progress = [int(name.split()[1]) for name in seen if name.startswith("progress")]
+    assert reduced_in == ["caller"] * 9 and progress == sorted(progress) and progress[-1] == 9
+    # (the main thread allocates too while it starts and joins the caller)
+    assert "caller" in collections and set(collections) <= {"caller", "MainThread"}, set(collections)
+    with pytest.raises(ValueError, match="tokeniser failed"):
+        engine.map_batches(failing_batches(), reduce)
+    assert len(engine.map_batches((batch(i) for i in range(3)), reduce)) == 3

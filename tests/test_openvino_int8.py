@@ -33,8 +33,14 @@ if not openvino_int8.nncf_available():
 MIN_COSINE = 0.98
 """Worst text: the empty string, i.e. the prompt alone (measured 0.985); 300-character chunks 0.998-0.9995."""
 MEAN_COSINE = 0.997
-MAX_REGRET = 0.005
-"""fp32 similarity lost by taking int8's nearest passage instead of fp32's (measured max 0.0010)."""
+MAX_REGRET = 0.01
+"""fp32 similarity lost by taking int8's nearest passage instead of fp32's. Measured with the same
+quantised model: max 0.0010 without AMX (2 of 38 nearest passages change), 0.0076 on an Intel CPU
+with AMX, whose int8 kernels round differently (4 change; the 0.0076 is the mixed-script
+"Ｈｅｌｌｏ，世界！..." text, whose two nearest passages are 0.0074 apart in fp32: a near-tie).
+docs/EMBEDDINGS.md, "On CPUs with AMX"."""
+MAX_CHANGED = 5
+"""Nearest passages that may change at all (measured 2 without AMX, 4 with)."""
 
 
 @pytest.fixture(scope="module")
@@ -87,13 +93,14 @@ def test_passages_and_queries_stay_near_fp32(
     assert cosine.min() >= MIN_COSINE and cosine.mean() >= MEAN_COSINE, (cosine.min(), cosine.mean())
     # retrieval keeps its order: the passage int8 ranks nearest to each passage is, by fp32's own
     # similarities, (almost) as near as fp32's nearest one. (The identity of the nearest one can
-    # flip between near-ties: 35 of these 38 keep it.)
+    # flip between near-ties: 34-36 of these 38 keep it, see MAX_REGRET.)
     sim_got, sim_want = got @ got.T, want @ want.T
     np.fill_diagonal(sim_got, -2)
     np.fill_diagonal(sim_want, -2)
     rows = np.arange(len(texts))
     regret = sim_want.max(axis=1) - sim_want[rows, sim_got.argmax(axis=1)]
     assert regret.max() <= MAX_REGRET, (regret.argmax(), regret.max())
+    assert (regret > 0).sum() <= MAX_CHANGED, np.nonzero(regret)
     for question in ["贾宝玉衔的玉是从哪里来的？", "林黛玉", "who is Sun Wukong?"]:
         assert float(int8.encode_query(question) @ fp32.encode_query(question)) >= MIN_COSINE
 
