@@ -32,6 +32,7 @@ from typing import Literal, Protocol, get_args, runtime_checkable
 import numpy as np
 from langchain_core.embeddings import Embeddings
 
+from models.cpu import physical_cores
 from models.errors import ModelUnavailableError
 
 ProgressFn = Callable[[int, int], None]
@@ -124,18 +125,6 @@ class HashEmbedder(_LangChainMixin):
 
     def encode_query(self, text: str) -> np.ndarray:
         return _normalise(self._one(text)[None, :])[0]
-
-
-def physical_cores() -> int:
-    """Physical CPU cores available to this process (torch threads beyond this only add contention)."""
-    try:
-        import psutil
-
-        n = psutil.cpu_count(logical=False)
-    except ImportError:  # pragma: no cover - psutil is a requirement
-        n = None
-    avail = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, min(n or avail, avail))
 
 
 class SentenceTransformerEmbedder(_LangChainMixin):

@@ -72,7 +72,7 @@ class App:
             raise AssertionError(f"the app process exited with {self.proc.returncode}:\n{self.log_tail()}")
 
     def worker_pids(self) -> list[int]:
-        """The app's model processes (``python -m models.llm_worker``) that are running now."""
+        """The app's model processes (``python -m models.llm.worker``) that are running now."""
         import psutil
 
         try:
@@ -83,7 +83,7 @@ class App:
         for child in children:
             with contextlib.suppress(psutil.Error):
                 if (
-                    "models.llm_worker" in " ".join(child.cmdline())
+                    "models.llm.worker" in " ".join(child.cmdline())
                     and child.status() != psutil.STATUS_ZOMBIE
                 ):
                     out.append(child.pid)

@@ -1,4 +1,6 @@
-"""Shared fixtures. The network is blocked for every test (loopback stays open for local servers)."""
+"""Shared fixtures, and the layout rule: every test under ``tests/integration/`` (real models) and
+``tests/e2e/`` (browser, killed processes, load) is marked ``slow``, so ``pytest -m "not slow"`` is
+the fast suite. The network is blocked for every test (loopback stays open for local servers)."""
 
 from __future__ import annotations
 
@@ -181,3 +183,18 @@ def llama_server(bundled_gguf_05b: Path, tmp_path_factory: pytest.TempPathFactor
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=10)
+
+
+SLOW_FOLDERS = ("integration", "e2e")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The folder decides: tests under integration/ and e2e/ are slow (real models, browser, kills)."""
+    tests = Path(__file__).resolve().parent
+    for item in items:
+        try:
+            folder = Path(str(item.fspath)).resolve().relative_to(tests).parts[0]
+        except ValueError:
+            continue
+        if folder in SLOW_FOLDERS:
+            item.add_marker(pytest.mark.slow)

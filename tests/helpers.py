@@ -19,6 +19,15 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 """The test material beside a checkout (``../shared/data``: novels, CMRC 2018)."""
 NOVELS = SHARED_DATA / "novels"
 
+MIXED = [  # texts that stress a tokenizer and an encoder: empty, one character, mixed scripts, emoji
+    "",
+    "孙",
+    "贾宝玉衔的玉是从哪里来的？",
+    "iPhone 15 Pro 的价格是 7999 元，比去年贵了 5%。",
+    "Ｈｅｌｌｏ，世界！ emoji 😀 and rare characters 𠮷 囫囵吞枣",
+    "The Story of the Stone, also known as Dream of the Red Chamber, is one of the Four Great Classical Novels.",
+]
+
 
 def novel_slices(name: str, lengths: list[int], start: int, gap: int) -> list[str]:
     """Slices of the given lengths from the shared novel ``name`` (UTF-8), ``gap`` characters apart

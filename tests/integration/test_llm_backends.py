@@ -1,7 +1,7 @@
 """LLM backends with real weights: llama.cpp runs the real bundled 0.5B GGUF; transformers runs a
 tiny random Qwen2 model with a BPE tokenizer built here; the OpenAI backend talks to a real llama.cpp
 server (``models.llama_server``) on 127.0.0.1. Native inference never runs in the test process:
-llama.cpp and transformers run in the supervised model process (:mod:`models.llm_process`), as in
+llama.cpp and transformers run in the supervised model process (:mod:`models.llm.process`), as in
 the app, so a native crash fails a test instead of killing pytest.
 """
 
@@ -29,7 +29,7 @@ from models.llm import (
     cuda_available,
     resolve_llm,
 )
-from models.llm_process import WorkerChatModel
+from models.llm.process import WorkerChatModel
 
 CJK = re.compile(r"[\u4e00-\u9fff]")
 

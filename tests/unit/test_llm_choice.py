@@ -37,7 +37,7 @@ from models.llm import (
     hf_cached_snapshot,
     resolve_llm,
 )
-from models.llm_process import WorkerChatModel
+from models.llm.process import WorkerChatModel
 
 CJK = re.compile(r"[\u4e00-\u9fff]")
 

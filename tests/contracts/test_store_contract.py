@@ -3,7 +3,7 @@
 Parametrised over the implementations (today the FAISS folder store); a new backend (e.g. Milvus)
 adds one entry to ``STORES`` and must pass every test here unchanged. Only protocol methods are
 used, so nothing here depends on files; the FAISS store's on-disk behaviour (atomic versions,
-corruption, pickles, garbage collection) is tested in ``tests/test_vector_store.py``.
+corruption, pickles, garbage collection) is tested in ``tests/unit/test_vector_store.py``.
 """
 
 from __future__ import annotations

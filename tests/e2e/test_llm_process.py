@@ -1,9 +1,9 @@
-"""The supervised model process (models.llm_process / models.llm_worker), killed for real.
+"""The supervised model process (models.llm.process / models.llm.worker), killed for real.
 
 The model process runs the deterministic fake backend here (``fake_token_delay_ms`` makes it stream
 at a model's pace), so every test is fast; the process, the socket, the signals and the restarts
-are real. The same supervisor runs llama.cpp and transformers (tests/test_llm_backends.py) and the
-app in a real browser (tests/test_app_e2e.py).
+are real. The same supervisor runs llama.cpp and transformers (tests/integration/test_llm_backends.py) and the
+app in a real browser (tests/e2e/test_app_e2e.py).
 """
 
 from __future__ import annotations
@@ -24,10 +24,10 @@ from langchain_core.messages import HumanMessage
 
 from kb.cli import main as kb_main
 from kb.settings import LLMSettings
-from models import llm_process
 from models.errors import ModelCrashedError, ModelUnavailableError
 from models.llm import ChatSpec, build_chat_model
-from models.llm_process import WorkerChatModel, crash_report, describe_exit
+from models.llm import process as llm_process
+from models.llm.process import WorkerChatModel, crash_report, describe_exit
 from tests.helpers import REPO
 
 REPLY = "长江是中国第一长河，全长约六千三百公里，流经十一个省级行政区，最后注入东海。" * 2
@@ -246,7 +246,7 @@ def model_process_of(proc: subprocess.Popen[bytes]) -> int:
     children = [
         c
         for c in psutil.Process(proc.pid).children(recursive=True)
-        if "models.llm_worker" in " ".join(c.cmdline())
+        if "models.llm.worker" in " ".join(c.cmdline())
     ]
     assert len(children) == 1, children
     return children[0].pid

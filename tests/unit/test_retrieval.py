@@ -323,7 +323,7 @@ def tiny_cross_encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     folder = tmp_path_factory.mktemp("tiny-cross-encoder")
     corpus = [
-        Path(__file__).resolve().parents[1].joinpath("tests", "test_retrieval.py").read_text("utf-8"),
+        Path(__file__).read_text("utf-8"),
         "甄士隐梦幻识通灵贾雨村风尘怀闺秀林黛玉抛父进京都孙悟空大闹天宫",
     ]
     wordpiece = BertWordPieceTokenizer(lowercase=True, handle_chinese_chars=True)

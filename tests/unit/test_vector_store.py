@@ -1,6 +1,6 @@
 """The FAISS folder store on disk: atomic versions, corruption, no pickles, garbage collection.
 
-The backend-neutral contract (the ``Store`` protocol) is ``tests/test_store_contract.py``."""
+The backend-neutral contract (the ``Store`` protocol) is ``tests/contracts/test_store_contract.py``."""
 
 from __future__ import annotations
 

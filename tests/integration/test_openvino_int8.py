@@ -19,8 +19,7 @@ import pytest
 
 from models.embeddings import PRECISIONS, EmbedderRegistry, SentenceTransformerEmbedder
 from models.openvino_encoder import openvino_available
-from tests.helpers import novel_slices
-from tests.test_openvino_encoder import MIXED
+from tests.helpers import MIXED, novel_slices
 
 if not openvino_available():  # not importorskip: importing openvino here would bypass import_openvino()
     pytest.skip("openvino is not installed", allow_module_level=True)
@@ -201,7 +200,7 @@ def test_nncf_telemetry_is_off() -> None:
         "from models.openvino_int8 import import_nncf; import_nncf(); "
         "import nncf.telemetry.wrapper as w; print(type(w.telemetry).__name__)"
     )
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "MagicMock"  # nncf.telemetry.wrapper.NNCFTelemetryStub

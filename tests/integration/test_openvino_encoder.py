@@ -15,20 +15,12 @@ import pytest
 
 from models.embeddings import PRECISIONS, EmbedderRegistry, SentenceTransformerEmbedder
 from models.openvino_encoder import PAD_MULTIPLE, openvino_available, pad_to_multiple
-from tests.helpers import novel_slices
+from tests.helpers import MIXED, novel_slices
 
 if not openvino_available():  # not importorskip: importing openvino here would bypass import_openvino()
     pytest.skip("openvino is not installed", allow_module_level=True)
 
 MIN_COSINE = 0.9995
-MIXED = [
-    "",
-    "孙",
-    "贾宝玉衔的玉是从哪里来的？",
-    "iPhone 15 Pro 的价格是 7999 元，比去年贵了 5%。",
-    "Ｈｅｌｌｏ，世界！ emoji 😀 and rare characters 𠮷 囫囵吞枣",
-    "The Story of the Stone, also known as Dream of the Red Chamber, is one of the Four Great Classical Novels.",
-]
 
 
 @pytest.fixture(scope="module")
@@ -243,7 +235,7 @@ def test_engines_freed_by_the_garbage_collector_do_not_abort_the_process() -> No
     import subprocess
     import sys
 
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     out = subprocess.run(
         [sys.executable, "-X", "faulthandler", "-c", _ENGINES_IN_CYCLES],
         cwd=root,

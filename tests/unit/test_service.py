@@ -1,5 +1,5 @@
 """The knowledge-base service (management, snapshots) and the CLI with the deterministic hash embedder
-(fast, no model). The ingest pipeline itself is tested in ``tests/test_ingest.py``."""
+(fast, no model). The ingest pipeline itself is tested in ``tests/unit/test_ingest.py``."""
 
 from __future__ import annotations
 

@@ -4,9 +4,9 @@ Runs ``app.py`` with the ``mock`` profile (hash embeddings, scripted LLM) so it 
 the Gradio queue, retrieval, context and prompt assembly, streaming. Each session is its own
 ``gradio_client.Client`` calling the app's ``/ask`` API.
 
-    python -m tests.load_test --sessions 20 --questions 10      # prints a JSON report
+    python -m tests.e2e.load_test --sessions 20 --questions 10      # prints a JSON report
 
-The test suite runs it (``tests/test_load.py``) and requires zero errors.
+The test suite runs it (``tests/e2e/test_load.py``) and requires zero errors.
 """
 
 from __future__ import annotations

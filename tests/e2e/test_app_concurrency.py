@@ -8,7 +8,7 @@
   from the UI repairs it (Issue 7).
 
 The app runs as ``python app.py --profile mock`` (hash embeddings, scripted LLM) like in
-``tests/test_app_e2e.py``, whose helpers these tests use.
+``tests/e2e/test_app_e2e.py``, whose helpers these tests use.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.load_test import run
+from tests.e2e.load_test import run
 
 
 @pytest.mark.slow
