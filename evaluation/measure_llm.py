@@ -143,9 +143,9 @@ def measure_one(
 ) -> Measurement:
     """Measure one model in this process (call in a fresh process for a meaningful peak RSS)."""
     from models.bundled import ensure_bundled_gguf
-    from models.cpu import CpuInfo, choose_extra_buffers
-    from models.llm import ChatSpec, LlamaCppChat, is_bundled_name, physical_cores
-    from models.llm_process import WorkerChatModel
+    from models.cpu import CpuInfo, choose_extra_buffers, physical_cores
+    from models.llm import ChatSpec, LlamaCppChat, is_bundled_name
+    from models.llm.process import WorkerChatModel
 
     t0 = time.perf_counter()
     if is_bundled_name(name):
@@ -327,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
                     cmd += ["--threads", str(args.threads)]
                 proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, check=False)
                 if proc.returncode < 0:  # a native crash of the variant is a result, not the end
-                    from models.llm_process import describe_exit
+                    from models.llm.process import describe_exit
 
                     rows.append(Measurement.crashed(name, variant, describe_exit(proc.returncode)))
                     continue

@@ -4,7 +4,7 @@ Measurement (``eval``, ``bench``) is ``python -m evaluation`` (:mod:`evaluation.
 
 Tested by calling :func:`main` with an argv list; it returns the exit status (0 ok, 1 partial
 failure such as skipped files, 2 usage/user error, 3 the model process crashed — a status, never a
-signal: the model runs in its own process, see :mod:`models.llm_process`).
+signal: the model runs in its own process, see :mod:`models.llm.process`).
 
 Examples::
 

@@ -1,6 +1,6 @@
 """The model process: hosts one local chat model and answers requests over a private socket.
 
-Started by :class:`models.llm_process.WorkerChatModel` as ``python -m models.llm_worker --fd N``,
+Started by :class:`models.llm.process.WorkerChatModel` as ``python -m models.llm.worker --fd N``,
 where ``N`` is its end of a ``socket.socketpair()`` (no port, nothing else can connect). Native code
 (llama.cpp, torch) runs only here, so a segfault, an OOM kill or ``kill -9`` ends this process and
 the app that started it reports the cause and starts a new one.
@@ -166,7 +166,7 @@ class _Worker:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m models.llm_worker", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m models.llm.worker", description=__doc__.split("\n")[0])
     parser.add_argument("--fd", type=int, required=True, help="this process's end of the socket pair")
     args = parser.parse_args(argv)
     # The protocol has its own socket; native libraries that print to stdout write into the log.

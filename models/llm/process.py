@@ -2,7 +2,7 @@
 
 :class:`WorkerChatModel` is a LangChain ``BaseChatModel`` like the in-process backends (it streams,
 counts tokens with the model's own tokenizer, honours ``temperature``/``max_tokens``/``stop`` and
-closing the stream), but the weights live in a child process (:mod:`models.llm_worker`) that it
+closing the stream), but the weights live in a child process (:mod:`models.llm.worker`) that it
 starts on first use. Why: native inference code can kill the process it runs in (llama.cpp's AMX
 path on Intel Xeons, issue #12; the OOM killer; ``kill -9``). Here such a death:
 
@@ -42,7 +42,7 @@ from langchain_core.outputs import ChatGenerationChunk
 from pydantic import Field, PrivateAttr
 
 from models.errors import BundledModelError, ModelConfigError, ModelCrashedError, ModelUnavailableError
-from models.llm import _LocalChatModel, to_role_messages
+from models.llm import LocalChatModel, to_role_messages
 
 __all__ = ["HOLD_OFF_S", "MAX_START_CRASHES", "WorkerChatModel", "describe_exit"]
 
@@ -55,7 +55,7 @@ BACKOFF_S = (0.0, 0.0, 1.0, 2.0, 4.0)
 """Pause before a restart, by the number of crashes in a row (the last one repeats)."""
 LOG_TAIL_LINES = 8
 LOG_MAX_BYTES = 2_000_000
-_REPO = Path(__file__).resolve().parent.parent
+_REPO = Path(__file__).resolve().parents[2]
 _ERRORS: dict[str, type[Exception]] = {
     "ModelUnavailableError": ModelUnavailableError,
     "ModelConfigError": ModelConfigError,
@@ -147,7 +147,7 @@ class _Process:
             log.flush()
             self._log_start = log.tell()
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "models.llm_worker", "--fd", str(child.fileno())],
+                [sys.executable, "-m", "models.llm.worker", "--fd", str(child.fileno())],
                 pass_fds=(child.fileno(),),
                 stdin=subprocess.DEVNULL,
                 stdout=log,
@@ -271,7 +271,7 @@ def _stop_quietly(process: _Process | None) -> None:
             pass
 
 
-class WorkerChatModel(_LocalChatModel):
+class WorkerChatModel(LocalChatModel):
     """A local chat model run in a supervised child process (see the module docstring).
 
     ``spec`` is a :class:`models.llm.ChatSpec` as JSON. Cheap to build: the process starts on
