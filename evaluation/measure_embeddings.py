@@ -99,8 +99,8 @@ def op_profile(
 
     from sentence_transformers import SentenceTransformer
 
-    from models.openvino_encoder import convert_transformer, import_openvino, ov_inputs
-    from models.openvino_int8 import int8_model
+    from models.embeddings.openvino import convert_transformer, import_openvino, ov_inputs
+    from models.embeddings.openvino_int8 import int8_model
 
     if precision not in ("openvino-int8", "openvino-bf16"):
         raise ValueError(f"--profile takes openvino-int8 or openvino-bf16, not {precision!r}")

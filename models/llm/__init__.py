@@ -22,6 +22,7 @@ Backends (``llm.backend``):
 
 Heavy libraries (torch, transformers, llama_cpp, langchain_openai) are imported inside functions.
 
+>>> from pathlib import Path
 >>> from kb.settings import LLMSettings
 >>> chat = build_chat_model(LLMSettings(backend="fake", fake_reply="你好"), Path("/tmp"))
 >>> [c.content for c in chat.stream("hi")][:2]

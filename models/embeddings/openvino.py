@@ -144,7 +144,7 @@ class OpenVinoTransformer:
     ``precision_hint`` is OpenVINO's ``INFERENCE_PRECISION_HINT`` (``"bf16"`` or ``"f32"``);
     ``streams`` is the number of parallel inference streams, one thread each. ``model`` is an
     ``ov.Model`` to compile instead of converting ``st_model``'s transformer (the int8 one of
-    :mod:`models.openvino_int8`); ``st_model`` still tokenises and pools.
+    :mod:`models.embeddings.openvino_int8`); ``st_model`` still tokenises and pools.
     """
 
     def __init__(

