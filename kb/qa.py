@@ -54,11 +54,10 @@ from kb.prompt import (
 from models.llm import estimate_tokens
 
 if TYPE_CHECKING:
-    from langchain_core.language_models.chat_models import BaseChatModel
-
     from kb.retrieval import Retriever
     from kb.service import KnowledgeBaseService
     from kb.settings import Settings
+    from models.llm import ChatModel
 
 __all__ = [
     "REWRITE_MAX_TOKENS",
@@ -142,7 +141,7 @@ class Done:
 QAEvent = Retrieved | Token | Done
 
 
-def token_counter(llm: BaseChatModel) -> Callable[[str], int]:
+def token_counter(llm: ChatModel) -> Callable[[str], int]:
     """``llm.get_num_tokens`` if it works here; else :func:`estimate_tokens`.
 
     LangChain's default counter needs the GPT-2 tokenizer (or tiktoken's files) from the network,
@@ -157,7 +156,7 @@ def token_counter(llm: BaseChatModel) -> Callable[[str], int]:
     return llm.get_num_tokens
 
 
-def model_name(llm: BaseChatModel) -> str:
+def model_name(llm: ChatModel) -> str:
     """A human name of the chat model: its model/path attribute, else its LangChain type."""
     for attr in ("model_name", "model", "model_name_or_path"):
         value = getattr(llm, attr, None)
@@ -192,7 +191,7 @@ class QAService:
         settings: Settings,
         kbs: KnowledgeBaseService,
         retriever: Retriever,
-        llm_factory: Callable[[], BaseChatModel],
+        llm_factory: Callable[[], ChatModel],
     ) -> None:
         self.settings = settings
         self.kbs = kbs
@@ -233,7 +232,7 @@ class QAService:
         self,
         question: str,
         history: Sequence[Turn],
-        llm: BaseChatModel,
+        llm: ChatModel,
         stop: threading.Event | None = None,
     ) -> str:
         """``question`` as a standalone question (greedy, :data:`REWRITE_MAX_TOKENS`); itself on failure."""
@@ -257,9 +256,9 @@ class QAService:
         log.info("rewrote follow-up %r -> %r", question, standalone)
         return standalone
 
-    def _budget(self, llm: BaseChatModel) -> int:
-        window = getattr(llm, "context_window", None) or self.settings.llm.n_ctx
-        max_tokens = getattr(llm, "max_tokens", None) or self.settings.llm.max_tokens
+    def _budget(self, llm: ChatModel) -> int:
+        window = llm.context_window
+        max_tokens = llm.max_tokens or self.settings.llm.max_tokens
         return int(window) - int(max_tokens)
 
     # ---------------------------------------------------------------- answering
@@ -312,7 +311,7 @@ class QAService:
                 )
             )
 
-        llm: BaseChatModel | None = None
+        llm: ChatModel | None = None
         standalone = question
         if kb is not None and turns and self.settings.chat.rewrite_followups and not is_stopped():
             llm = self.llm_factory()
@@ -363,7 +362,7 @@ class QAService:
 
     def _generate(
         self,
-        llm: BaseChatModel,
+        llm: ChatModel,
         messages: list[BaseMessage],
         temperature: float | None,
         stop: threading.Event | None,

@@ -68,7 +68,7 @@ def model_status(services: Services) -> dict[str, dict[str, Any]]:
     except Exception as exc:
         llm = {"model": settings.llm.model, "backend": settings.llm.backend, "error": str(exc)}
     current = services.llm_if_built
-    llm["loaded"] = bool(current is not None and getattr(current, "loaded", False))
+    llm["loaded"] = bool(current is not None and current.loaded)
     worker_status = getattr(current, "status", None)
     if callable(worker_status):
         llm["worker"] = worker_status()

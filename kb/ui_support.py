@@ -352,15 +352,11 @@ class ModelWarmup:
 
     def _load_embedding(self) -> None:
         embedder: Any = self.services.embedders.get(self.services.settings.embedding.model)
-        warm = getattr(embedder, "warm_up", None)
-        if callable(warm):
-            warm()
+        embedder.warm_up()
 
     def _load_llm(self) -> None:
         llm = self.services.llm
-        warm = getattr(llm, "warm_up", None)
-        if callable(warm):
-            warm()
+        llm.warm_up()
 
     def _run(self) -> None:
         for role, load in (("embedding", self._load_embedding), ("llm", self._load_llm)):

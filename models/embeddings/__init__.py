@@ -77,6 +77,15 @@ class Embedder(Protocol):
 
     def encode_query(self, text: str) -> np.ndarray: ...
 
+    def warm_up(self) -> object:
+        """Load the weights now (cheap constructors load on first use)."""
+        ...
+
+    @property
+    def loaded(self) -> bool:
+        """Whether the weights are in memory."""
+        ...
+
 
 def _normalise(vectors: np.ndarray) -> np.ndarray:
     vectors = np.asarray(vectors, dtype=np.float32)
@@ -103,6 +112,14 @@ class HashEmbedder(_LangChainMixin):
     @property
     def dimension(self) -> int:
         return self._dimension
+
+    def warm_up(self) -> HashEmbedder:
+        """Nothing to load."""
+        return self
+
+    @property
+    def loaded(self) -> bool:
+        return True
 
     def _one(self, text: str) -> np.ndarray:
         # Presence (not counts) of letters/digits/CJK and their bigrams, so frequent characters

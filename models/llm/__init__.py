@@ -36,6 +36,7 @@ model process: :mod:`models.llm.process` (the app's side) and :mod:`models.llm.w
 from models.llm.base import (
     CARD_LLM,
     DEFAULT_BUNDLED_LLM,
+    ChatModel,
     LocalChatModel,
     StopFilter,
     cuda_available,
@@ -68,6 +69,7 @@ __all__ = [
     "CARD_LLM",
     "DEFAULT_BUNDLED_LLM",
     "LOCAL_BACKENDS",
+    "ChatModel",
     "ChatSpec",
     "FakeChatModel",
     "LLMConfig",

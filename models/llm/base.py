@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import importlib.util
 import re
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterator, Sequence
+from typing import Any, Protocol, runtime_checkable
 
 from langchain_core.callbacks import CallbackManagerForLLMRun
 from langchain_core.language_models.chat_models import BaseChatModel, generate_from_stream
@@ -187,6 +187,11 @@ class LocalChatModel(BaseChatModel):
     def warm_up(self) -> None:
         """Load the weights now instead of on the first question."""
 
+    @property
+    def loaded(self) -> bool:
+        """Whether the weights are in memory (a model without weights always is)."""
+        return True
+
     def runtime_info(self) -> dict[str, Any]:
         """What the loaded model runs as (class, device, buffers), for ``kb models``; JSON-able."""
         return {}
@@ -195,3 +200,35 @@ class LocalChatModel(BaseChatModel):
     def context_window(self) -> int:
         """Tokens of prompt plus answer the model accepts."""
         return int(getattr(self, "n_ctx", 4096))
+
+
+@runtime_checkable
+class ChatModel(Protocol):
+    """What the app needs of a chat model besides LangChain's ``stream``/``invoke``: every backend
+    ``build_chat_model`` returns satisfies it (tests/contracts/test_chat_model_contract.py)."""
+
+    max_tokens: int | None
+
+    @property
+    def context_window(self) -> int:
+        """Tokens of prompt plus answer the model accepts."""
+        ...
+
+    @property
+    def loaded(self) -> bool:
+        """Whether the weights are in memory."""
+        ...
+
+    def warm_up(self) -> None:
+        """Load the weights now (constructors are cheap)."""
+        ...
+
+    def get_num_tokens(self, text: str) -> int:
+        """Tokens of ``text`` by the model's own tokenizer (an estimate where it has none here)."""
+        ...
+
+    def stream(
+        self, input: Any, config: Any = None, *, stop: list[str] | None = None, **kwargs: Any
+    ) -> Iterator[Any]:
+        """LangChain's streaming call."""
+        ...

@@ -367,6 +367,14 @@ def _openai_compatible_chat(settings: LLMConfig) -> BaseChatModel:
         def context_window(self) -> int:
             return self.n_ctx
 
+        @property
+        def loaded(self) -> bool:
+            """A server holds the weights: nothing to load here."""
+            return True
+
+        def warm_up(self) -> None:
+            """Nothing to load here (the server loads its model); the first request checks the server."""
+
         def _get_request_payload(self, input_: Any, *, stop: list[str] | None = None, **kwargs: Any) -> dict:
             payload = super()._get_request_payload(input_, stop=stop, **kwargs)
             if "max_completion_tokens" in payload:

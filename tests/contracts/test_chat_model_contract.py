@@ -6,7 +6,8 @@ random model, llama.cpp with the bundled 0.5B, an OpenAI-compatible llama.cpp se
 * stream more than one piece and end with a chunk whose ``finish_reason`` is ``stop`` or ``length``;
 * honour ``max_tokens`` per call (``finish_reason == "length"``) and ``stop`` sequences;
 * count tokens with ``get_num_tokens`` (a positive ``int``, more for more text);
-* report ``context_window`` (what the prompt budget is computed from);
+* be a :class:`models.llm.ChatModel`: ``warm_up()``, ``loaded``, ``max_tokens``, ``context_window``
+  (what the prompt budget is computed from);
 * answer again after a stream was closed early (Stop), and after ``warm_up()`` (idempotent).
 
 Backends that load weights run them in the model process, never in pytest.
@@ -22,7 +23,7 @@ import pytest
 from langchain_core.messages import HumanMessage, SystemMessage
 
 from kb.settings import LLMSettings
-from models.llm import build_chat_model
+from models.llm import ChatModel, build_chat_model
 
 QUESTION = [
     SystemMessage("你是一个乐于助人的助手，请用中文回答。"),
@@ -90,6 +91,12 @@ def chat(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
 
 def pieces_of(chunks: list[Any]) -> list[str]:
     return [str(c.content) for c in chunks if c.content]
+
+
+def test_is_a_chat_model_that_loads_on_request(chat: Any) -> None:
+    assert isinstance(chat, ChatModel)
+    chat.warm_up()
+    assert chat.loaded
 
 
 def test_streams_pieces_and_ends_with_a_finish_reason(chat: Any) -> None:

@@ -31,6 +31,8 @@ from kb.ui_support import (
     stage_uploads,
     unique_names,
 )
+from models.embeddings import HashEmbedder
+from models.llm import FakeChatModel
 from ui import WebApp, create_app, render
 from ui.chat import CHAT_CONCURRENCY, PLAIN_CHAT
 from ui.knowledge_bases import INDEX_CONCURRENCY
@@ -249,12 +251,12 @@ def test_warmup_reports_loading_time() -> None:
 
     class Slow:
         settings = SimpleNamespace(embedding=SimpleNamespace(model="hash"))
-        embedders = SimpleNamespace(get=lambda name: SimpleNamespace())
+        embedders = SimpleNamespace(get=lambda name: HashEmbedder(8))
 
         @property
         def llm(self) -> object:
             gate.wait(30)
-            return SimpleNamespace()
+            return FakeChatModel()
 
     ticks = iter(range(1000))
     warmup = ModelWarmup(Slow(), clock=lambda: float(next(ticks))).start()  # type: ignore[arg-type]
