@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import re
 import shutil
 import signal
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -34,6 +37,34 @@ def _make_library(novels: Path, folder: Path, files: int, chars: int = 6000) -> 
         start = (i // 2) * chars
         (folder / f"part{i:03d}.txt").write_text(src[start : start + chars], encoding="utf-8")
     return folder
+
+
+_LOADED = re.compile(r"files:[^|]*\|[^|]*\|\s*(\d+)/(\d+)")
+
+
+def _wait_for_progress(proc: subprocess.Popen, point: int | str, timeout: float = 300.0) -> bool:
+    """Read ``proc``'s stderr (tqdm bars) until ``point`` files are loaded (or "saving" shows);
+    False if the process ended first. Fails at once if it exits with an error."""
+    assert proc.stderr is not None
+    os.set_blocking(proc.stderr.fileno(), False)
+    seen = ""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        chunk = proc.stderr.read(65536)
+        if chunk:
+            seen += chunk.decode("utf-8", errors="replace")
+            if point == "saving":
+                if "saving" in seen:
+                    return True
+            elif any(int(done) >= int(point) for done, _ in _LOADED.findall(seen)):
+                return True
+            continue
+        code = proc.poll()
+        if code is not None:
+            assert code == 0, seen[-2000:]
+            return False
+        time.sleep(0.01)
+    raise AssertionError(f"no progress {point!r} within {timeout:.0f} s: {seen[-2000:]}")
 
 
 def _state(home: Path, kb: str) -> tuple[frozenset[str], tuple]:
@@ -65,28 +96,22 @@ def test_sigkill_at_any_moment_leaves_old_or_new_state(
     after = _state(ref_home, "x")
     assert after != before
 
-    # Time one uninterrupted run to spread the kills over its whole duration.
-    probe_home = tmp_path / "probe"
-    assert _run_cli(probe_home, "add", "--kb", "x", str(base)) == 0
-    started = time.perf_counter()
-    proc = cli_process(probe_home, operation, "--kb", "x", str(more))
-    proc.communicate(timeout=300)
-    duration = time.perf_counter() - started
-
+    # Kill at observed moments of the run (its own progress on stderr), not at guessed fractions of
+    # a timed run: after 1, 10, 20 and 30 of the 40 files are loaded, and once it starts saving.
     killed_mid_way = 0
-    for fraction in (0.1, 0.3, 0.5, 0.7, 0.85, 0.95):
-        proc = cli_process(home, operation, "--kb", "x", str(more))
-        time.sleep(duration * fraction)
-        if proc.poll() is None:
-            killed_mid_way += 1
+    for point in (1, 10, 20, 30, "saving"):
+        proc = cli_process(home, "-v", operation, "--kb", "x", str(more))
+        reached = _wait_for_progress(proc, point)
+        if reached and proc.poll() is None:
+            killed_mid_way += int(point != "saving")  # saving may finish before the signal lands
         proc.send_signal(signal.SIGKILL)
         proc.communicate(timeout=60)
         state = _state(home, "x")  # loads without error after every kill
-        assert state in (before, after), f"mixed state after kill at {fraction:.0%}"
+        assert state in (before, after), f"mixed state after a kill at {point}"
         if state == after:  # it finished before the kill: start over from the old state
             _run_cli(home, "delete", "x")
             assert _run_cli(home, "add", "--kb", "x", str(base)) == 0
-    assert killed_mid_way >= 3
+    assert killed_mid_way == 4  # every kill while loading landed mid-way, by construction
     # A retry completes the interrupted operation.
     assert _run_cli(home, operation, "--kb", "x", str(more)) == 0
     assert _state(home, "x") == after
