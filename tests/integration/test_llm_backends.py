@@ -185,7 +185,7 @@ def check_max_tokens_and_stop(chat: WorkerChatModel) -> None:
 
 def test_transformers_sampling_streams(tiny_model: Path, tmp_path: Path) -> None:
     with shut_down_after(transformers_chat(tiny_model, tmp_path, temperature=0.8, max_tokens=8)) as chat:
-        assert list(chat.stream("你好"))[-1].response_metadata["finish_reason"] == "stop"
+        assert list(chat.stream("你好"))[-1].response_metadata["finish_reason"] in ("stop", "length")
 
 
 @pytest.mark.skipif(cuda_available(), reason="checks the CPU-only error")
