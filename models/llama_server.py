@@ -23,19 +23,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     choice = choose_extra_buffers(ours.extra_buffers, CpuInfo.current())
     print(f"kbqa: {choice.reason}", file=sys.stderr, flush=True)
 
-    import llama_cpp.llama_cpp as lib
     from llama_cpp.server.__main__ import main as serve
 
-    original = lib.llama_model_default_params
+    from models.llm.llamacpp import _model_params
 
-    def params() -> object:
-        p = original()
-        p.use_extra_bufts = choice.enabled
-        return p
-
-    lib.llama_model_default_params = params  # this process serves one model: set for its lifetime
     sys.argv = [f"{sys.executable} -m models.llama_server", *rest]
-    serve()
+    with _model_params(use_extra_bufts=choice.enabled):  # the server builds its model inside
+        serve()
 
 
 if __name__ == "__main__":
