@@ -84,7 +84,7 @@ def baseline_embeddings(settings: Any) -> Any:
     not a sentence-transformers folder (the ``hash`` fake of the mock profile) is used through the
     app's own LangChain ``Embeddings`` wrapper instead, so the bench also runs in tests.
     """
-    from models.embeddings import EmbedderRegistry, resolve_embedding_location
+    from models.embeddings.registry import EmbedderRegistry, resolve_embedding_location
 
     location = resolve_embedding_location(settings.embedding.model, settings.models_dir)
     folder = Path(location)

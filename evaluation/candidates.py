@@ -36,7 +36,7 @@ def compare_candidates(
     import numpy as np
 
     from kb.splitter import split_text
-    from models.embeddings import SentenceTransformerEmbedder
+    from models.embeddings.sentence_transformer import SentenceTransformerEmbedder
 
     squad = load_squad(squad_path)
     chunks = [

@@ -43,7 +43,7 @@ def measure(
     """Median seconds per round, tokens/s, speed-up and cosine to ``precisions[0]`` for each variant."""
     import numpy as np
 
-    from models.embeddings import SentenceTransformerEmbedder
+    from models.embeddings.sentence_transformer import SentenceTransformerEmbedder
 
     texts = novel_chunks(novel, chunks)
     cache = Path(model_folder).parent  # openvino-int8 keeps its quantised model beside the folder

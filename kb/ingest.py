@@ -34,7 +34,7 @@ from kb.results import FileProblem, IngestReport, RepairReport
 from kb.settings import Settings
 from kb.splitter import split_text, unshared_texts
 from loaders import LoaderError, load_document, supported_extensions
-from models.embeddings import Embedder
+from models.embeddings.protocol import Embedder
 from vector_store import ChunkRecord, DocumentEntry, Store, StoreError
 
 if TYPE_CHECKING:

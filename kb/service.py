@@ -21,7 +21,8 @@ from kb.errors import KnowledgeBaseError
 from kb.ingest import Ingestor, ProgressFn, collect_files
 from kb.results import FileProblem, Hit, IngestReport, KBSummary, RepairReport
 from kb.settings import Settings
-from models.embeddings import Embedder, EmbedderRegistry
+from models.embeddings.protocol import Embedder
+from models.embeddings.registry import EmbedderRegistry
 from vector_store import DocumentEntry, Store, StoreError, StoreSnapshot, VectorStore, list_stores
 
 log = logging.getLogger(__name__)

@@ -1,7 +1,7 @@
 """Composition root: build every service of the app from one :class:`~kb.settings.Settings`.
 
 The CLI, the web app, the evaluation and the tests all start here; nothing else reads settings or
-constructs models: the embedders (:class:`~models.embeddings.EmbedderRegistry`), the chat model, the
+constructs models: the embedders (:class:`~models.embeddings.registry.EmbedderRegistry`), the chat model, the
 cross-encoder reranker (:class:`CrossEncoderReranker`, handed to the
 :class:`~kb.retrieval.Retriever`) and the one :class:`~kb.qa.QAService` are all built here.
 Construction is cheap: weights load on first use (or ``warm_up``).
@@ -25,7 +25,7 @@ from kb.retrieval import Retriever
 from kb.service import KnowledgeBaseService
 from kb.settings import Settings
 from models.cpu import CpuInfo
-from models.embeddings import EmbedderRegistry
+from models.embeddings.registry import EmbedderRegistry
 from models.errors import ModelUnavailableError
 
 

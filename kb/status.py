@@ -15,7 +15,7 @@ def model_status(services: Services) -> dict[str, dict[str, Any]]:
     the model process has started, ``llm.worker`` gives its state, pid, last crash and log.
     """
     from kb.settings import BUNDLED_E5
-    from models.embeddings import SentenceTransformerEmbedder
+    from models.embeddings.sentence_transformer import SentenceTransformerEmbedder
 
     settings = services.settings
     emb_id = settings.embedding.model

@@ -1,7 +1,7 @@
 """How ``SentenceTransformerEmbedder.encode_passages`` forms its batches, on the real bundled model.
 
 A batch is padded to its longest text, so the job is ordered by *token* count
-(:func:`models.embeddings.token_counts`), not by characters: 300 characters of Chinese are ~240
+(:func:`models.embeddings.sentence_transformer.token_counts`), not by characters: 300 characters of Chinese are ~240
 e5 tokens, 300 characters of English ~70. The vectors must not depend on that order.
 """
 

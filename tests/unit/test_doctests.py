@@ -36,7 +36,7 @@ def test_the_examples_are_found() -> None:
         "kb.chapters",
         "evaluation.metrics",
         "vector_store.keyword",
-        "models.embeddings",
+        "models.embeddings.fake",
         "models.llm",
         "models.llm.process",
         "models.cpu",
