@@ -12,7 +12,8 @@
 
 Then, in order: hits whose dense cosine is below ``score_threshold`` are dropped (dense and hybrid;
 keyword mode embeds nothing, so there is no cosine to compare); the optional cross-encoder
-``reranker`` re-scores the fused candidates; the best ``top_k`` are returned.
+``reranker`` (a :class:`models.rerank.Reranker`) re-scores the fused candidates; the best ``top_k``
+are returned.
 
 **Chapter-aware**: a question naming a chapter (「第三回讲了什么」, 「第3回」, "Chapter III") is
 answered from that chapter's chunks only (numbers compared as integers, so 第三回 = 第3回 = Chapter 3).
@@ -38,13 +39,14 @@ import threading
 import weakref
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
+from typing import TYPE_CHECKING, Literal, TypeVar
 
 import numpy as np
 
 from kb.chapters import ChapterRef, chapter_number, find_chapter_reference
 from kb.fusion import rrf_fuse, rrf_max, weighted_fuse
 from kb.results import Hit
+from models.rerank import Reranker
 from vector_store.keyword import STOP_WORDS, KeywordTokenizer
 
 if TYPE_CHECKING:
@@ -105,18 +107,6 @@ def spread(items: Sequence[K], k: int) -> list[K]:
 
 
 # ========================================================================================= retriever
-class Reranker(Protocol):
-    """A cross-encoder: one relevance score per (question, passage) pair, higher = more relevant.
-
-    sentence-transformers' ``CrossEncoder`` has this method; so does :class:`kb.services.CrossEncoderReranker`,
-    which loads one on first use.
-    """
-
-    def predict(
-        self, pairs: Sequence[tuple[str, str]], batch_size: int = ..., show_progress_bar: bool = ...
-    ) -> Any: ...
-
-
 @dataclass
 class _Candidate:
     row: int
@@ -295,7 +285,6 @@ class Retriever:
 __all__ = [
     "Fusion",
     "Mode",
-    "Reranker",
     "Retriever",
     "chapter_rows",
     "is_overview",

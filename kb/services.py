@@ -2,7 +2,7 @@
 
 The CLI, the web app, the evaluation and the tests all start here; nothing else reads settings or
 constructs models: the embedders (:class:`~models.embeddings.registry.EmbedderRegistry`), the chat model, the
-cross-encoder reranker (:class:`CrossEncoderReranker`, handed to the
+cross-encoder reranker (:class:`~models.rerank.CrossEncoderReranker`, handed to the
 :class:`~kb.retrieval.Retriever`) and the one :class:`~kb.qa.QAService` are all built here.
 Construction is cheap: weights load on first use (or ``warm_up``).
 
@@ -15,9 +15,7 @@ Construction is cheap: weights load on first use (or ``warm_up``).
 
 from __future__ import annotations
 
-import os
 import threading
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,52 +24,7 @@ from kb.service import KnowledgeBaseService
 from kb.settings import Settings
 from models.cpu import CpuInfo
 from models.embeddings.registry import EmbedderRegistry
-from models.errors import ModelUnavailableError
-
-
-class CrossEncoderReranker:
-    """The sentence-transformers ``CrossEncoder`` ``name`` (hub name or local folder), loaded on first use.
-
-    Construction is cheap (nothing is read); the first :meth:`predict` loads the weights, once, and
-    raises :class:`~models.errors.ModelUnavailableError` saying how to provide them if it cannot.
-    (A model backend: it belongs with the ``Reranker`` protocol in ``models/`` once that exists.)
-    """
-
-    def __init__(self, name: str, device: str = "auto") -> None:
-        self.name = name
-        self.device = device
-        self._model: Any = None
-        self._lock = threading.Lock()
-
-    @property
-    def loaded(self) -> bool:
-        return self._model is not None
-
-    def _load(self) -> Any:
-        with self._lock:
-            if self._model is None:
-                from sentence_transformers import CrossEncoder
-
-                location = os.path.expanduser(self.name)
-                location = location if os.path.exists(location) else self.name
-                try:
-                    self._model = CrossEncoder(
-                        location, device=None if self.device == "auto" else self.device
-                    )
-                except (OSError, ValueError) as exc:
-                    raise ModelUnavailableError(
-                        f"reranker {self.name!r} is not available offline "
-                        f"({exc.__class__.__name__}: {str(exc)[:200]}). Give a local cross-encoder folder "
-                        "(retrieval.reranker: /path/to/model), download it once with network access, "
-                        "or set retrieval.reranker to null."
-                    ) from exc
-            return self._model
-
-    def predict(
-        self, pairs: Sequence[tuple[str, str]], batch_size: int = 16, show_progress_bar: bool = False
-    ) -> Any:
-        """One relevance score per (question, passage) pair."""
-        return self._load().predict(list(pairs), batch_size=batch_size, show_progress_bar=show_progress_bar)
+from models.rerank import CrossEncoderReranker
 
 
 @dataclass

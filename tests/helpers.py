@@ -1,4 +1,4 @@
-"""Shared test helpers (paths of the shared test data, novel excerpts), imported by test modules.
+"""Shared test helpers (shared test data, novel excerpts, tiny models built offline), imported by test modules.
 
 Test modules import helpers from here, never from each other or from the measurement package.
 """
@@ -10,6 +10,7 @@ import re
 import socket
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -130,4 +131,42 @@ def build_tiny_model(folder: Path) -> Path:
                 model.lm_head.weight[token_id].zero_()
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
+    return folder
+
+
+def build_tiny_cross_encoder(folder: Path, corpus: Sequence[str] = ()) -> Path:
+    """A real (random-weight) one-layer BERT cross-encoder folder, built offline: a WordPiece vocab
+    trained on ``corpus`` (plus this file and a few novel phrases), a hidden-32 config, one label."""
+    import torch
+    from tokenizers import BertWordPieceTokenizer
+    from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
+
+    folder.mkdir(parents=True, exist_ok=True)
+    texts = [
+        *corpus,
+        Path(__file__).read_text("utf-8"),
+        "甄士隐梦幻识通灵贾雨村风尘怀闺秀林黛玉抛父进京都孙悟空大闹天宫",
+    ]
+    wordpiece = BertWordPieceTokenizer(lowercase=True, handle_chinese_chars=True)
+    wordpiece.train_from_iterator(
+        texts,
+        vocab_size=2000,
+        min_frequency=1,
+        special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"],
+    )
+    wordpiece.save_model(str(folder))
+    tokenizer = BertTokenizerFast(vocab_file=str(folder / "vocab.txt"))
+    tokenizer.save_pretrained(folder)
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=512,
+        num_labels=1,
+        initializer_range=0.5,  # random but well-spread scores
+    )
+    BertForSequenceClassification(config).save_pretrained(folder)
     return folder

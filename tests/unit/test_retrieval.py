@@ -15,11 +15,12 @@ from kb.chapters import ChapterRef, chapter_number, chinese_to_int, find_chapter
 from kb.cli import main
 from kb.fusion import rrf_fuse, weighted_fuse
 from kb.retrieval import chapter_rows, is_overview, spread
-from kb.services import CrossEncoderReranker, Services, build_services
+from kb.services import Services, build_services
 from kb.settings import load_settings
 from kb.splitter import unshared_texts
 from models.errors import ModelUnavailableError
-from tests.helpers import excerpt
+from models.rerank import CrossEncoderReranker
+from tests.helpers import build_tiny_cross_encoder, excerpt
 from vector_store.keyword import default_tokenizer
 
 
@@ -316,39 +317,10 @@ def test_cli_search_shows_the_component_scores(home: Path) -> None:
 # ====================================================================================== reranking
 @pytest.fixture(scope="module")
 def tiny_cross_encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A real (random-weight) BERT cross-encoder folder built offline: WordPiece vocab + tiny config."""
-    import torch
-    from tokenizers import BertWordPieceTokenizer
-    from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
-
-    folder = tmp_path_factory.mktemp("tiny-cross-encoder")
-    corpus = [
-        Path(__file__).read_text("utf-8"),
-        "甄士隐梦幻识通灵贾雨村风尘怀闺秀林黛玉抛父进京都孙悟空大闹天宫",
-    ]
-    wordpiece = BertWordPieceTokenizer(lowercase=True, handle_chinese_chars=True)
-    wordpiece.train_from_iterator(
-        corpus,
-        vocab_size=2000,
-        min_frequency=1,
-        special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"],
+    """A real (random-weight) BERT cross-encoder folder built offline (tests/helpers.py)."""
+    return build_tiny_cross_encoder(
+        tmp_path_factory.mktemp("tiny-cross-encoder"), [Path(__file__).read_text("utf-8")]
     )
-    wordpiece.save_model(str(folder))
-    tokenizer = BertTokenizerFast(vocab_file=str(folder / "vocab.txt"))
-    tokenizer.save_pretrained(folder)
-    torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=tokenizer.vocab_size,
-        hidden_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=512,
-        num_labels=1,
-        initializer_range=0.5,  # random but well-spread scores
-    )
-    BertForSequenceClassification(config).save_pretrained(folder)
-    return folder
 
 
 def test_cross_encoder_reranks_the_fused_candidates(home: Path, tiny_cross_encoder: Path) -> None:
