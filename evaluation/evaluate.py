@@ -198,7 +198,7 @@ def build_eval_kb(services: Any, squad: SquadSet, kb_name: str) -> tuple[Any, fl
     with tempfile.TemporaryDirectory(prefix="kbqa-squad-") as folder:
         write_articles(squad, Path(folder))
         started = time.perf_counter()
-        report = kbs.add(kb_name, [folder])
+        report = services.ingestor.add(kb_name, [folder])
         index_s = time.perf_counter() - started
     if report.skipped:
         log.warning("eval: %d article(s) skipped: %s", len(report.skipped), report.skipped[:3])
@@ -390,7 +390,7 @@ def build_novel_kb(services: Any, novel: Path, kb_name: str, reuse: bool) -> tup
         warm()
     model_load_s = time.perf_counter() - started
     started = time.perf_counter()
-    report = kbs.add(kb_name, [str(novel)])
+    report = services.ingestor.add(kb_name, [str(novel)])
     index_s = time.perf_counter() - started
     if report.skipped:
         raise NovelEvalError(f"{novel}: not indexed: {report.skipped}")

@@ -20,7 +20,7 @@ from kb.retrieval import rrf_fuse
 from vector_store.keyword import KeywordTokenizer
 
 if TYPE_CHECKING:
-    from kb.service import Hit
+    from kb.results import Hit
 
 
 def bench_modes(squad_file: str, home: str, limit: int | None = None) -> dict[str, dict[str, float]]:
@@ -54,7 +54,7 @@ def bench_modes(squad_file: str, home: str, limit: int | None = None) -> dict[st
         ]
     questions = questions[:limit] if limit else questions
     services = build_services(load_settings(home=home, env={}))
-    print(services.kbs.add("squad", [docs]).summary(), flush=True)
+    print(services.ingestor.add("squad", [docs]).summary(), flush=True)
     cfg, top, retriever = services.settings.retrieval, 5, services.retriever
     found: dict[str, list[list[bool]]] = {}
     millis: dict[str, list[float]] = {}

@@ -170,11 +170,15 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
                 )
             return 0
         if args.command == "add":
-            return _print_report(kbs.add(args.kb, args.paths, progress=progress), args.json, out)
+            return _print_report(
+                services.ingestor.add(args.kb, args.paths, progress=progress), args.json, out
+            )
         if args.command == "rebuild":
-            return _print_report(kbs.rebuild(args.kb, args.folder, progress=progress), args.json, out)
+            return _print_report(
+                services.ingestor.rebuild(args.kb, args.folder, progress=progress), args.json, out
+            )
         if args.command == "repair":
-            repaired = kbs.repair(args.kb)
+            repaired = services.ingestor.repair(args.kb)
             for problem in repaired.lost:
                 print(f"lost {problem}", file=out)
             print(repaired.summary(), file=out)

@@ -1,8 +1,8 @@
 """Ingest: files -> chunks -> vectors -> a new version of a knowledge base; also rebuild and repair.
 
-:class:`Ingestor` is the pipeline that fills knowledge bases; :class:`kb.service.KnowledgeBaseService`
-(create/list/delete, documents, snapshots) owns it and delegates ``add``, ``add_named``, ``rebuild``
-and ``repair`` to it, so callers keep one object per knowledge base.
+:class:`Ingestor` is the pipeline that fills knowledge bases (``services.ingestor``, built by
+:func:`kb.services.build_services`); :class:`kb.service.KnowledgeBaseService` (create/list/delete,
+documents, snapshots) is the one it finds, creates and checks them through.
 
 Pipeline for each file::
 

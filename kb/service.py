@@ -1,8 +1,7 @@
 """Knowledge bases: create/list/delete, their documents, and the live snapshot of each.
 
-Filling them (load, dedupe, split, embed, publish; rebuild; repair) is :class:`kb.ingest.Ingestor`,
-which this service owns: ``add``, ``add_named``, ``rebuild`` and ``repair`` are one-line
-delegations, so the CLI, the web app and the evaluation keep one object per knowledge base.
+Filling them (load, dedupe, split, embed, publish; rebuild; repair) is :class:`kb.ingest.Ingestor`
+(``services.ingestor``, built beside this service by :func:`kb.services.build_services`).
 Searching is :class:`kb.retrieval.Retriever` (one retrieval policy for every caller). Every file
 of the on-disk layout is read, written and deleted by :mod:`vector_store`.
 
@@ -18,12 +17,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from kb.errors import KnowledgeBaseError
-from kb.ingest import Ingestor, ProgressFn, collect_files
-from kb.results import FileProblem, Hit, IngestReport, KBSummary, RepairReport
+from kb.results import KBSummary
 from kb.settings import Settings
 from models.embeddings.protocol import Embedder
 from models.embeddings.registry import EmbedderRegistry
-from vector_store import DocumentEntry, Store, StoreError, StoreSnapshot, VectorStore, list_stores
+from vector_store import DocumentEntry, Store, StoreSnapshot, VectorStore, list_stores
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +55,6 @@ class KnowledgeBaseService:
         self.embedders = embedders
         self._snapshots: dict[str, StoreSnapshot] = {}
         self._lock = threading.Lock()
-        self.ingestor = Ingestor(settings, self)
-        """Fills the knowledge bases (:mod:`kb.ingest`); ``add``/``rebuild``/``repair`` delegate to it."""
 
     # ------------------------------------------------------------------ management
     @property
@@ -141,25 +137,6 @@ class KnowledgeBaseService:
             self._snapshots[name] = snap
         return snap
 
-    # ------------------------------------------------------------------ writing: kb.ingest.Ingestor
-    def add(self, name: str, paths: Sequence[str | Path], progress: ProgressFn | None = None) -> IngestReport:
-        """Add files/folders incrementally: new documents added, changed ones replaced, same skipped."""
-        return self.ingestor.add(name, paths, progress)
-
-    def add_named(
-        self, name: str, files: Sequence[tuple[str, Path]], progress: ProgressFn | None = None
-    ) -> IngestReport:
-        """Add files under given document ids (used for uploads whose temp paths are meaningless)."""
-        return self.ingestor.add_named(name, files, progress)
-
-    def rebuild(self, name: str, folder: str | Path, progress: ProgressFn | None = None) -> IngestReport:
-        """A fresh index of exactly the folder's documents, swapped in atomically when complete."""
-        return self.ingestor.rebuild(name, folder, progress)
-
-    def repair(self, name: str) -> RepairReport:
-        """Republish a damaged knowledge base from its stored segments (no source files needed)."""
-        return self.ingestor.repair(name)
-
     # ------------------------------------------------------------------ writing: removing documents
     def remove(self, name: str, doc_ids: Sequence[str]) -> list[str]:
         """Delete documents by id; returns the ids that were removed. Unknown ids raise."""
@@ -175,17 +152,4 @@ class KnowledgeBaseService:
         return list(doc_ids)
 
 
-# FileProblem, Hit, IngestReport, KBSummary, KnowledgeBaseError, RepairReport, StoreError and
-# collect_files are re-exported for callers written before kb.errors / kb.results / kb.ingest.
-__all__ = [
-    "FileProblem",
-    "Hit",
-    "IngestReport",
-    "KBSummary",
-    "KnowledgeBaseError",
-    "KnowledgeBaseService",
-    "RepairReport",
-    "StoreError",
-    "collect_files",
-    "validate_name",
-]
+__all__ = ["KnowledgeBaseService", "validate_name"]

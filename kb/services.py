@@ -19,6 +19,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
+from kb.ingest import Ingestor
 from kb.retrieval import Retriever
 from kb.service import KnowledgeBaseService
 from kb.settings import Settings
@@ -33,6 +34,8 @@ class Services:
     embedders: EmbedderRegistry
     kbs: KnowledgeBaseService
     retriever: Retriever
+    ingestor: Ingestor
+    """Fills the knowledge bases of ``kbs``: add, add_named, rebuild, repair (:mod:`kb.ingest`)."""
     cpu: CpuInfo = field(default_factory=CpuInfo)
     """The CPU the native model code will run on (its features decide e.g. llama.cpp's buffers)."""
     _llm: Any = None
@@ -102,5 +105,6 @@ def build_services(settings: Settings, cpu: CpuInfo | None = None) -> Services:
         embedders=embedders,
         kbs=kbs,
         retriever=Retriever(settings, kbs, reranker),
+        ingestor=Ingestor(settings, kbs),
         cpu=cpu or CpuInfo.current(),
     )

@@ -3,7 +3,7 @@
 Nothing here renders HTML or imports Gradio; it is the logic a UI needs around the services:
 
 * :func:`sanitize_filename` / :func:`stage_uploads` — turn browser uploads (untrusted names, any
-  size) into ``(doc_id, path)`` pairs for :meth:`kb.service.KnowledgeBaseService.add_named`, plus
+  size) into ``(doc_id, path)`` pairs for :meth:`kb.ingest.Ingestor.add_named`, plus
   per-file problems (too large, unusable name) reported like the service's own skips;
 * :func:`file_outcomes` — one outcome per file after an ingest (added / replaced / unchanged /
   skipped with reason);

@@ -48,6 +48,7 @@ class KnowledgeBaseTab:
     def __init__(self, services: Services, shared: Shared) -> None:
         self.services = services
         self.kbs = services.kbs
+        self.ingestor = services.ingestor
         self.shared = shared
         self.max_bytes = services.settings.server.max_upload_mb * 1024 * 1024
         self._user_errors = user_errors()
@@ -227,7 +228,7 @@ class KnowledgeBaseTab:
             report = None
             if staged.files:
                 try:
-                    report = self.kbs.add_named(kb, staged.files, progress=_bar(progress))
+                    report = self.ingestor.add_named(kb, staged.files, progress=_bar(progress))
                 except self._user_errors as exc:
                     return {self.result: render_error(exc), self.files: None, **self.changed(kb)}
         outcomes = file_outcomes(report, staged.problems)
@@ -252,7 +253,7 @@ class KnowledgeBaseTab:
             raise gr.Error(f"not a folder on the server: {folder!r}")
         progress(0.0, desc="scanning folder")
         try:
-            report = self.kbs.rebuild(name, path, progress=_bar(progress))
+            report = self.ingestor.rebuild(name, path, progress=_bar(progress))
         except self._user_errors as exc:
             raise gr.Error(str(exc)) from exc
         outcomes = file_outcomes(report)
@@ -266,7 +267,7 @@ class KnowledgeBaseTab:
         if not name:
             raise gr.Error("pick a knowledge base first")
         try:
-            report = self.kbs.repair(name)
+            report = self.ingestor.repair(name)
         except self._user_errors as exc:
             raise gr.Error(str(exc)) from exc
         outcomes = [FileOutcome(p.source, "skipped", p.reason) for p in report.lost]

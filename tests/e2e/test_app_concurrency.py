@@ -138,11 +138,11 @@ def reference_answers(home: Path, base: Path, app_doc: Path, cli_doc: Path) -> l
         states.append((name, [answer_key(services.qa.ask(q, kb).to_json()) for q in QUESTIONS]))
 
     for kb, first, second in (("p", app_doc, cli_doc), ("q", cli_doc, app_doc)):
-        services.kbs.add(kb, [base])
+        services.ingestor.add(kb, [base])
         record(kb, [])
-        services.kbs.add(kb, [first])
+        services.ingestor.add(kb, [first])
         record(kb, [first])
-        services.kbs.add(kb, [second])
+        services.ingestor.add(kb, [second])
         record(kb, [first, second])
     return states
 

@@ -219,7 +219,7 @@ def test_repair_republishes_from_disk_without_the_source_files(
         _state(home, "x")
 
     services = build_services(load_settings(home=home, profile="mock", env={}))
-    report = services.kbs.repair("x")
+    report = services.ingestor.repair("x")
 
     after = _state(home, "x")
     if damage == "manifest":  # the live manifest is gone: the previous version is what remains

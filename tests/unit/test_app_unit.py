@@ -16,7 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import app
-from kb.service import FileProblem, IngestReport
+from kb.results import FileProblem, IngestReport
 from kb.services import build_services
 from kb.settings import load_settings
 from kb.ui_support import (
@@ -126,7 +126,7 @@ def test_staged_uploads_index_under_their_safe_names(tmp_path: Path) -> None:
     src = tmp_path / "upload-123"
     src.write_text("第一回 甄士隐梦幻识通灵\n贾宝玉衔玉而生。林黛玉是林如海的女儿。", encoding="utf-8")
     staged = stage_uploads([("../红楼梦.txt", src)], tmp_path / "stage", max_bytes=10**6)
-    report = services.kbs.add_named("novels", staged.files)
+    report = services.ingestor.add_named("novels", staged.files)
     assert report.added == ["红楼梦.txt"]
     assert [d.doc_id for d in services.kbs.documents("novels")] == ["红楼梦.txt"]
     assert sorted(p.name for p in (tmp_path / "home").rglob("红楼梦.txt")) == []  # no copy kept in the KB
@@ -181,7 +181,7 @@ def test_real_ingest_drives_the_progress_to_the_end(tmp_path: Path) -> None:
     doc = tmp_path / "a.txt"
     doc.write_text("一句话。" * 500, encoding="utf-8")
     seen: list[float] = []
-    services.kbs.add_named("k", [("a.txt", doc)], progress=IngestProgress(lambda f, d: seen.append(f)))
+    services.ingestor.add_named("k", [("a.txt", doc)], progress=IngestProgress(lambda f, d: seen.append(f)))
     assert seen and seen == sorted(seen) and seen[-1] == 1.0
 
 
@@ -504,7 +504,11 @@ class StopMidStreamQA:
 
 def test_a_stop_between_two_tokens_still_reports_the_tokens_and_keeps_the_turn(tmp_path: Path) -> None:
     services = build_services(load_settings(home=tmp_path, profile="mock", env={}))
-    web = create_app(SimpleNamespace(settings=services.settings, kbs=services.kbs, qa=StopMidStreamQA()))  # type: ignore[arg-type]
+    web = create_app(
+        SimpleNamespace(  # type: ignore[arg-type]
+            settings=services.settings, kbs=services.kbs, ingestor=services.ingestor, qa=StopMidStreamQA()
+        )
+    )
     request = SimpleNamespace(session_hash="s1")
     updates = list(
         web.chat.answer(

@@ -32,7 +32,7 @@ def test_collect_files_reports_what_it_cannot_use(library: Path, tmp_path: Path)
 
 
 def test_add_reports_broken_files_and_indexes_the_rest(services, library: Path) -> None:
-    report = services.kbs.ingestor.add("novels", [library])
+    report = services.ingestor.add("novels", [library])
     skipped = {p.source: p.reason for p in report.skipped}
     assert set(skipped) == {"broken.pdf", "empty.txt"}
     assert "empty" in skipped["empty.txt"]
@@ -46,23 +46,23 @@ def test_add_reports_broken_files_and_indexes_the_rest(services, library: Path) 
 
 
 def test_same_file_twice_never_duplicates(services, library: Path) -> None:
-    first = services.kbs.ingestor.add("novels", [library / "红楼梦.txt"])
-    second = services.kbs.ingestor.add("novels", [library / "红楼梦.txt"])
+    first = services.ingestor.add("novels", [library / "红楼梦.txt"])
+    second = services.ingestor.add("novels", [library / "红楼梦.txt"])
     assert second.unchanged == ["红楼梦.txt"] and second.chunks == 0 and second.embedded == 0
     assert services.kbs.summary("novels").chunks == first.chunks
     # the same content under another name is not added twice either
     copy = library / "copy.txt"
     copy.write_bytes((library / "红楼梦.txt").read_bytes())
-    third = services.kbs.ingestor.add("novels", [copy])
+    third = services.ingestor.add("novels", [copy])
     assert third.skipped and "same content" in third.skipped[0].reason
     assert services.kbs.summary("novels").chunks == first.chunks
 
 
 def test_changed_file_is_replaced_and_unchanged_chunks_not_reembedded(services, library: Path) -> None:
     path = library / "红楼梦.txt"
-    first = services.kbs.ingestor.add("novels", [path])
+    first = services.ingestor.add("novels", [path])
     path.write_text(path.read_text(encoding="utf-8") + "\n新加的一段话。", encoding="utf-8")
-    second = services.kbs.ingestor.add("novels", [path])
+    second = services.ingestor.add("novels", [path])
     assert second.replaced == ["红楼梦.txt"]
     assert 0 < second.embedded < first.embedded  # only the changed tail is embedded again
     texts = [c.text for c in services.kbs.snapshot("novels").chunks]
@@ -82,7 +82,7 @@ def test_each_character_is_embedded_once_unless_embed_overlap(tmp_path: Path, li
             env={},
         )
         services = build_services(settings)
-        services.kbs.ingestor.add("novels", [library / "红楼梦.txt"])
+        services.ingestor.add("novels", [library / "红楼梦.txt"])
         snap = services.kbs.snapshot("novels")
         embedder = services.kbs.embedder_for("novels")
         ordered = sorted(snap.chunks, key=lambda c: c.index)

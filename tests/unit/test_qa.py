@@ -92,12 +92,12 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     excerpt(NOVELS / "xiyouji.utf8-bom.txt", library / "西游记.txt", 12000, "utf-8-sig")
     excerpt(NOVELS / "hongloumeng.utf8.txt", library / "红楼梦.txt", 12000, "utf-8")
     services = build_services(load_settings(home=root / "home", profile="mock", env={}))
-    services.kbs.add("novels", [library])
+    services.ingestor.add("novels", [library])
     services.kbs.create("empty")
     english = root / "english"
     english.mkdir()
     excerpt(NOVELS / "pride_and_prejudice.txt", english / "pride.txt", 6000, "utf-8")
-    services.kbs.add("english", [english])
+    services.ingestor.add("english", [english])
     return root / "home"
 
 
@@ -393,7 +393,7 @@ def real_services(tmp_path_factory: pytest.TempPathFactory, request: pytest.Fixt
         "retrieval": {"top_k": 3},
     }
     services = build_services(load_settings(home=root / "home", profile="mock", env={}, overrides=overrides))
-    services.kbs.add("novels", [library])
+    services.ingestor.add("novels", [library])
     return services
 
 

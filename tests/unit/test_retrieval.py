@@ -184,7 +184,7 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "孙悟空大闹天宫。\n唐僧西天取经，孙悟空保护师父。\nThe E5 model embeds passages.\n", encoding="utf-8"
     )
     services = build_services(load_settings(home=root / "home", profile="mock", env={}))
-    services.kbs.add("hlm", [folder])
+    services.ingestor.add("hlm", [folder])
     return root / "home"
 
 

@@ -29,22 +29,22 @@ def test_names_are_validated() -> None:
 
 
 def test_remove_and_rebuild(services, library: Path) -> None:
-    services.kbs.add("novels", [library])
+    services.ingestor.add("novels", [library])
     assert services.kbs.remove("novels", ["xiyouji.txt"]) == ["xiyouji.txt"]
     assert "xiyouji.txt" not in {d.doc_id for d in services.kbs.documents("novels")}
     with pytest.raises(KnowledgeBaseError, match=r"nope\.txt"):
         services.kbs.remove("novels", ["nope.txt"])
     (library / "xiyouji.txt").unlink()
-    report = services.kbs.rebuild("novels", library)
+    report = services.ingestor.rebuild("novels", library)
     assert report.unchanged == ["红楼梦.txt", "西游记 bom.txt"] and report.embedded == 0
     (library / "西游记 bom.txt").unlink()
-    report = services.kbs.rebuild("novels", library)
+    report = services.ingestor.rebuild("novels", library)
     assert report.removed == ["西游记 bom.txt"]
     assert {d.doc_id for d in services.kbs.documents("novels")} == {"红楼梦.txt"}
 
 
 def test_retrieval_returns_the_novel_naming_the_character(services, library: Path) -> None:
-    services.kbs.add("novels", [library])
+    services.ingestor.add("novels", [library])
     hits = services.retriever.retrieve("novels", "甄士隐梦幻识通灵", top_k=3)
     assert len(hits) == 3 and hits[0].score >= hits[1].score >= hits[2].score
     assert hits[0].source == "红楼梦.txt" and "甄士隐" in hits[0].text
@@ -54,9 +54,9 @@ def test_retrieval_returns_the_novel_naming_the_character(services, library: Pat
 def test_knowledge_base_keeps_its_embedding_model(tmp_path: Path, library: Path) -> None:
     home = tmp_path / "home"
     s1 = build_services(load_settings(home=home, profile="mock", env={}))
-    s1.kbs.add("a", [library / "红楼梦.txt"])
+    s1.ingestor.add("a", [library / "红楼梦.txt"])
     s2 = build_services(load_settings(home=home, overrides={"embedding": {"model": "hash-32"}}, env={}))
-    s2.kbs.add("b", [library / "红楼梦.txt"])
+    s2.ingestor.add("b", [library / "红楼梦.txt"])
     assert s2.kbs.summary("a").embedding_model == "hash-1024"
     assert s2.kbs.summary("b").embedding_model == "hash-32"
     assert s2.retriever.retrieve("a", "甄士隐", mode="dense")  # queries on "a" still use its own model
