@@ -18,14 +18,12 @@ import re
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.helpers import REPO, free_port
+from tests.helpers import REPO, free_port, http_status, wait_for
 
 SCREENSHOTS = REPO / "docs" / "screenshots"
 WAIT_MS = 120_000
@@ -41,19 +39,15 @@ def _playwright_timeout() -> type[BaseException]:
 
 
 def wait_for_http(url: str, proc: subprocess.Popen[bytes] | None, log: Path | None, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            tail = log.read_text(errors="replace")[-3000:] if log else ""
-            raise AssertionError(f"app exited with {proc.returncode} before serving:\n{tail}")
-        try:
-            with urllib.request.urlopen(url, timeout=5) as resp:
-                if resp.status < 500:
-                    return
-        except (urllib.error.URLError, OSError):
-            pass
-        time.sleep(0.5)
-    raise AssertionError(f"{url} did not come up within {timeout:.0f} s")
+    """Until ``url`` answers (any status below 500); fails at once, with the log's end, if ``proc`` exits."""
+    wait_for(
+        lambda: (http_status(url) or 500) < 500,
+        proc,
+        timeout=timeout,
+        what=f"{url} serving",
+        output=(lambda: log.read_text(errors="replace")) if log else None,
+        interval=0.5,
+    )
 
 
 @dataclass

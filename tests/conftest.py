@@ -8,8 +8,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +18,17 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 # after the offline switches above; re-exported for test modules that still import them from here
-from tests.helpers import NOVELS, REPO, SHARED_DATA, build_tiny_model, excerpt, free_port, novel_slices
+from tests.helpers import (
+    NOVELS,
+    REPO,
+    SHARED_DATA,
+    build_tiny_model,
+    excerpt,
+    free_port,
+    http_status,
+    novel_slices,
+    wait_for,
+)
 
 __all__ = ["NOVELS", "REPO", "SHARED_DATA", "novel_slices"]
 
@@ -162,19 +170,14 @@ def llama_server(bundled_gguf_05b: Path, tmp_path_factory: pytest.TempPathFactor
         )
     url = f"http://127.0.0.1:{port}/v1"
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"llama_cpp.server exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-            try:
-                with urllib.request.urlopen(f"{url}/models", timeout=2) as resp:
-                    if resp.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"llama_cpp.server did not answer in 180 s:\n{log.read_text()[-3000:]}")
-            time.sleep(0.5)
+        wait_for(
+            lambda: http_status(f"{url}/models", timeout=2) == 200,
+            proc,
+            timeout=180,
+            what="llama_cpp.server answering",
+            output=lambda: log.read_text(errors="replace"),
+            interval=0.5,
+        )
         yield url
     finally:
         proc.terminate()

@@ -10,8 +10,12 @@ import re
 import socket
 import subprocess
 import sys
-from collections.abc import Sequence
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import IO, Any, TypeVar
 
 import pytest
 
@@ -62,6 +66,101 @@ def cli_process(home: Path, *argv: str) -> subprocess.Popen:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
+
+
+T = TypeVar("T")
+
+
+def process_ended(process: subprocess.Popen[Any] | int | None) -> str | None:
+    """How ``process`` (a child we started, or any pid) ended — ``"exit status N"`` or ``"pid N is
+    gone"`` — or ``None`` while it runs (a zombie counts as ended)."""
+    if process is None:
+        return None
+    if isinstance(process, subprocess.Popen):
+        code = process.poll()
+        return None if code is None else f"exit status {code}"
+    import psutil
+
+    try:
+        if psutil.Process(process).status() != psutil.STATUS_ZOMBIE:
+            return None
+    except psutil.NoSuchProcess:
+        pass
+    return f"pid {process} is gone"
+
+
+def wait_for(
+    condition: Callable[[], T],
+    process: subprocess.Popen[Any] | int | None,
+    *,
+    timeout: float,
+    what: str,
+    output: Callable[[], str] | None = None,
+    interval: float = 0.05,
+) -> T:
+    """Until ``condition()`` is truthy (returned), checking between tries that ``process`` runs.
+
+    Fails at once, with how it ended and the end of ``output()``, if ``process`` ended first (the
+    condition gets one last look, for output that came with the exit), and after ``timeout``
+    seconds otherwise. ``process`` is a child (``Popen``), any pid, or None when nothing is waited
+    on (e.g. a process expected to die). No test waits on a dead process.
+    """
+    deadline = time.monotonic() + timeout
+
+    def tail() -> str:
+        return f":\n{output()[-3000:]}" if output is not None else ""
+
+    while True:
+        value = condition()
+        if value:
+            return value
+        ended = process_ended(process)
+        if ended is not None:
+            value = condition()
+            if value:
+                return value
+            raise AssertionError(f"the process ended ({ended}) before {what}{tail()}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no {what} within {timeout:.0f} s{tail()}")
+        time.sleep(interval)
+
+
+def http_status(url: str, timeout: float = 5.0) -> int | None:
+    """The HTTP status of a GET of ``url`` (error statuses too), or None when nothing answers."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            return int(resp.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+    except (urllib.error.URLError, OSError):
+        return None
+
+
+class PipeReader:
+    """Everything a child's pipe (``proc.stdout``/``stderr``) has written so far, read without blocking."""
+
+    def __init__(self, pipe: IO[bytes] | None) -> None:
+        assert pipe is not None, "the pipe was not opened (stdout/stderr=subprocess.PIPE)"
+        self._pipe = pipe
+        os.set_blocking(pipe.fileno(), False)
+        self._data = b""
+
+    def text(self) -> str:
+        """What has been written so far (reads what is waiting in the pipe first)."""
+        while True:
+            chunk = self._pipe.read(65536)
+            if not chunk:  # None: nothing waiting; b"": the writer closed it
+                break
+            self._data += chunk
+        return self._data.decode("utf-8", errors="replace")
+
+
+def stream_until(proc: subprocess.Popen[bytes], text: str, timeout: float = 120.0) -> str:
+    """Read ``proc``'s stdout until ``text`` appears and return what was read; fails at once if it
+    exits first."""
+    reader = PipeReader(proc.stdout)
+    wait_for(lambda: text in reader.text(), proc, timeout=timeout, what=repr(text), output=reader.text)
+    return reader.text()
 
 
 def free_port() -> int:

@@ -24,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from tests.helpers import NOVELS, REPO
+from tests.helpers import NOVELS, REPO, PipeReader, free_port, wait_for
 
 QUESTIONS = [
     "甄士隐是谁？",
@@ -33,12 +33,6 @@ QUESTIONS = [
     "英莲后来怎样了？",
     "葫芦庙失火烧了哪里？",
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -56,17 +50,28 @@ def start_app(home: Path, port: int) -> subprocess.Popen:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"app exited: {proc.stderr.read().decode(errors='replace')[-2000:]}")
+    stderr = PipeReader(proc.stderr)  # what the app wrote, for the message if it exits
+
+    def listening() -> bool:
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return proc
+                return True
         except OSError:
-            time.sleep(0.5)
-    proc.kill()
-    raise RuntimeError("app did not start within 120 s")
+            return False
+
+    try:
+        wait_for(
+            listening,
+            proc,
+            timeout=120,
+            what=f"the app listening on {port}",
+            output=stderr.text,
+            interval=0.5,
+        )
+    except AssertionError:
+        proc.kill()
+        raise
+    return proc
 
 
 def run(sessions: int, questions: int, home: Path | None = None) -> dict[str, Any]:

@@ -37,7 +37,7 @@ from tests.app_support import (
     upload,
     wait_answer_done,
 )
-from tests.helpers import cli_process
+from tests.helpers import cli_process, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -217,11 +217,14 @@ def test_cli_and_web_app_writing_one_kb_are_serialised_and_searches_see_whole_st
             cli_done = time.monotonic()
             assert cli.returncode == 0, err.decode(errors="replace")
             assert "added" in outcome(pg, "sanguo.txt")
-            deadline = time.monotonic() + 120
-            while thread.is_alive() and time.monotonic() < deadline:
-                if any(t > max(app_done, cli_done) for t, _ in seen):
-                    break  # one more answer after both writes
-                time.sleep(0.2)
+            wait_for(  # one more answer after both writes (or the asker has stopped on an error)
+                lambda: not thread.is_alive() or any(t > max(app_done, cli_done) for t, _ in seen),
+                app.proc,
+                timeout=120,
+                what="an answer after both writes",
+                output=app.log_tail,
+                interval=0.2,
+            )
             stop.set()
             thread.join(timeout=120)
     finally:

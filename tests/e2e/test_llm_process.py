@@ -28,7 +28,7 @@ from models.errors import ModelCrashedError, ModelUnavailableError
 from models.llm import ChatSpec, build_chat_model
 from models.llm import process as llm_process
 from models.llm.process import WorkerChatModel, crash_report, describe_exit
-from tests.helpers import REPO
+from tests.helpers import REPO, stream_until, wait_for
 
 REPLY = "长江是中国第一长河，全长约六千三百公里，流经十一个省级行政区，最后注入东海。" * 2
 
@@ -45,17 +45,6 @@ def chat(tmp_path: Path) -> Iterator[WorkerChatModel]:
     model = fake_worker(tmp_path, delay_ms=20)
     yield model
     model.shutdown()
-
-
-def wait_until(condition: object, process_pid: int | None, timeout: float = 60.0) -> None:
-    """Until ``condition()`` is true; fails at once if ``process_pid`` (when given) has died."""
-    deadline = time.monotonic() + timeout
-    while not condition():  # type: ignore[operator]
-        if process_pid is not None and not psutil.pid_exists(process_pid):
-            raise AssertionError(f"process {process_pid} died while waiting")
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout:.0f} s")
-        time.sleep(0.05)
 
 
 def gone(pid: int) -> bool:
@@ -101,7 +90,7 @@ def test_stop_ends_generation_in_the_model_process(chat: WorkerChatModel) -> Non
     assert "".join(first) == REPLY[:3]
     stream.close()  # what QAService does on Stop
     pid = chat.pid
-    wait_until(lambda: chat.worker_stats()["cancelled"] == 1, pid)
+    wait_for(lambda: chat.worker_stats()["cancelled"] == 1, pid, timeout=60, what="the cancel")
     stats = chat.worker_stats()
     assert stats["answers"] == 0 and stats["pieces"] < len(REPLY)  # it stopped decoding, not just sending
     time.sleep(0.3)
@@ -147,7 +136,9 @@ def test_a_model_process_killed_while_idle_is_replaced_on_the_next_request(chat:
     first = chat.pid
     assert first is not None
     os.kill(first, signal.SIGKILL)
-    wait_until(lambda: not chat.loaded, None)  # reaped: a zombie leader thread is not yet dead
+    wait_for(
+        lambda: not chat.loaded, None, timeout=60, what="the reaping"
+    )  # a zombie leader thread is not yet dead
     assert chat.get_num_tokens("三个字") == 3
     assert chat.pid not in (None, first)
     assert "while idle" in chat.status()["last_crash"]
@@ -217,31 +208,10 @@ def test_the_model_process_ends_when_its_parent_is_killed(tmp_path: Path) -> Non
     finally:
         parent.kill()
         parent.wait(30)
-    wait_until(lambda: gone(worker), None, timeout=30)
+    wait_for(lambda: gone(worker), None, timeout=30, what="the orphan's exit")
 
 
 # ------------------------------------------------------------------------------------ the CLI
-def stream_until(proc: subprocess.Popen[bytes], text: str, timeout: float = 120.0) -> str:
-    """Read the process's stdout until ``text`` appears; fails at once if it exits first."""
-    assert proc.stdout is not None
-    got = b""
-    deadline = time.monotonic() + timeout
-    os.set_blocking(proc.stdout.fileno(), False)
-    while text not in got.decode("utf-8", errors="ignore"):
-        chunk = proc.stdout.read(4096)
-        if chunk:
-            got += chunk
-            continue
-        if proc.poll() is not None:
-            raise AssertionError(
-                f"exited with {proc.returncode} before {text!r}: {got.decode(errors='replace')}"
-            )
-        if time.monotonic() > deadline:
-            raise AssertionError(f"no {text!r} within {timeout:.0f} s: {got.decode(errors='replace')}")
-        time.sleep(0.05)
-    return got.decode("utf-8", errors="replace")
-
-
 def model_process_of(proc: subprocess.Popen[bytes]) -> int:
     children = [
         c

@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import re
 import shutil
 import signal
 import subprocess
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -22,7 +20,7 @@ import pytest
 from kb.cli import main
 from kb.services import build_services
 from kb.settings import load_settings
-from tests.helpers import cli_process
+from tests.helpers import PipeReader, cli_process, wait_for
 from vector_store.store import StoreError
 
 QUERIES = ["甄士隐", "孙悟空", "贾雨村", "花果山"]
@@ -44,27 +42,25 @@ _LOADED = re.compile(r"files:[^|]*\|[^|]*\|\s*(\d+)/(\d+)")
 
 def _wait_for_progress(proc: subprocess.Popen, point: int | str, timeout: float = 300.0) -> bool:
     """Read ``proc``'s stderr (tqdm bars) until ``point`` files are loaded (or "saving" shows);
-    False if the process ended first. Fails at once if it exits with an error."""
-    assert proc.stderr is not None
-    os.set_blocking(proc.stderr.fileno(), False)
-    seen = ""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        chunk = proc.stderr.read(65536)
-        if chunk:
-            seen += chunk.decode("utf-8", errors="replace")
-            if point == "saving":
-                if "saving" in seen:
-                    return True
-            elif any(int(done) >= int(point) for done, _ in _LOADED.findall(seen)):
-                return True
-            continue
-        code = proc.poll()
-        if code is not None:
-            assert code == 0, seen[-2000:]
-            return False
-        time.sleep(0.01)
-    raise AssertionError(f"no progress {point!r} within {timeout:.0f} s: {seen[-2000:]}")
+    False if the process finished first. Fails at once if it exits with an error."""
+    stderr = PipeReader(proc.stderr)
+
+    def reached() -> bool:
+        seen = stderr.text()
+        if point == "saving":
+            return "saving" in seen
+        return any(int(done) >= int(point) for done, _ in _LOADED.findall(seen))
+
+    # a run that finished (status 0) before the point is an outcome, not a failure: the caller checks
+    wait_for(
+        lambda: reached() or proc.poll() == 0,
+        proc,
+        timeout=timeout,
+        what=f"progress {point!r}",
+        output=stderr.text,
+        interval=0.01,  # the kill follows the point closely
+    )
+    return reached()
 
 
 def _state(home: Path, kb: str) -> tuple[frozenset[str], tuple]:
