@@ -2,7 +2,8 @@
 (our pipeline against a plain LangChain baseline). Figures in docs/BENCHMARKS.md.
 
 Tested by calling :func:`main` with an argv list; it returns the exit status (0 ok, 1 a failed
-benchmark part, 2 usage/user error).
+benchmark part, 2 usage/user error, 3 the model process crashed, 130 interrupted: the same mapping
+as ``python -m kb``, :func:`kb.cli_support.run_command`).
 
 Examples::
 
@@ -14,12 +15,11 @@ Examples::
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from collections.abc import Sequence
 from typing import TextIO
 
-from kb.cli import USER_ERRORS
+from kb.cli_support import run_command
 from kb.settings import available_profiles, load_settings
 
 
@@ -81,15 +81,4 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     """Run the CLI; returns the exit status instead of exiting (tests call this directly)."""
     out = out or sys.stdout
     args = build_parser().parse_args(list(argv) if argv is not None else None)
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    try:
-        return _run(args, out)
-    except USER_ERRORS as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    return run_command(lambda: _run(args, out), verbose=args.verbose)

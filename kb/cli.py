@@ -4,7 +4,8 @@ Measurement (``eval``, ``bench``) is ``python -m evaluation`` (:mod:`evaluation.
 
 Tested by calling :func:`main` with an argv list; it returns the exit status (0 ok, 1 partial
 failure such as skipped files, 2 usage/user error, 3 the model process crashed — a status, never a
-signal: the model runs in its own process, see :mod:`models.llm.process`).
+signal: the model runs in its own process, see :mod:`models.llm.process`; errors are mapped by
+:func:`kb.cli_support.run_command`, shared with ``python -m evaluation``).
 
 Examples::
 
@@ -18,18 +19,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from kb.errors import USER_ERRORS, KnowledgeBaseError
+from kb.cli_support import run_command
+from kb.errors import KnowledgeBaseError
 from kb.results import IngestReport
 from kb.settings import available_profiles, load_settings
-from models.errors import ModelCrashedError
 
-__all__ = ["USER_ERRORS", "build_parser", "main"]  # USER_ERRORS: kb.errors', kept here for evaluation.cli
+__all__ = ["build_parser", "main"]
 
 
 class _Progress:
@@ -250,20 +250,5 @@ def _models(services: Any, args: argparse.Namespace, out: TextIO) -> int:
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     """Run the CLI; returns the exit status instead of exiting (tests call this directly)."""
     out = out or sys.stdout
-    parser = build_parser()
-    args = parser.parse_args(list(argv) if argv is not None else None)
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    try:
-        return _run(args, out)
-    except ModelCrashedError as exc:
-        print(f"\nerror: {exc}", file=sys.stderr)
-        return 3
-    except USER_ERRORS as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    args = build_parser().parse_args(list(argv) if argv is not None else None)
+    return run_command(lambda: _run(args, out), verbose=args.verbose)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import kb.cli
+import kb.cli_support
 import kb.prompt
 import kb.qa
 import kb.service
@@ -34,7 +34,7 @@ def test_bugs_are_not_user_errors() -> None:
 
 
 def test_the_entry_points_share_the_one_list() -> None:
-    assert kb.cli.USER_ERRORS is errors.USER_ERRORS
+    assert kb.cli_support.USER_ERRORS is errors.USER_ERRORS  # python -m kb and python -m evaluation
     from ui.shared import user_errors
 
     assert user_errors() is errors.USER_ERRORS
