@@ -195,7 +195,7 @@ class OpenVinoTransformer:
         (through the cyclic GC, or when a finished request releases the function), whose
         destructor joins the executor thread it is running on: ``std::system_error: Resource
         deadlock avoided`` and an abort of the whole process (issue #12; reproduced in
-        ``tests/test_openvino_encoder.py``).
+        ``tests/integration/test_openvino_encoder.py``).
         """
         requests = [self._compiled.create_infer_request() for _ in range(self.streams)]
         in_flight: deque[tuple[Any, dict[str, Any]]] = deque()
