@@ -48,6 +48,7 @@ NOVEL_FILES = {
     "hongloumeng.utf8.txt",
     "nahan.utf8.txt",
 }
+ALIAS_DISTANCE = 200  # a nickname question's alias occurs nowhere this close to its evidence
 STORY_NOVELS = {"nahan.utf8.txt"}  # short stories: `chapter` is 《title》 (and 第N章 for 阿Ｑ正传), no 回
 
 # ------------------------------------------------------------------------------- the hand-checked set
@@ -168,6 +169,9 @@ def test_dev_set_keeps_the_older_novel_qa_questions(dev_set: tuple[NovelQuestion
 def test_every_dev_answer_and_evidence_occurs_in_the_loaded_novel(
     dev_set: tuple[NovelQuestion, ...], dev_novels: dict[str, str]
 ) -> None:
+    chapters_of = {
+        name: split_chapters(text) for name, text in dev_novels.items() if name not in STORY_NOVELS
+    }
     for q in dev_set:
         text = dev_novels[q.novel]
         assert q.evidence in text, f"{q.qid}: evidence not in {q.novel}"
@@ -176,14 +180,15 @@ def test_every_dev_answer_and_evidence_occurs_in_the_loaded_novel(
         count = max(text.count(a) for a in q.answers)
         assert q.answer_count == count, q.qid
         assert count <= 15, f"{q.qid}: answer too frequent to be evidence of retrieval"
-        at = squeeze(text).find(squeeze(q.evidence))
         if q.novel in STORY_NOVELS:  # the evidence follows its story's title (and 阿Ｑ正传's 第N章)
+            flat = squeeze(text)
+            at = flat.find(squeeze(q.evidence))
             title, _, part = q.chapter[1:].partition("》")
-            assert 0 <= squeeze(text).rfind(title, 0, at), q.qid
+            assert 0 <= flat.rfind(title, 0, at), q.qid
             if part:
-                assert 0 <= squeeze(text).rfind(squeeze(part), 0, at), q.qid
+                assert 0 <= flat.rfind(squeeze(part), 0, at), q.qid
         elif q.chapter.startswith("第"):  # the evidence lies in the body of its 回
-            chapters = [c for c in split_chapters(text) if q.evidence in c.body]
+            chapters = [c for c in chapters_of[q.novel] if q.evidence in c.body]
             assert [c.title for c in chapters] == [q.chapter.split("（")[0]], q.qid
 
 
@@ -195,6 +200,10 @@ def test_nickname_questions_do_not_meet_their_nickname_in_the_evidence(
     for q in nicknames:
         assert q.alias and q.alias in q.question, q.qid
         assert q.alias not in q.evidence, f"{q.qid}: {q.alias} is in the evidence"
+        # nor next to it (a chunk holding the evidence would hold the nickname too)
+        text, at = dev_novels[q.novel], dev_novels[q.novel].find(q.evidence)
+        window = text[max(0, at - ALIAS_DISTANCE) : at + len(q.evidence) + ALIAS_DISTANCE]
+        assert q.alias not in window, f"{q.qid}: {q.alias} within {ALIAS_DISTANCE} characters"
         assert q.alias in dev_novels[q.novel], q.qid  # a name the book itself uses (elsewhere)
 
 
