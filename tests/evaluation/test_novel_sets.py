@@ -528,3 +528,28 @@ def test_bench_novels_part_runs_both_pipelines(tmp_path: Path, mini: tuple[Path,
         assert base["chunk_size"] == 250
         assert set(ours["by_novel"]) == set(base["by_novel"]) == {"mini.txt"}
         assert part[name]["ratio"]["questions"] == 1.0
+
+
+def test_bench_default_chapters_skip_novels_without_chapters(tmp_path: Path, mini: tuple[Path, Path]) -> None:
+    """A factual set over short stories (呐喊 has no 回) still benches: chapter titles only where there are 回."""
+    folder, qa = mini
+    (folder / "stories.txt").write_text("孔乙己\n孔乙己是站着喝酒而穿长衫的唯一的人。" * 5, encoding="utf-8")
+    questions = json.loads(qa.read_text(encoding="utf-8"))
+    questions.append(
+        {
+            "id": "s1",
+            "novel": "stories.txt",
+            "question": "谁穿长衫站着喝酒？",
+            "answers": ["孔乙己"],
+            "chapter": "《孔乙己》",
+            "evidence": "孔乙己是站着喝酒",
+        }
+    )
+    qa.write_text(json.dumps(questions, ensure_ascii=False), encoding="utf-8")
+    argv = ["--home", str(tmp_path / "h"), "--profile", "mock", "bench", "--novel-qa", str(qa)]
+    argv += ["--novels-dir", str(folder), "--skip", "qa", "index", "latency", "--json"]
+    out = io.StringIO()
+    assert main(argv, out) == 0
+    part = json.loads(out.getvalue())["novels"]
+    assert part["novel_qa"]["ours"]["questions"] == 3
+    assert set(part["chapters"]["ours"]["by_novel"]) == {"mini.txt"}
