@@ -413,6 +413,50 @@ def write_traditional_set(
     return qa_file, out
 
 
+def main(argv: Sequence[str] | None = None, out: Any = None) -> int:
+    """``python -m evaluation.novel_sets select|traditional ...``: write part of a question file
+    (default ``tests/data/novel_dev.json``: one split, some kinds) as it is (``select --out FILE``)
+    or over its novels converted to traditional characters (``traditional --out DIR``,
+    :func:`write_traditional_set`); prints the ``python -m evaluation eval`` command to run it."""
+    import argparse
+    import sys
+
+    from evaluation.paths import DEFAULT_NOVELS_DIR, REPO
+
+    parser = argparse.ArgumentParser(prog="python -m evaluation.novel_sets")
+    sub = parser.add_subparsers(dest="command", required=True)
+    pick = sub.add_parser("select", help="the questions of one split / some kinds, in a question file")
+    trad = sub.add_parser("traditional", help="the set over its novels converted to traditional (OpenCC s2t)")
+    pick.add_argument("--out", required=True, help="the question file to write")
+    trad.add_argument("--out", required=True, help="folder for the converted novels and questions.json")
+    for p in (pick, trad):
+        p.add_argument("--novel-qa", default=str(REPO / "tests" / "data" / "novel_dev.json"))
+        p.add_argument("--novels-dir", default=str(DEFAULT_NOVELS_DIR))
+        p.add_argument("--split", choices=SPLITS, default=None)
+        p.add_argument("--kind", choices=KINDS, action="append", default=None)
+    args = parser.parse_args(argv)
+    out = out or sys.stdout
+    try:
+        questions = select_questions(
+            load_novel_qa(args.novel_qa), splits=[args.split] if args.split else None, kinds=args.kind
+        )
+        if not questions:
+            raise NovelSetError("no question of that split/kind")
+        if args.command == "select":
+            qa_file, folder = Path(args.out), Path(args.novels_dir)
+            qa_file.parent.mkdir(parents=True, exist_ok=True)
+            payload = {"questions": [q.to_json() for q in questions]}
+            qa_file.write_text(json.dumps(payload, ensure_ascii=False, indent=1), encoding="utf-8")
+        else:
+            qa_file, folder = write_traditional_set(questions, args.novels_dir, args.out)
+    except (NovelSetError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"{len(questions)} questions -> {qa_file}", file=out)
+    print(f"python -m evaluation eval --novel-qa {qa_file} --novels-dir {folder}", file=out)
+    return 0
+
+
 __all__ = [
     "KINDS",
     "SHINGLE",
@@ -427,6 +471,7 @@ __all__ = [
     "chapter_matcher",
     "chapter_questions",
     "load_novel_qa",
+    "main",
     "opencc_converter",
     "parse_novel_qa",
     "select_questions",
@@ -439,3 +484,7 @@ __all__ = [
     "unique_shingles",
     "write_traditional_set",
 ]
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

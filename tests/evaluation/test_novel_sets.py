@@ -553,3 +553,27 @@ def test_bench_default_chapters_skip_novels_without_chapters(tmp_path: Path, min
     part = json.loads(out.getvalue())["novels"]
     assert part["novel_qa"]["ours"]["questions"] == 3
     assert set(part["chapters"]["ours"]["by_novel"]) == {"mini.txt"}
+
+
+def test_novel_sets_main_writes_the_traditional_set(tmp_path: Path, mini: tuple[Path, Path]) -> None:
+    from evaluation.novel_sets import main as novel_sets_main
+
+    folder, qa = mini
+    out = io.StringIO()
+    argv = ["traditional", "--out", str(tmp_path / "t"), "--novel-qa", str(qa), "--novels-dir", str(folder)]
+    assert novel_sets_main(argv, out) == 0
+    assert "2 questions" in out.getvalue() and "--novels-dir" in out.getvalue()
+    assert {q.novel for q in load_novel_qa(tmp_path / "t" / "questions.json")} == {"mini.s2t.txt"}
+    # a split none of the questions has is a clear error, not an empty file
+    assert novel_sets_main([*argv, "--split", "tune"], io.StringIO()) == 2
+
+
+def test_novel_sets_main_selects_a_split(tmp_path: Path, dev_set: tuple[NovelQuestion, ...]) -> None:
+    from evaluation.novel_sets import main as novel_sets_main
+
+    target = tmp_path / "tune.json"
+    argv = ["select", "--out", str(target), "--split", "tune", "--kind", "nickname", "--kind", "chapter"]
+    assert novel_sets_main(argv, io.StringIO()) == 0
+    picked = load_novel_qa(target)
+    expected = [q for q in dev_set if q.split == "tune" and q.kind in ("nickname", "chapter")]
+    assert picked == tuple(expected) and len(picked) >= 20
