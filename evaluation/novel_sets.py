@@ -413,11 +413,36 @@ def write_traditional_set(
     return qa_file, out
 
 
+def _show(questions: Sequence[NovelQuestion], folder: Path, width: int, out: Any) -> None:
+    """Print each question, its answers and its evidence 【marked】 in ``width`` characters of context."""
+    from loaders import load_document
+
+    texts: dict[str, str] = {}
+    for q in questions:
+        if q.novel not in texts:
+            try:
+                texts[q.novel] = load_document(folder / q.novel).text
+            except Exception as exc:  # loaders raise typed LoaderError; a missing file OSError
+                raise NovelSetError(f"cannot load novel {q.novel} from {folder}: {exc}") from exc
+        text = texts[q.novel]
+        at = text.find(q.evidence)
+        print(
+            f"{q.qid} [{q.kind or '-'}/{q.split or '-'}] {q.question}  ->  {' | '.join(q.answers)}", file=out
+        )
+        if at < 0:
+            print("    (evidence not found in the novel)", file=out)
+            continue
+        end = at + len(q.evidence)
+        before, after = text[max(0, at - width) : at], text[end : end + width]
+        print(f"    {before}【{q.evidence}】{after}".replace("\n", "⏎"), file=out)
+
+
 def main(argv: Sequence[str] | None = None, out: Any = None) -> int:
-    """``python -m evaluation.novel_sets select|traditional ...``: write part of a question file
+    """``python -m evaluation.novel_sets select|traditional|show ...``: write part of a question file
     (default ``tests/data/novel_dev.json``: one split, some kinds) as it is (``select --out FILE``)
     or over its novels converted to traditional characters (``traditional --out DIR``,
-    :func:`write_traditional_set`); prints the ``python -m evaluation eval`` command to run it."""
+    :func:`write_traditional_set`), printing the ``python -m evaluation eval`` command to run it;
+    or print each question above its evidence in context (``show [--id ID]``, for reviewing)."""
     import argparse
     import sys
 
@@ -427,9 +452,12 @@ def main(argv: Sequence[str] | None = None, out: Any = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     pick = sub.add_parser("select", help="the questions of one split / some kinds, in a question file")
     trad = sub.add_parser("traditional", help="the set over its novels converted to traditional (OpenCC s2t)")
+    show = sub.add_parser("show", help="each question above its evidence in context (to review the set)")
     pick.add_argument("--out", required=True, help="the question file to write")
     trad.add_argument("--out", required=True, help="folder for the converted novels and questions.json")
-    for p in (pick, trad):
+    show.add_argument("--id", action="append", default=None, help="only these question ids")
+    show.add_argument("--width", type=int, default=150, help="characters of context either side")
+    for p in (pick, trad, show):
         p.add_argument("--novel-qa", default=str(REPO / "tests" / "data" / "novel_dev.json"))
         p.add_argument("--novels-dir", default=str(DEFAULT_NOVELS_DIR))
         p.add_argument("--split", choices=SPLITS, default=None)
@@ -440,8 +468,13 @@ def main(argv: Sequence[str] | None = None, out: Any = None) -> int:
         questions = select_questions(
             load_novel_qa(args.novel_qa), splits=[args.split] if args.split else None, kinds=args.kind
         )
+        if args.command == "show" and args.id:
+            questions = tuple(q for q in questions if q.qid in set(args.id))
         if not questions:
             raise NovelSetError("no question of that split/kind")
+        if args.command == "show":
+            _show(questions, Path(args.novels_dir), args.width, out)
+            return 0
         if args.command == "select":
             qa_file, folder = Path(args.out), Path(args.novels_dir)
             qa_file.parent.mkdir(parents=True, exist_ok=True)

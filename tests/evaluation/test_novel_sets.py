@@ -577,3 +577,16 @@ def test_novel_sets_main_selects_a_split(tmp_path: Path, dev_set: tuple[NovelQue
     picked = load_novel_qa(target)
     expected = [q for q in dev_set if q.split == "tune" and q.kind in ("nickname", "chapter")]
     assert picked == tuple(expected) and len(picked) >= 20
+
+
+def test_novel_sets_main_shows_questions_in_context(novels_dir: Path) -> None:
+    from evaluation.novel_sets import main as novel_sets_main
+
+    out = io.StringIO()
+    argv = ["show", "--id", "sg-01", "--id", "nh-43", "--width", "40", "--novels-dir", str(novels_dir)]
+    assert novel_sets_main(argv, out) == 0
+    lines = out.getvalue().splitlines()
+    assert lines[0].startswith("sg-01 [nickname/") and "八十二斤" in lines[0]
+    assert "【云长造青龙偃月刀，又名“冷艳锯”，重八十二斤。】张飞造丈八点钢矛" in lines[1]
+    assert lines[2].startswith("nh-43 ") and "【你放了道台⑼了，还说不阔？】" in lines[3]
+    assert novel_sets_main(["show", "--id", "no-such-id"], io.StringIO()) == 2
