@@ -608,8 +608,12 @@ def _novels_part(settings: Any, args: argparse.Namespace, with_baseline: bool, s
 
     qa_file = getattr(args, "novel_qa", None) or str(DEFAULT_NOVEL_QA)
     chapters = getattr(args, "chapters", None)
-    if chapters is None:  # default: the chapter sets of the factual set's novels
-        chapters = [str(p) for p in novel_plan(qa_file, getattr(args, "novels_dir", None), [])]
+    if chapters is None:  # default: the chapter sets of the factual set's novels that have 回 chapters
+        from evaluation.novel_sets import split_chapters
+        from loaders import load_document
+
+        plan = novel_plan(qa_file, getattr(args, "novels_dir", None), [])
+        chapters = [str(p) for p in plan if split_chapters(load_document(p).text)]  # not 呐喊's stories
     params = {
         "novel_qa": qa_file,
         "novels_dir": getattr(args, "novels_dir", None),

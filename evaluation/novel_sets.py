@@ -27,7 +27,7 @@ import json
 import re
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -158,9 +158,30 @@ def chapter_questions(novel: str, text: str, size: int = SHINGLE) -> list[Scored
 # ------------------------------------------------------------------------------- factual QA file
 
 
+KINDS = ("paraphrase", "nickname", "pronoun", "chapter", "script", "literal")
+"""How a question is worded (``kind`` in the file; see tests/data/README.md):
+
+* ``paraphrase`` — worded away from the text (synonyms, the fact asked from the other side);
+* ``nickname`` — the subject is named by a nickname, title or courtesy name (``alias``) that the
+  evidence passage does not contain (弼马温 where the passage says 悟空);
+* ``pronoun`` — someone is named by relation or description, not by name ("他的师父");
+* ``chapter`` — the question names the 回/章 ("在第N回里……");
+* ``script`` — written in traditional characters (OpenCC ``s2tw``) over the simplified text;
+* ``literal`` — close to the text's own wording (kept a minority).
+"""
+SPLITS = ("tune", "report")
+"""``tune``: what retrieval settings may be tuned on; ``report``: only measured and reported."""
+TEXT_SCRIPTS = ("original", "traditional")
+"""The script of the novel text a question is asked over: the file as it is, or converted to
+traditional characters by OpenCC ``s2t`` (:func:`traditional_set`)."""
+
+
 @dataclass(frozen=True)
 class NovelQuestion:
-    """One hand-checked question of ``tests/data/novel_qa.json``."""
+    """One hand-checked question of ``tests/data/novel_dev.json`` / ``novel_qa.json``.
+
+    ``kind``/``split``/``alias`` are absent (``None``) in the older ``novel_qa.json``.
+    """
 
     qid: str
     novel: str
@@ -169,9 +190,38 @@ class NovelQuestion:
     chapter: str
     evidence: str
     answer_count: int | None = None
+    kind: str | None = None
+    split: str | None = None
+    alias: str | None = None
+    text_script: str = "original"
 
     def scored(self) -> ScoredQuestion:
         return ScoredQuestion(self.qid, self.novel, self.question, answer_matcher(self.answers))
+
+    def to_json(self) -> dict[str, Any]:
+        """The entry as it is written in a question file (optional keys only when set)."""
+        out: dict[str, Any] = {"id": self.qid, "novel": self.novel}
+        for key in ("kind", "split"):
+            if getattr(self, key) is not None:
+                out[key] = getattr(self, key)
+        out |= {"question": self.question, "answers": list(self.answers)}
+        if self.answer_count is not None:
+            out["answer_count"] = self.answer_count
+        out |= {"chapter": self.chapter, "evidence": self.evidence}
+        if self.alias is not None:
+            out["alias"] = self.alias
+        if self.text_script != "original":
+            out["text_script"] = self.text_script
+        return out
+
+
+def _optional_choice(item: dict[str, Any], key: str, choices: Sequence[str], where: str) -> str | None:
+    value = item.get(key)
+    if value is None:
+        return None
+    if value not in choices:
+        raise NovelSetError(f"{where}: {key!r} must be one of {', '.join(choices)}, not {value!r}")
+    return str(value)
 
 
 def parse_novel_qa(data: Any, source: str = "<data>") -> tuple[NovelQuestion, ...]:
@@ -199,6 +249,12 @@ def parse_novel_qa(data: Any, source: str = "<data>") -> tuple[NovelQuestion, ..
         if item["id"] in seen:
             raise NovelSetError(f"{where}: duplicate id {item['id']!r}")
         seen.add(item["id"])
+        kind = _optional_choice(item, "kind", KINDS, where)
+        alias = item.get("alias")
+        if alias is not None and (not isinstance(alias, str) or alias not in item["question"]):
+            raise NovelSetError(f"{where}: 'alias' must be a string that occurs in the question")
+        if kind == "nickname" and alias is None:
+            raise NovelSetError(f"{where}: a 'nickname' question names its nickname in 'alias'")
         count = item.get("answer_count")
         out.append(
             NovelQuestion(
@@ -209,9 +265,40 @@ def parse_novel_qa(data: Any, source: str = "<data>") -> tuple[NovelQuestion, ..
                 item["chapter"],
                 item["evidence"],
                 count if isinstance(count, int) else None,
+                kind,
+                _optional_choice(item, "split", SPLITS, where),
+                alias,
+                _optional_choice(item, "text_script", TEXT_SCRIPTS, where) or "original",
             )
         )
     return tuple(out)
+
+
+def select_questions(
+    questions: Sequence[NovelQuestion],
+    splits: Sequence[str] | None = None,
+    kinds: Sequence[str] | None = None,
+    novels: Sequence[str] | None = None,
+) -> tuple[NovelQuestion, ...]:
+    """The questions of the given splits, kinds and novels (``None``: any); unknown names are an error.
+
+    >>> qs = parse_novel_qa([{"id": i, "novel": "n.txt", "question": "问" + i, "answers": ["甲"],
+    ...     "chapter": "第一回", "evidence": "甲", "kind": k, "split": s}
+    ...     for i, k, s in (("a", "literal", "tune"), ("b", "chapter", "report"))])
+    >>> [q.qid for q in select_questions(qs, splits=["tune"])], [q.qid for q in select_questions(qs, kinds=["chapter"])]
+    (['a'], ['b'])
+    """
+    for name, given, allowed in (("split", splits, SPLITS), ("kind", kinds, KINDS)):
+        unknown = sorted(set(given or ()) - set(allowed))
+        if unknown:
+            raise NovelSetError(f"unknown {name} {', '.join(unknown)} (expected {', '.join(allowed)})")
+    return tuple(
+        q
+        for q in questions
+        if (splits is None or q.split in splits)
+        and (kinds is None or q.kind in kinds)
+        and (novels is None or q.novel in novels)
+    )
 
 
 def load_novel_qa(path: str | Path) -> tuple[NovelQuestion, ...]:
@@ -224,20 +311,213 @@ def load_novel_qa(path: str | Path) -> tuple[NovelQuestion, ...]:
     return parse_novel_qa(data, str(path))
 
 
+# ------------------------------------------------------------------------------- traditional script
+
+
+class ScriptConversionError(NovelSetError):
+    """OpenCC is missing, or a conversion changed a text's length (evidence cannot be mapped)."""
+
+
+def opencc_converter(config: str) -> Callable[[str], str]:
+    """``OpenCC(config).convert`` (e.g. ``"s2t"``, ``"t2s"``); the package is imported lazily."""
+    try:
+        import opencc
+    except ImportError as exc:  # pragma: no cover - opencc is pinned in requirements.txt
+        raise ScriptConversionError(
+            "converting a novel to traditional characters needs OpenCC: pip install opencc==1.4.2"
+        ) from exc
+    return opencc.OpenCC(config).convert
+
+
+def traditional_name(novel: str) -> str:
+    """The file name of a novel converted to traditional characters: ``x.gbk.txt`` -> ``x.gbk.s2t.txt``."""
+    stem, dot, ext = novel.rpartition(".")
+    return f"{stem}.s2t.{ext}" if dot and stem else f"{novel}.s2t"
+
+
+def traditional_set(
+    questions: Sequence[NovelQuestion],
+    texts: dict[str, str],
+    to_traditional: Callable[[str], str] | None = None,
+    to_simplified: Callable[[str], str] | None = None,
+) -> tuple[tuple[NovelQuestion, ...], dict[str, str]]:
+    """The same questions asked over each novel converted to traditional characters.
+
+    ``texts`` maps each novel file name to its text as the app's loader reads it. Every novel is
+    converted as a whole (OpenCC ``s2t`` by default: phrase-aware, so the conversion of a passage
+    may depend on its neighbours); each evidence is then the *slice* of the converted novel at the
+    evidence's place in the original, and each answer the slice at its place in the evidence, so
+    they occur verbatim in the converted text (``s2t`` maps one character to one, which is checked).
+    ``answer_count`` is recounted; the novel becomes :func:`traditional_name`; ``text_script`` is
+    ``"traditional"``. Questions stay as written, except ``script`` ones (already traditional),
+    which are converted to simplified (``t2s``) so that every question is in the other script
+    than its text. Returns the questions and ``{converted name: converted text}``.
+    """
+    to_t = to_traditional or opencc_converter("s2t")
+    to_s = to_simplified or opencc_converter("t2s")
+    converted: dict[str, str] = {}
+    for name in sorted({q.novel for q in questions}):
+        if name not in texts:
+            raise NovelSetError(f"no text given for novel {name}")
+        text = to_t(texts[name])
+        if len(text) != len(texts[name]):
+            raise ScriptConversionError(f"{name}: conversion changed the length, evidence cannot be mapped")
+        converted[name] = text
+    out: list[NovelQuestion] = []
+    for q in questions:
+        original, text = texts[q.novel], converted[q.novel]
+        at = original.find(q.evidence)
+        if at < 0:
+            raise NovelSetError(f"{q.qid}: evidence not in {q.novel}")
+        evidence = text[at : at + len(q.evidence)]
+        answers = tuple(evidence[i : i + len(a)] for a in q.answers for i in (q.evidence.find(a),) if i >= 0)
+        if len(answers) != len(q.answers):
+            raise NovelSetError(f"{q.qid}: an answer is not inside its evidence")
+        out.append(
+            replace(
+                q,
+                novel=traditional_name(q.novel),
+                question=to_s(q.question) if q.kind == "script" else q.question,
+                answers=answers,
+                evidence=evidence,
+                answer_count=max(text.count(a) for a in answers),
+                alias=None if q.alias is None else to_s(q.alias) if q.kind == "script" else q.alias,
+                text_script="traditional",
+            )
+        )
+    return tuple(out), {traditional_name(name): text for name, text in converted.items()}
+
+
+def write_traditional_set(
+    questions: Sequence[NovelQuestion], novels_dir: str | Path, out_dir: str | Path
+) -> tuple[Path, Path]:
+    """Write :func:`traditional_set` to ``out_dir``: the converted novels (UTF-8) and
+    ``questions.json``; returns ``(questions file, novels folder)`` for
+    ``python -m evaluation eval --novel-qa FILE --novels-dir FOLDER``."""
+    from loaders import load_document
+
+    folder, out = Path(novels_dir), Path(out_dir)
+    texts: dict[str, str] = {}
+    for name in sorted({q.novel for q in questions}):
+        try:
+            texts[name] = load_document(folder / name).text
+        except Exception as exc:  # loaders raise typed LoaderError; a missing file OSError
+            raise NovelSetError(f"cannot load novel {name} from {folder}: {exc}") from exc
+    converted_qs, converted = traditional_set(questions, texts)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, text in converted.items():
+        (out / name).write_text(text, encoding="utf-8")
+    qa_file = out / "questions.json"
+    payload = {"questions": [q.to_json() for q in converted_qs]}
+    qa_file.write_text(json.dumps(payload, ensure_ascii=False, indent=1), encoding="utf-8")
+    return qa_file, out
+
+
+def _show(questions: Sequence[NovelQuestion], folder: Path, width: int, out: Any) -> None:
+    """Print each question, its answers and its evidence 【marked】 in ``width`` characters of context."""
+    from loaders import load_document
+
+    texts: dict[str, str] = {}
+    for q in questions:
+        if q.novel not in texts:
+            try:
+                texts[q.novel] = load_document(folder / q.novel).text
+            except Exception as exc:  # loaders raise typed LoaderError; a missing file OSError
+                raise NovelSetError(f"cannot load novel {q.novel} from {folder}: {exc}") from exc
+        text = texts[q.novel]
+        at = text.find(q.evidence)
+        print(
+            f"{q.qid} [{q.kind or '-'}/{q.split or '-'}] {q.question}  ->  {' | '.join(q.answers)}", file=out
+        )
+        if at < 0:
+            print("    (evidence not found in the novel)", file=out)
+            continue
+        end = at + len(q.evidence)
+        before, after = text[max(0, at - width) : at], text[end : end + width]
+        print(f"    {before}【{q.evidence}】{after}".replace("\n", "⏎"), file=out)
+
+
+def main(argv: Sequence[str] | None = None, out: Any = None) -> int:
+    """``python -m evaluation.novel_sets select|traditional|show ...``: write part of a question file
+    (default ``tests/data/novel_dev.json``: one split, some kinds) as it is (``select --out FILE``)
+    or over its novels converted to traditional characters (``traditional --out DIR``,
+    :func:`write_traditional_set`), printing the ``python -m evaluation eval`` command to run it;
+    or print each question above its evidence in context (``show [--id ID]``, for reviewing)."""
+    import argparse
+    import sys
+
+    from evaluation.paths import DEFAULT_NOVELS_DIR, REPO
+
+    parser = argparse.ArgumentParser(prog="python -m evaluation.novel_sets")
+    sub = parser.add_subparsers(dest="command", required=True)
+    pick = sub.add_parser("select", help="the questions of one split / some kinds, in a question file")
+    trad = sub.add_parser("traditional", help="the set over its novels converted to traditional (OpenCC s2t)")
+    show = sub.add_parser("show", help="each question above its evidence in context (to review the set)")
+    pick.add_argument("--out", required=True, help="the question file to write")
+    trad.add_argument("--out", required=True, help="folder for the converted novels and questions.json")
+    show.add_argument("--id", action="append", default=None, help="only these question ids")
+    show.add_argument("--width", type=int, default=150, help="characters of context either side")
+    for p in (pick, trad, show):
+        p.add_argument("--novel-qa", default=str(REPO / "tests" / "data" / "novel_dev.json"))
+        p.add_argument("--novels-dir", default=str(DEFAULT_NOVELS_DIR))
+        p.add_argument("--split", choices=SPLITS, default=None)
+        p.add_argument("--kind", choices=KINDS, action="append", default=None)
+    args = parser.parse_args(argv)
+    out = out or sys.stdout
+    try:
+        questions = select_questions(
+            load_novel_qa(args.novel_qa), splits=[args.split] if args.split else None, kinds=args.kind
+        )
+        if args.command == "show" and args.id:
+            questions = tuple(q for q in questions if q.qid in set(args.id))
+        if not questions:
+            raise NovelSetError("no question of that split/kind")
+        if args.command == "show":
+            _show(questions, Path(args.novels_dir), args.width, out)
+            return 0
+        if args.command == "select":
+            qa_file, folder = Path(args.out), Path(args.novels_dir)
+            qa_file.parent.mkdir(parents=True, exist_ok=True)
+            payload = {"questions": [q.to_json() for q in questions]}
+            qa_file.write_text(json.dumps(payload, ensure_ascii=False, indent=1), encoding="utf-8")
+        else:
+            qa_file, folder = write_traditional_set(questions, args.novels_dir, args.out)
+    except (NovelSetError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"{len(questions)} questions -> {qa_file}", file=out)
+    print(f"python -m evaluation eval --novel-qa {qa_file} --novels-dir {folder}", file=out)
+    return 0
+
+
 __all__ = [
+    "KINDS",
     "SHINGLE",
+    "SPLITS",
+    "TEXT_SCRIPTS",
     "Chapter",
     "NovelQuestion",
     "NovelSetError",
     "ScoredQuestion",
+    "ScriptConversionError",
     "answer_matcher",
     "chapter_matcher",
     "chapter_questions",
     "load_novel_qa",
+    "main",
+    "opencc_converter",
     "parse_novel_qa",
+    "select_questions",
     "shares_shingle",
     "shingles",
     "split_chapters",
     "squeeze",
+    "traditional_name",
+    "traditional_set",
     "unique_shingles",
+    "write_traditional_set",
 ]
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())
