@@ -9,7 +9,7 @@ corruption, pickles, garbage collection) is tested in ``tests/unit/test_vector_s
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -30,15 +30,29 @@ EMB = HashEmbedder(dimension=32)
 WEST = ["孙悟空大闹天宫", "唐僧西天取经", "猪八戒背媳妇"]
 RED = ["贾宝玉衔玉而生", "林黛玉葬花"]
 
+
+def _milvus_lite(tmp: Path) -> Store:
+    """A knowledge base in Milvus Lite (a local .db folder; its gRPC server runs in this process)."""
+    pytest.importorskip("pymilvus")
+    from vector_store.milvus import MilvusCatalog
+
+    return MilvusCatalog(str(tmp / "milvus.db"), lock_dir=tmp / "locks").store("kb")
+
+
 STORES: dict[str, Callable[[Path], Store]] = {
     "faiss": lambda tmp: VectorStore(tmp / "kb"),
+    "milvus-lite": _milvus_lite,
 }
 
 
 @pytest.fixture(params=sorted(STORES))
-def new_store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
-    """A store whose knowledge base does not exist yet."""
-    return STORES[request.param](tmp_path)
+def new_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    """A store whose knowledge base does not exist yet (backends holding a connection are closed after)."""
+    store = STORES[request.param](tmp_path)
+    yield store
+    catalog = getattr(store, "catalog", None)
+    if catalog is not None:
+        catalog.close()
 
 
 @pytest.fixture
