@@ -221,6 +221,9 @@ class MilvusCatalog:
             ) from exc
         if self.is_lite:
             Path(self.uri).parent.mkdir(parents=True, exist_ok=True)
+        # pymilvus logs every failed RPC with a traceback; each one reaches the caller as a
+        # StoreError naming the backend and URI, so its own log would only repeat it
+        logging.getLogger("pymilvus").setLevel(logging.CRITICAL)
         try:
             return MilvusClient(uri=self.uri, token=self._token or "", timeout=self.timeout_s)
         except Exception as exc:
@@ -269,6 +272,7 @@ class MilvusCatalog:
         found = []
         for collection in self.client.list_collections():
             if collection.startswith(self.prefix) and collection.endswith(suffix):
+                self.client.load_collection(collection)  # released after a server restart or reopen
                 rows = self.client.query(
                     collection,
                     filter='key == "info"',
@@ -392,10 +396,19 @@ class MilvusStore:
         self.meta_collection = f"{key}__meta"
         self._lock_path = catalog.lock_dir / f"{key}.lock"
         self._info: dict[str, Any] | None = None
+        self._loaded = False
 
     @property
     def _c(self) -> _Guarded:
-        return self.catalog.client
+        """The client, after loading this knowledge base's collections once (a restarted server or
+        a reopened Milvus Lite folder has them released; queries need them loaded)."""
+        client = self.catalog.client
+        if not self._loaded:
+            present = [c for c in (self.meta_collection, self.chunks_collection) if client.has_collection(c)]
+            for collection in present:
+                client.load_collection(collection)
+            self._loaded = len(present) == 2
+        return client
 
     @property
     def _level(self) -> str:
@@ -438,7 +451,7 @@ class MilvusStore:
     def _iterate(self, collection: str, expr: str, fields: list[str]) -> list[dict[str, Any]]:
         """Every row matching ``expr`` (paged: Milvus caps one query's window)."""
         try:
-            iterator = self.catalog.client.query_iterator(
+            iterator = self._c.query_iterator(
                 collection,
                 batch_size=QUERY_BATCH,
                 filter=expr,
@@ -527,6 +540,7 @@ class MilvusStore:
             "backend": "milvus",
         }
         # the identity record last: until it exists, exists() is false
+        self._loaded = True  # both collections were just created and loaded
         self._meta_put([("info", "info", "", json.dumps(info, ensure_ascii=False))])
         self._info = None
 
@@ -545,6 +559,7 @@ class MilvusStore:
                 if c.has_collection(collection):
                     c.drop_collection(collection)
             self._info = None
+            self._loaded = False
 
     @property
     def model_id(self) -> str:
