@@ -848,6 +848,9 @@ class MilvusStore:
             "keyword": {"tokenizer": self.tokenizer.id, "index": "in memory, from the stored terms"},
             "backend": "milvus",
         }
+        # Seal the rows written since the last commit: sealed segments are indexed (Milvus Lite
+        # searches its unflushed memtable by brute force in Python, ~5-10x slower: docs/BENCHMARKS.md)
+        self._c.flush(self.chunks_collection)
         pieces = _split_utf8(json.dumps(manifest, ensure_ascii=False), PART_BYTES)
         self._meta_put(
             [(f"version/{version}/{i:05d}", "version-part", version, piece) for i, piece in enumerate(pieces)]

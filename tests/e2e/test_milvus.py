@@ -12,7 +12,6 @@ import io
 import json
 import os
 import signal
-import subprocess
 import time
 from pathlib import Path
 
@@ -108,37 +107,60 @@ def test_migrate_to_milvus_and_back_gives_identical_results(tmp_path: Path, libr
     assert _results(home, None, "novels") == on_faiss
 
 
+def _kill_mid_add(home: Path, config: Path, folder: Path, delay: float) -> int:
+    """Start ``python -m kb add`` on ``folder``, SIGKILL it ``delay`` s after its first progress bar
+    (checking the process while waiting); its exit status (-9, or 0 if it finished first)."""
+    proc = cli_process(home, "--config", str(config), "-v", "add", "--kb", "x", str(folder))
+    assert proc.stderr is not None
+    os.set_blocking(proc.stderr.fileno(), False)
+    seen = b""
+    deadline = time.monotonic() + 300
+    while b"files" not in seen:
+        code = proc.poll()
+        if code is not None:
+            _, err = proc.communicate()
+            raise AssertionError(f"the add ended ({code}) before any progress: {(seen + err)[-2000:]!r}")
+        assert time.monotonic() < deadline, "no progress from the add in 300 s"
+        seen += proc.stderr.read(65536) or b""
+        time.sleep(0.01)
+    time.sleep(delay)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=60)
+    return proc.returncode
+
+
 @pytest.mark.slow
 def test_sigkill_during_add_on_milvus_lite_loses_nothing_committed(tmp_path: Path, novels_dir: Path) -> None:
-    home = tmp_path / "home"
-    uri = tmp_path / "kill.db"
-    config = _milvus_config(tmp_path, uri)
     first = tmp_path / "first"
     first.mkdir()
     excerpt(novels_dir / "hongloumeng.utf8.txt", first / "红楼梦.txt", 20000, "utf-8")
     more = tmp_path / "more"
     more.mkdir()
     west = (novels_dir / "xiyouji.utf8-bom.txt").read_text(encoding="utf-8-sig")
-    for i in range(30):
+    for i in range(40):
         (more / f"west{i:02d}.txt").write_text(west[i * 5000 : (i + 1) * 5000], encoding="utf-8")
+    # the reference: the same two adds, uninterrupted
+    ref_home, ref_config = tmp_path / "ref", _milvus_config(tmp_path, tmp_path / "ref.db")
+    assert _cli(ref_home, ref_config, "add", "--kb", "x", str(first))[0] == 0
+    assert _cli(ref_home, ref_config, "add", "--kb", "x", str(more))[0] == 0
+    after = _results(ref_home, ref_config, "x")
+
+    home, config = tmp_path / "home", _milvus_config(tmp_path, tmp_path / "kill.db")
     assert _cli(home, config, "add", "--kb", "x", str(first))[0] == 0
-    committed = _results(home, config, "x")
-    proc = cli_process(home, "--config", str(config), "-v", "add", "--kb", "x", str(more))
-    assert proc.stderr is not None
-    seen = b""
-    deadline = time.monotonic() + 300
-    os.set_blocking(proc.stderr.fileno(), False)
-    while b"embedding" not in seen and b"files" not in seen:  # mid-way: loading or embedding files
-        assert proc.poll() is None, seen.decode(errors="replace")[-2000:]
-        assert time.monotonic() < deadline, "no progress from the add"
-        seen += proc.stderr.read(65536) or b""
-        time.sleep(0.02)
-    time.sleep(0.3)
-    proc.send_signal(signal.SIGKILL)
-    proc.communicate(timeout=60)
-    assert proc.returncode == -signal.SIGKILL
-    assert _results(home, config, "x") == committed  # the committed version is intact and searchable
+    before = _results(home, config, "x")
+    assert before != after
+    killed = 0
+    for delay in (0.0, 0.3, 0.8, 1.5):
+        code = _kill_mid_add(home, config, more, delay)
+        assert code in (-signal.SIGKILL, 0)
+        state = _results(home, config, "x")  # the folder reopens (write-ahead log) and searches
+        assert state in (before, after), f"mixed state after a kill {delay} s into the add"
+        if code == -signal.SIGKILL and state == before:
+            killed += 1
+        if state == after:  # it finished first: start again from the committed state
+            assert _cli(home, config, "delete", "x")[0] == 0
+            assert _cli(home, config, "add", "--kb", "x", str(first))[0] == 0
+    assert killed >= 2  # at least two kills landed before the commit
     code, text = _cli(home, config, "add", "--kb", "x", str(more))  # a retry completes the add
-    assert code == 0 and "30 file(s) loaded" in text
-    code, text = _cli(home, config, "docs", "--kb", "x", "--json")
-    assert len(json.loads(text)) == 31
+    assert code == 0 and "40 file(s) loaded" in text
+    assert _results(home, config, "x") == after
