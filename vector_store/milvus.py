@@ -641,13 +641,28 @@ class MilvusStore:
                     log.warning("%s: corrupt marker of segment %s", self.name, row["name"])
         return out
 
+    def _row_count(self, segment: str) -> int:
+        rows = self._c.query(
+            self.chunks_collection,
+            filter=f'segment == "{segment}"',
+            output_fields=["count(*)"],
+            consistency_level=self._level,
+        )
+        return int(rows[0]["count(*)"]) if rows else 0
+
     def has_segment(self, segment: str) -> bool:
-        return _check_segment(segment) in self._markers([segment])
+        """True when the segment's marker exists and all its rows are there (a damaged segment is
+        written anew by the next ingest of its document instead of being reused)."""
+        marker = self._markers([_check_segment(segment)]).get(segment)
+        return marker is not None and self._row_count(segment) == int(marker["chunks"])
 
     def write_segment(self, segment: str, vectors: np.ndarray, chunks: Sequence[ChunkRecord]) -> None:
         """Insert one document's chunks, then its marker (idempotent: content-addressed)."""
         _check_segment(segment)
         marker = self._markers([segment]).get(segment)
+        if marker is not None and self._row_count(segment) != int(marker["chunks"]):
+            self._c.delete(self.meta_collection, filter=f'key == "segment/{segment}"')  # damaged
+            marker = None
         if marker is not None:  # fresh timestamp: not an orphan for the garbage collection
             marker["written_at"] = time.time()
             self._meta_put([(f"segment/{segment}", "segment", segment, json.dumps(marker))])
@@ -834,7 +849,10 @@ class MilvusStore:
             total += entry.chunks
         versions = self.versions()
         last = int(versions[-1][1:]) if versions else 0
-        current = self.current_version()
+        try:
+            current = self.current_version()
+        except StoreError:  # a corrupt pointer (repair publishes past it)
+            current = None
         if current is not None:
             last = max(last, int(current[1:]))
         version = f"v{last + 1:06d}"

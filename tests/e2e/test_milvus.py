@@ -164,3 +164,34 @@ def test_sigkill_during_add_on_milvus_lite_loses_nothing_committed(tmp_path: Pat
     code, text = _cli(home, config, "add", "--kb", "x", str(more))  # a retry completes the add
     assert code == 0 and "40 file(s) loaded" in text
     assert _results(home, config, "x") == after
+
+
+def test_repair_on_milvus_names_what_is_lost_and_republishes_the_rest(
+    tmp_path: Path, library: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from vector_store.milvus import MilvusCatalog
+
+    home, uri = tmp_path / "home", tmp_path / "repair.db"
+    config = _milvus_config(tmp_path, uri)
+    assert _cli(home, config, "add", "--kb", "x", str(library))[0] == 1
+    # damage: half of one document's chunk rows vanish from Milvus; the pointer record is garbage
+    catalog = MilvusCatalog(str(uri), lock_dir=tmp_path / "locks")
+    store = catalog.store("x")
+    segment = store.documents()["红楼梦.txt"].segment
+    catalog.client.delete(store.chunks_collection, filter=f'segment == "{segment}" and seq >= 3')
+    catalog.client.upsert(
+        store.meta_collection,
+        [{"key": "current", "kind": "current", "name": "", "value": "garbage", "vec": [0.0, 0.0]}],
+    )
+    catalog.close()
+    capsys.readouterr()
+    assert _cli(home, config, "search", "--kb", "x", "甄士隐")[0] == 2
+    assert "corrupt" in capsys.readouterr().err
+    code, text = _cli(home, config, "repair", "--kb", "x")
+    assert code == 1 and "lost 红楼梦.txt" in text  # named, not silently dropped
+    code, text = _cli(home, config, "docs", "--kb", "x", "--json")
+    assert {d["doc_id"] for d in json.loads(text)} == {"xiyouji.txt", "西游记 bom.txt"}
+    code, text = _cli(home, config, "search", "--kb", "x", "--json", "孙悟空")
+    assert code == 0 and json.loads(text)["hits"]
+    assert _cli(home, config, "add", "--kb", "x", str(library / "红楼梦.txt"))[0] == 0  # add it again
+    assert all(_results(home, config, "x"))
