@@ -51,6 +51,7 @@ def _milvus(
 ) -> tuple[list[list[str]], list[float]]:
     from pymilvus import DataType, Function, FunctionType, MilvusClient
 
+    folder.mkdir(parents=True, exist_ok=True)
     client = MilvusClient(str(folder / "bm25.db"))
     name = "bm25_" + str(analyzer.get("tokenizer", "standard"))
     schema = client.create_schema(auto_id=False)

@@ -90,9 +90,9 @@ def collection_key(name: str) -> str:
     """An ASCII collection-name part for a knowledge-base name: readable letters plus a hash.
 
     >>> collection_key("novels")
-    'novels_8b1f5c1f'
+    'novels_2169514b'
     >>> collection_key("西游记")
-    'kb_a8af9e90'
+    'kb_942c26ca'
     """
     readable = re.sub(r"[^A-Za-z0-9]+", "_", name).strip("_")[:40] or "kb"
     if not readable[0].isalpha():
@@ -641,26 +641,25 @@ class MilvusStore:
                     log.warning("%s: corrupt marker of segment %s", self.name, row["name"])
         return out
 
-    def _row_count(self, segment: str) -> int:
-        rows = self._c.query(
-            self.chunks_collection,
-            filter=f'segment == "{segment}"',
-            output_fields=["count(*)"],
-            consistency_level=self._level,
-        )
-        return int(rows[0]["count(*)"]) if rows else 0
+    def _ends_present(self, segment: str, chunks: int) -> bool:
+        """Are the segment's first and last rows there? Two primary-key lookups (a count would scan
+        the collection); loads and reads still count every row."""
+        if chunks <= 0:
+            return True
+        pks = sorted({f"{segment}/0", f"{segment}/{chunks - 1}"})
+        return len(self._c.get(self.chunks_collection, ids=pks, output_fields=["pk"])) == len(pks)
 
     def has_segment(self, segment: str) -> bool:
-        """True when the segment's marker exists and all its rows are there (a damaged segment is
+        """True when the segment's marker exists and its rows are there (a segment found damaged is
         written anew by the next ingest of its document instead of being reused)."""
         marker = self._markers([_check_segment(segment)]).get(segment)
-        return marker is not None and self._row_count(segment) == int(marker["chunks"])
+        return marker is not None and self._ends_present(segment, int(marker["chunks"]))
 
     def write_segment(self, segment: str, vectors: np.ndarray, chunks: Sequence[ChunkRecord]) -> None:
         """Insert one document's chunks, then its marker (idempotent: content-addressed)."""
         _check_segment(segment)
         marker = self._markers([segment]).get(segment)
-        if marker is not None and self._row_count(segment) != int(marker["chunks"]):
+        if marker is not None and not self._ends_present(segment, int(marker["chunks"])):
             self._c.delete(self.meta_collection, filter=f'key == "segment/{segment}"')  # damaged
             marker = None
         if marker is not None:  # fresh timestamp: not an orphan for the garbage collection
@@ -693,10 +692,10 @@ class MilvusStore:
                     "vec": vec.tolist(),
                 }
             )
-        # rows of an interrupted earlier write have no marker: replace them
-        self._c.delete(self.chunks_collection, filter=f'segment == "{segment}"')
+        # Upsert: rows of an interrupted earlier write of this segment (same content, so the same
+        # primary keys) are overwritten, without a delete that would scan the collection.
         for start in range(0, len(rows), INSERT_BATCH):
-            self._c.insert(self.chunks_collection, rows[start : start + INSERT_BATCH])
+            self._c.upsert(self.chunks_collection, rows[start : start + INSERT_BATCH])
         marker = {"chunks": len(rows), "tokenizer": tokenizer.id, "written_at": time.time()}
         self._meta_put([(f"segment/{segment}", "segment", segment, json.dumps(marker))])
 
