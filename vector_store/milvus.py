@@ -328,7 +328,8 @@ class MilvusSnapshot:
         self._row_of = {pk: row for row, pk in enumerate(pks)}
         self.dimension = dimension
         self.keyword = keyword
-        self._segments = sorted({e.segment for e in documents.values()})
+        self._version_filter = f"segment in {_quoted(sorted({e.segment for e in documents.values()}))}"
+        """Every search is restricted to this version's segments (deleted or uncommitted rows never match)."""
         self._by_doc: dict[str, list[int]] = {}
         for row, chunk in enumerate(chunks):
             self._by_doc.setdefault(chunk.doc_id, []).append(row)
@@ -353,7 +354,7 @@ class MilvusSnapshot:
         if not self.chunks or k <= 0 or self._store is None:
             return []
         query = self._query(vector)
-        expr = f"segment in {_quoted(self._segments)}"
+        expr = self._version_filter
         limit = len(self.chunks)
         if rows is not None:
             allowed = sorted({int(r) for r in rows})
