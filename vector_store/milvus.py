@@ -510,18 +510,19 @@ class MilvusStore:
         from pymilvus import DataType
 
         c = self._c
-        if not c.has_collection(self.meta_collection):
-            schema = c.create_schema(auto_id=False, enable_dynamic_field=False)
-            schema.add_field("key", DataType.VARCHAR, is_primary=True, max_length=512)
-            schema.add_field("kind", DataType.VARCHAR, max_length=32)
-            schema.add_field("name", DataType.VARCHAR, max_length=128)
-            schema.add_field("value", DataType.VARCHAR, max_length=MAX_VARCHAR)
-            schema.add_field("vec", DataType.FLOAT_VECTOR, dim=_META_DIM)
-            index = c.prepare_index_params()
-            index.add_index("vec", index_type="FLAT", metric_type="IP")
-            self._create_collection(self.meta_collection, schema, index)
-        if c.has_collection(self.chunks_collection):  # leftover of an interrupted create or destroy
-            c.drop_collection(self.chunks_collection)
+        for leftover in (self.meta_collection, self.chunks_collection):  # of an interrupted create/destroy
+            if c.has_collection(leftover):
+                c.drop_collection(leftover)
+        # the identity collection first, the chunks second, the identity record last
+        schema = c.create_schema(auto_id=False, enable_dynamic_field=False)
+        schema.add_field("key", DataType.VARCHAR, is_primary=True, max_length=512)
+        schema.add_field("kind", DataType.VARCHAR, max_length=32)
+        schema.add_field("name", DataType.VARCHAR, max_length=128)
+        schema.add_field("value", DataType.VARCHAR, max_length=MAX_VARCHAR)
+        schema.add_field("vec", DataType.FLOAT_VECTOR, dim=_META_DIM)
+        index = c.prepare_index_params()
+        index.add_index("vec", index_type="FLAT", metric_type="IP")
+        self._create_collection(self.meta_collection, schema, index)
         schema = c.create_schema(auto_id=False, enable_dynamic_field=False)
         schema.add_field("pk", DataType.VARCHAR, is_primary=True, max_length=160)
         schema.add_field("segment", DataType.VARCHAR, max_length=128)

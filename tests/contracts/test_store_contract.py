@@ -166,3 +166,17 @@ def test_destroy_removes_the_knowledge_base(store: Store) -> None:
     _commit(store, {"west.txt": _write(store, "west.txt", WEST)})
     store.destroy()
     assert not store.exists()
+
+
+def test_only_the_published_documents_are_ever_found(store: Store) -> None:
+    """Chunks of a removed document, or of a segment written but not committed yet, never match."""
+    west, red = _write(store, "west.txt", WEST), _write(store, "red.txt", RED)
+    _commit(store, {"west.txt": west, "red.txt": red})
+    _commit(store, {"red.txt": red})  # west.txt removed
+    _write(store, "pending.txt", ["孙悟空又大闹天宫"])  # written by an ingest that has not committed
+    snap = store.load()
+    assert {c.doc_id for c in snap.chunks} == {"red.txt"}
+    dense = snap.search(EMB.encode_query("孙悟空大闹天宫"), 10)
+    assert dense and {h.chunk.doc_id for h in dense} == {"red.txt"}
+    assert snap.search_keyword("孙悟空", 10) == []
+    assert all(snap.chunks[h.row] == h.chunk for h in dense)
