@@ -451,16 +451,13 @@ class MilvusStore:
 
     def _iterate(self, collection: str, expr: str, fields: list[str]) -> list[dict[str, Any]]:
         """Every row matching ``expr`` (paged: Milvus caps one query's window)."""
-        try:
-            iterator = self._c.query_iterator(
-                collection,
-                batch_size=QUERY_BATCH,
-                filter=expr,
-                output_fields=fields,
-                consistency_level=self._level,
-            )
-        except StoreError:
-            raise
+        iterator = self._c.query_iterator(
+            collection,
+            batch_size=QUERY_BATCH,
+            filter=expr,
+            output_fields=fields,
+            consistency_level=self._level,
+        )
         out: list[dict[str, Any]] = []
         try:
             while True:

@@ -120,7 +120,7 @@ def silent_server() -> Iterator[str]:
 
 @pytest.mark.timeout(60)
 def test_a_server_that_never_answers_times_out(tmp_path: Path, silent_server: str) -> None:
-    catalog = MilvusCatalog(silent_server, lock_dir=tmp_path, timeout_s=1.0)
+    catalog = MilvusCatalog(silent_server, lock_dir=tmp_path, timeout_s=0.5)
     with pytest.raises(StoreError, match="not reachable"):
         catalog.check()
     with pytest.raises(StoreError, match=silent_server):
