@@ -95,6 +95,12 @@ def run_one(backend: str, chunks: int, folder: Path, doc_chunks: int, queries: i
         store.write_segment(segment, vectors, records)
         write_ms.append((time.perf_counter() - t0) * 1000)
         documents[doc_id] = DocumentEntry(doc_id, doc_id, f"h{start}", segment, n, n * 100, time.time())
+        if len(documents) % 50 == 0:  # progress, kept by the driver when a run hits its timeout
+            print(
+                f"inserted {start + n} chunks in {time.perf_counter() - started:.0f} s",
+                file=sys.stderr,
+                flush=True,
+            )
     t0 = time.perf_counter()
     with store.lock():
         version = store.commit(documents)
@@ -218,9 +224,14 @@ def main(argv: list[str] | None = None) -> int:
             started = time.perf_counter()
             try:
                 proc = subprocess.run(cmd, capture_output=True, text=True, timeout=a.timeout, check=False)
-            except subprocess.TimeoutExpired:
-                results.append({"backend": backend, "chunks": size, "error": f"over {a.timeout:.0f} s"})
-                print(f"{backend} {size}: over {a.timeout:.0f} s", flush=True)
+            except subprocess.TimeoutExpired as exc:
+                err = exc.stderr.decode() if isinstance(exc.stderr, bytes) else exc.stderr or ""
+                progress = [line for line in err.splitlines() if line.startswith("inserted")]
+                reached = f" ({progress[-1]})" if progress else ""
+                results.append(
+                    {"backend": backend, "chunks": size, "error": f"over {a.timeout:.0f} s{reached}"}
+                )
+                print(f"{backend} {size}: over {a.timeout:.0f} s{reached}", flush=True)
                 continue
             if proc.returncode != 0:
                 results.append({"backend": backend, "chunks": size, "error": proc.stderr[-500:]})
