@@ -96,6 +96,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rp.add_argument("--kb", required=True)
 
+    mg = sub.add_parser(
+        "migrate", help="copy a knowledge base to another vector store backend and verify the copy"
+    )
+    mg.add_argument("--kb", required=True)
+    mg.add_argument("--to", required=True, choices=["faiss", "milvus"], help="the target backend")
+    mg.add_argument("--uri", help="milvus: server URI or Milvus Lite .db path (default: settings)")
+    mg.add_argument("--token", help="milvus: the server's token (default: settings)")
+    mg.add_argument("--prefix", help="milvus: collection prefix (default: settings)")
+    mg.add_argument("--json", action="store_true", help="print the report as JSON")
+
     s = sub.add_parser("search", help="retrieve chunks without the LLM")
     s.add_argument("--kb", required=True)
     s.add_argument("--top-k", type=int)
@@ -187,6 +197,10 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
             removed = kbs.remove(args.kb, args.files)
             print(f"removed {len(removed)} document(s) from {args.kb}", file=out)
             return 0
+        if args.command == "migrate":
+            from kb.migrate_cli import run_migrate
+
+            return run_migrate(services, args, out)
         if args.command == "search":
             return _search(services, args, out)
         if args.command == "models":
@@ -197,6 +211,7 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
             return run_ask(services, args, out) if args.command == "ask" else run_chat(services, args, out)
     finally:
         progress.close()
+        services.kbs.stores.close()  # an embedded Milvus Lite server stops here, not at exit
     raise AssertionError(f"unhandled command {args.command}")  # pragma: no cover
 
 

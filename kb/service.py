@@ -21,7 +21,9 @@ from kb.results import KBSummary
 from kb.settings import Settings
 from models.embeddings.protocol import Embedder
 from models.embeddings.registry import EmbedderRegistry
-from vector_store import DocumentEntry, Store, StoreSnapshot, VectorStore, list_stores
+from vector_store import DocumentEntry, Store, StoreSnapshot
+from vector_store.catalog import FolderCatalog
+from vector_store.protocols import StoreCatalog
 
 log = logging.getLogger(__name__)
 
@@ -50,9 +52,13 @@ def validate_name(name: str) -> str:
 class KnowledgeBaseService:
     """All knowledge bases under ``settings.kb_dir``; thread-safe, one instance per process."""
 
-    def __init__(self, settings: Settings, embedders: EmbedderRegistry) -> None:
+    def __init__(
+        self, settings: Settings, embedders: EmbedderRegistry, stores: StoreCatalog | None = None
+    ) -> None:
         self.settings = settings
         self.embedders = embedders
+        self.stores: StoreCatalog = stores or FolderCatalog(settings.kb_dir)
+        """Where the knowledge bases live (FAISS folders or Milvus), built by ``kb.services``."""
         self._snapshots: dict[str, StoreSnapshot] = {}
         self._lock = threading.Lock()
 
@@ -62,8 +68,8 @@ class KnowledgeBaseService:
         return self.settings.kb_dir
 
     def store(self, name: str) -> Store:
-        """The store of knowledge base ``name`` (which may not exist yet): the FAISS :class:`VectorStore`."""
-        return VectorStore(self.root / validate_name(name))
+        """The store of knowledge base ``name`` (which may not exist yet), from :attr:`stores`."""
+        return self.stores.store(validate_name(name))
 
     def existing(self, name: str) -> Store:
         """The store of knowledge base ``name``; :class:`KnowledgeBaseError` naming the known ones if absent."""
@@ -74,7 +80,7 @@ class KnowledgeBaseService:
         return store
 
     def names(self) -> list[str]:
-        return list_stores(self.root)
+        return self.stores.names()
 
     def exists(self, name: str) -> bool:
         return self.store(name).exists()

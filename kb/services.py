@@ -26,6 +26,8 @@ from kb.settings import Settings
 from models.cpu import CpuInfo
 from models.embeddings.registry import EmbedderRegistry
 from models.rerank import CrossEncoderReranker
+from vector_store.catalog import FolderCatalog
+from vector_store.protocols import StoreCatalog
 
 
 @dataclass
@@ -61,10 +63,12 @@ class Services:
         return self._llm
 
     def close(self) -> None:
-        """Stop the model process, if one runs (it would end with this process anyway)."""
+        """Stop the model process, if one runs (it would end with this process anyway), and close
+        the vector store's connection (an embedded Milvus Lite server stops with it)."""
         shutdown = getattr(self._llm, "shutdown", None)
         if callable(shutdown):
             shutdown()
+        self.kbs.stores.close()
 
     @property
     def qa(self) -> Any:
@@ -76,6 +80,27 @@ class Services:
 
                 self._qa = QAService(self.settings, self.kbs, self.retriever, lambda: self.llm)
             return self._qa
+
+
+def build_store_catalog(settings: Settings) -> StoreCatalog:
+    """Where the knowledge bases live, per ``settings.vector_store``: FAISS folders or Milvus.
+
+    Cheap: Milvus is connected on the first request (``catalog.check()`` connects now).
+    """
+    vs = settings.vector_store
+    if vs.backend == "milvus":
+        from vector_store.milvus import MilvusCatalog
+
+        return MilvusCatalog(
+            settings.milvus_uri,
+            token=vs.token.get_secret_value() if vs.token else None,
+            prefix=vs.collection_prefix,
+            consistency_level=vs.consistency_level,
+            timeout_s=vs.timeout_s,
+            index_type=vs.index_type,
+            lock_dir=settings.home / "locks" / "milvus",
+        )
+    return FolderCatalog(settings.kb_dir)
 
 
 def build_services(settings: Settings, cpu: CpuInfo | None = None) -> Services:
@@ -97,7 +122,7 @@ def build_services(settings: Settings, cpu: CpuInfo | None = None) -> Services:
         threads=settings.embedding.threads,
         precision=settings.embedding.precision,
     )
-    kbs = KnowledgeBaseService(settings, embedders)
+    kbs = KnowledgeBaseService(settings, embedders, build_store_catalog(settings))
     name = settings.retrieval.reranker
     reranker = CrossEncoderReranker(name, device=settings.embedding.device) if name else None
     return Services(

@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from kb.errors import SettingsError as SettingsError  # defined with the other kb errors
 from models.bundled import BUNDLED_E5 as BUNDLED_E5  # the names live in models.bundled, re-exported
@@ -185,6 +185,42 @@ class ServerSettings(_Section):
     max_upload_mb: int = Field(200, ge=1, description="Largest accepted upload, per file.")
 
 
+class VectorStoreSettings(_Section):
+    backend: Literal["faiss", "milvus"] = Field(
+        "faiss",
+        description="Where knowledge bases live: 'faiss' (a folder per knowledge base under <home>/kb) "
+        "or 'milvus' (a Milvus server, or Milvus Lite in a local .db folder). `python -m kb migrate` "
+        "moves a knowledge base between them. See docs/USER_GUIDE.md.",
+    )
+    uri: str | None = Field(
+        None,
+        description="milvus only: a server URI (http://host:19530, https://...) or a Milvus Lite path "
+        "ending in .db; None = <home>/milvus.db (Milvus Lite: one process at a time).",
+    )
+    token: SecretStr | None = Field(
+        None, description="milvus only: 'user:password' or an API key of the Milvus server (a secret)."
+    )
+    collection_prefix: str = Field(
+        "kbqa_",
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$",
+        description="milvus only: prefix of this app's collection names (several apps can share a server).",
+    )
+    consistency_level: Literal["Strong", "Bounded", "Session", "Eventually"] = Field(
+        "Strong",
+        description="milvus only: consistency level of every request. Strong: a search sees the "
+        "version a writer (the CLI, another app host) has just published; weaker levels only delay "
+        "it (a load checks it got every chunk of the version, and retries).",
+    )
+    index_type: Literal["FLAT", "HNSW", "AUTOINDEX"] = Field(
+        "FLAT",
+        description="milvus only: dense index of new knowledge bases. FLAT is exact (the same ranking "
+        "as FAISS); HNSW/AUTOINDEX are approximate and for millions of chunks (docs/BENCHMARKS.md).",
+    )
+    timeout_s: float = Field(
+        10.0, gt=0.0, description="milvus only: longest wait for a connection or one request, in seconds."
+    )
+
+
 class Settings(_Section):
     home: Path = Field(
         Path("~/.kbqa"),
@@ -197,6 +233,7 @@ class Settings(_Section):
     llm: LLMSettings = Field(default_factory=LLMSettings)
     chat: ChatSettings = Field(default_factory=ChatSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
+    vector_store: VectorStoreSettings = Field(default_factory=VectorStoreSettings)
 
     @field_validator("home")
     @classmethod
@@ -217,6 +254,11 @@ class Settings(_Section):
     def logs_dir(self) -> Path:
         """Folder holding logs (the model process's log)."""
         return self.home / "logs"
+
+    @property
+    def milvus_uri(self) -> str:
+        """The Milvus URI in use: ``vector_store.uri``, else Milvus Lite at ``<home>/milvus.db``."""
+        return self.vector_store.uri or str(self.home / "milvus.db")
 
     @property
     def cache_dir(self) -> Path:

@@ -358,7 +358,20 @@ class ModelWarmup:
         llm = self.services.llm
         llm.warm_up()
 
+    store_error: str | None = None
+    """Why the vector store could not be reached at start (backend and URI in the message), else None."""
+
+    def _check_store(self) -> None:
+        """Reach the vector store once at start (a Milvus server: bounded by its timeout), so the
+        page's banner can say at once which backend and URI are down; each request retries."""
+        try:
+            self.services.kbs.stores.check()
+        except Exception as exc:  # said on the page (the warm-up thread must not die of it)
+            self.store_error = str(exc)
+            log.error("%s", exc)
+
     def _run(self) -> None:
+        self._check_store()
         for role, load in (("embedding", self._load_embedding), ("llm", self._load_llm)):
             started = self._clock()
             with self._lock:

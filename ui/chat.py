@@ -20,7 +20,7 @@ from kb.qa import Done, Retrieved, Token, Turn
 from kb.ui_support import ModelWarmup, StopSwitches, recent_turns
 from models.errors import ModelCrashedError
 from ui.render import answer_footer, esc, escape_answer, render_crash, render_sources
-from ui.shared import KbListChanged, Shared, announce, pick, user_errors
+from ui.shared import KbListChanged, Shared, announce, kb_names, pick, user_errors
 
 if TYPE_CHECKING:
     from kb.services import Services
@@ -72,7 +72,7 @@ class ChatTab:
     def _layout(self) -> None:
         settings = self.services.settings
         r = settings.retrieval
-        names = self.services.kbs.names()
+        names = kb_names(self.services.kbs)
         with gr.Tab("对话 Chat", id="chat", elem_id="tab-chat"):  # a gr.Tabs holds only gr.Tab children
             self.history = gr.State([])
             """The session's plain turns (:class:`kb.qa.Turn`), what follow-up questions see."""
@@ -282,7 +282,7 @@ class ChatTab:
 
         A knowledge base just created replaces plain chat (the likely next question is about it).
         """
-        names = self.services.kbs.names()
+        names = kb_names(self.services.kbs)
         if event is not None and event.created and current in (None, "", PLAIN_CHAT):
             current = event.created
         value = pick(current, [*names, PLAIN_CHAT], names[0] if names else PLAIN_CHAT)

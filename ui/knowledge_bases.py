@@ -19,7 +19,7 @@ import gradio as gr
 
 from kb.ui_support import FileOutcome, IngestProgress, file_outcomes, human_size, stage_uploads
 from ui.render import esc, render_documents, render_error, render_outcomes, render_rebuild_hint
-from ui.shared import KbListChanged, Shared, announce, pick, user_errors
+from ui.shared import KbListChanged, Shared, announce, kb_names, pick, user_errors
 from vector_store import StoreError
 
 if TYPE_CHECKING:
@@ -56,7 +56,7 @@ class KnowledgeBaseTab:
 
     # ------------------------------------------------------------------ layout
     def _layout(self) -> None:
-        names = self.kbs.names()
+        names = kb_names(self.kbs)
         first = names[0] if names else None
         with gr.Tab("知识库 Knowledge bases", id="kbs", elem_id="tab-kbs"):
             with gr.Row():
@@ -158,7 +158,7 @@ class KnowledgeBaseTab:
     def relist(self, selected: str | None) -> Update:
         """This tab after the list may have changed: the dropdown re-read (``selected`` if it still
         exists, else the first knowledge base) and its view."""
-        names = self.kbs.names()
+        names = kb_names(self.kbs)
         kb = pick(selected, names, names[0] if names else None)
         return {self.select: gr.update(choices=names, value=kb), **self.view(kb)}
 

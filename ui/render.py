@@ -229,6 +229,8 @@ def render_banner(warmup: ModelWarmup | None) -> str:
     if warmup is None:
         return ""
     notes = []
+    if getattr(warmup, "store_error", None):
+        notes.append(f"✗ {warmup.store_error}")
     for role, name in (("embedding", "embedding model"), ("llm", "language model")):
         st = warmup.state(role)
         if st.state in ("waiting", "loading"):
@@ -237,7 +239,10 @@ def render_banner(warmup: ModelWarmup | None) -> str:
             notes.append(f"✗ The {name} failed to load: {st.error} (see the Models tab)")
     if not notes:
         return ""
-    extra = " Knowledge bases can be managed meanwhile; answers start once it is ready."
+    models_loading = len(notes) > bool(getattr(warmup, "store_error", None))
+    extra = (
+        " Knowledge bases can be managed meanwhile; answers start once it is ready." if models_loading else ""
+    )
     return (
         "<div class='kb-banner' id='kb-banner'>" + "<br>".join(esc(n) for n in notes) + esc(extra) + "</div>"
     )

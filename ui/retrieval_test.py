@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import gradio as gr
 
 from ui.render import render_error, render_hits
-from ui.shared import KbListChanged, Shared, pick, user_errors
+from ui.shared import KbListChanged, Shared, kb_names, pick, user_errors
 
 if TYPE_CHECKING:
     from kb.services import Services
@@ -34,7 +34,7 @@ class RetrievalTestTab:
     # ------------------------------------------------------------------ layout
     def _layout(self) -> None:
         r = self.services.settings.retrieval
-        names = self.services.kbs.names()
+        names = kb_names(self.services.kbs)
         with gr.Tab("检索测试 Retrieval test", id="retrieval", elem_id="tab-retrieval"):
             with gr.Row():
                 self.kb = gr.Dropdown(
@@ -72,7 +72,7 @@ class RetrievalTestTab:
     def on_kb_list(self, event: KbListChanged | None, current: str | None) -> Any:
         """The knowledge-base list may have changed: keep the selection if it still exists, else
         take the one the action was about (or the first)."""
-        names = self.services.kbs.names()
+        names = kb_names(self.services.kbs)
         selected = event.selected if event is not None else None
         fallback = pick(selected, names, names[0] if names else None)
         return gr.update(choices=names, value=pick(current, names, fallback))

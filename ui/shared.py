@@ -11,14 +11,16 @@ event and updates its own dropdown (see each tab's ``on_kb_list``). Each value c
 from __future__ import annotations
 
 import itertools
+import logging
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import gradio as gr
 
 Origin = Literal["kbs", "chat", "page"]
 
 _SEQ = itertools.count(1)
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -70,3 +72,15 @@ def user_errors() -> tuple[type[BaseException], ...]:
     from kb.errors import USER_ERRORS
 
     return USER_ERRORS
+
+
+def kb_names(kbs: Any) -> list[str]:
+    """The knowledge bases for a dropdown; none while the vector store cannot be reached (a Milvus
+    server down: the banner and each request say which backend and URI), so the page still loads."""
+    from vector_store import StoreError
+
+    try:
+        return kbs.names()
+    except StoreError as exc:
+        log.warning("cannot list the knowledge bases: %s", exc)
+        return []

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from vector_store.keyword import KeywordTokenizer
     from vector_store.store import ChunkRecord, DocumentEntry, SearchHit
 
-__all__ = ["Store", "StoreSnapshot"]
+__all__ = ["Store", "StoreCatalog", "StoreSnapshot"]
 
 
 @runtime_checkable
@@ -134,4 +134,36 @@ class Store(Protocol):
 
     def discard_segment(self, segment: str) -> None:
         """Delete a segment (e.g. a damaged one about to be written anew)."""
+        ...
+
+
+@runtime_checkable
+class StoreCatalog(Protocol):
+    """All knowledge bases of one backend (a folder of FAISS stores, a Milvus server or file).
+
+    Built once by the composition root from the settings; ``kb/`` asks it for stores by name.
+    """
+
+    backend: str
+    """The backend's name as in the settings (``faiss``, ``milvus``), for messages."""
+
+    @property
+    def location(self) -> str:
+        """Where the knowledge bases live (a folder, a Milvus URI), for messages."""
+        ...
+
+    def store(self, name: str) -> Store:
+        """The store of knowledge base ``name`` (a validated name; it may not exist yet)."""
+        ...
+
+    def names(self) -> list[str]:
+        """Names of the existing knowledge bases, sorted."""
+        ...
+
+    def check(self) -> None:
+        """Raise ``StoreError`` (saying which backend and where) when the backend cannot be reached."""
+        ...
+
+    def close(self) -> None:
+        """Release connections and embedded servers (the catalog may be used again afterwards)."""
         ...

@@ -9,7 +9,7 @@ corruption, pickles, garbage collection) is tested in ``tests/unit/test_vector_s
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -30,15 +30,29 @@ EMB = HashEmbedder(dimension=32)
 WEST = ["孙悟空大闹天宫", "唐僧西天取经", "猪八戒背媳妇"]
 RED = ["贾宝玉衔玉而生", "林黛玉葬花"]
 
+
+def _milvus_lite(tmp: Path) -> Store:
+    """A knowledge base in Milvus Lite (a local .db folder; its gRPC server runs in this process)."""
+    pytest.importorskip("pymilvus")
+    from vector_store.milvus import MilvusCatalog
+
+    return MilvusCatalog(str(tmp / "milvus.db"), lock_dir=tmp / "locks").store("kb")
+
+
 STORES: dict[str, Callable[[Path], Store]] = {
     "faiss": lambda tmp: VectorStore(tmp / "kb"),
+    "milvus-lite": _milvus_lite,
 }
 
 
 @pytest.fixture(params=sorted(STORES))
-def new_store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
-    """A store whose knowledge base does not exist yet."""
-    return STORES[request.param](tmp_path)
+def new_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    """A store whose knowledge base does not exist yet (backends holding a connection are closed after)."""
+    store = STORES[request.param](tmp_path)
+    yield store
+    catalog = getattr(store, "catalog", None)
+    if catalog is not None:
+        catalog.close()
 
 
 @pytest.fixture
@@ -152,3 +166,17 @@ def test_destroy_removes_the_knowledge_base(store: Store) -> None:
     _commit(store, {"west.txt": _write(store, "west.txt", WEST)})
     store.destroy()
     assert not store.exists()
+
+
+def test_only_the_published_documents_are_ever_found(store: Store) -> None:
+    """Chunks of a removed document, or of a segment written but not committed yet, never match."""
+    west, red = _write(store, "west.txt", WEST), _write(store, "red.txt", RED)
+    _commit(store, {"west.txt": west, "red.txt": red})
+    _commit(store, {"red.txt": red})  # west.txt removed
+    _write(store, "pending.txt", ["孙悟空又大闹天宫"])  # written by an ingest that has not committed
+    snap = store.load()
+    assert {c.doc_id for c in snap.chunks} == {"red.txt"}
+    dense = snap.search(EMB.encode_query("孙悟空大闹天宫"), 10)
+    assert dense and {h.chunk.doc_id for h in dense} == {"red.txt"}
+    assert snap.search_keyword("孙悟空", 10) == []
+    assert all(snap.chunks[h.row] == h.chunk for h in dense)
