@@ -27,6 +27,9 @@ Why this shape:
   sparse gather. A version written before keyword files existed (no ``keyword`` entry in its
   manifest) gets its BM25 index built in memory from the chunk texts on load (logged); the next
   write persists it. The on-disk format number is unchanged: the additions are optional files.
+  A keyword index of an older *keyword* layout (``KeywordIndexStale``: layout 1, before script
+  folding) is migrated on load: rebuilt from the stored chunks and written into the live version
+  when the writer lock is free at that moment (:meth:`VectorStore.migrate_keyword`).
 * **Readers never block**: they read ``CURRENT`` and load that version; writers keep the previous
   version's files until a later write, so a reader that raced a write still sees one complete state.
 
@@ -52,9 +55,11 @@ import numpy as np
 from vector_store.keyword import (
     KeywordIndex,
     KeywordIndexError,
+    KeywordIndexStale,
     KeywordTokenizer,
     TermCounts,
     default_tokenizer,
+    normalizer_of,
 )
 
 log = logging.getLogger(__name__)
@@ -142,6 +147,18 @@ def _write_bytes_atomic(path: Path, data: bytes) -> None:
         os.fsync(fh.fileno())
     os.replace(tmp, path)
     _fsync_dir(path.parent)
+
+
+def _keyword_entry(keyword: KeywordIndex) -> dict[str, Any]:
+    """The manifest's ``keyword`` entry of a version's index."""
+    return {
+        "file": KEYWORD_FILE,
+        "tokenizer": keyword.tokenizer_id,
+        "normalizer": normalizer_of(keyword.tokenizer_id),
+        "terms": len(keyword.vocab),
+        "k1": keyword.k1,
+        "b": keyword.b,
+    }
 
 
 def read_json(path: Path) -> dict[str, Any]:
@@ -466,9 +483,11 @@ class VectorStore:
             try:
                 documents = self.documents(version)
                 chunks: list[ChunkRecord] = []
+                per_segment: list[tuple[str, list[ChunkRecord]]] = []
                 for entry in documents.values():
                     _, seg_chunks = self.read_segment(entry.segment)
                     chunks.extend(seg_chunks)
+                    per_segment.append((entry.segment, seg_chunks))
                 index_path = self.path / "versions" / version / "index.faiss"
                 try:
                     index = faiss.read_index(str(index_path))
@@ -489,7 +508,11 @@ class VectorStore:
                     f"knowledge base {self.path.name!r} ({version}): index has {index.ntotal} vectors of "
                     f"dimension {index.d}, manifest lists {len(chunks)} chunks of dimension {dim}; rebuild it"
                 )
-            keyword = self._load_keyword(version, len(chunks))
+            try:
+                keyword = self._load_keyword(version, len(chunks))
+            except KeywordIndexStale as exc:
+                log.warning("%s %s: %s", self.path.name, version, exc)
+                keyword = self.migrate_keyword(version, per_segment)
             return Snapshot(version, documents, chunks, index, dim, keyword=keyword, tokenizer=self.tokenizer)
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -508,6 +531,8 @@ class VectorStore:
         path = self.path / "versions" / version / KEYWORD_FILE
         try:
             keyword = KeywordIndex.load(path, tokenizer=self.tokenizer)
+        except KeywordIndexStale:
+            raise
         except (KeywordIndexError, OSError) as exc:
             raise StoreError(
                 f"keyword index of {self.path.name!r} ({version}) is corrupt or missing ({exc}); "
@@ -529,6 +554,47 @@ class VectorStore:
             )
         return keyword
 
+    def migrate_keyword(
+        self, version: str, per_segment: Sequence[tuple[str, Sequence[ChunkRecord]]]
+    ) -> KeywordIndex:
+        """Rebuild the keyword index of ``version`` from its stored chunks (an index of an older
+        layout), and persist it into that version if it is still live and no writer holds the lock.
+
+        The segments' term counts are recomputed and saved first (content-addressed files, as at
+        ingest); then ``keyword.npz`` and the manifest's ``keyword`` entry are replaced atomically.
+        FAISS files and segments are untouched. When a writer is busy, the index is served from
+        memory and the writer's commit persists a fresh one.
+        """
+        from filelock import Timeout
+
+        started = time.perf_counter()
+        terms = [self.segment_terms(segment, chunks) for segment, chunks in per_segment]
+        keyword = KeywordIndex.build(terms, tokenizer=self.tokenizer)
+        try:
+            with self.lock(timeout=0):
+                if self.current_version() != version:
+                    return keyword
+                folder = self.path / "versions" / version
+                keyword.save(folder / KEYWORD_FILE)
+                manifest = self.manifest(version)
+                manifest["keyword"] = _keyword_entry(keyword)
+                _write_bytes_atomic(
+                    folder / "manifest.json",
+                    json.dumps(manifest, ensure_ascii=False, indent=1).encode("utf-8"),
+                )
+        except Timeout:
+            log.info("%s: a writer is busy; the migrated keyword index stays in memory", self.path.name)
+            return keyword
+        log.warning(
+            "%s %s: keyword index migrated to tokenizer %s (%d chunks, %.1f s)",
+            self.path.name,
+            version,
+            keyword.tokenizer_id,
+            len(keyword),
+            time.perf_counter() - started,
+        )
+        return keyword
+
     def segment_terms(self, segment: str, chunks: Sequence[ChunkRecord] | None = None) -> TermCounts:
         """The segment's term counts; computed from its chunks and saved when missing or stale."""
         path = self.terms_path(segment)
@@ -540,6 +606,8 @@ class VectorStore:
             log.info("%s: term counts of segment %s are stale; recomputing", self.path.name, segment)
         except FileNotFoundError:
             pass
+        except KeywordIndexStale as exc:
+            log.info("%s: segment %s: %s", self.path.name, segment, exc)
         except KeywordIndexError as exc:
             log.warning(
                 "%s: term counts of segment %s unreadable (%s); recomputing", self.path.name, segment, exc
@@ -619,13 +687,7 @@ class VectorStore:
             "chunks": total,
             "created_at": time.time(),
             "documents": {doc_id: asdict(entry) for doc_id, entry in documents.items()},
-            "keyword": {
-                "file": KEYWORD_FILE,
-                "tokenizer": keyword.tokenizer_id,
-                "terms": len(keyword.vocab),
-                "k1": keyword.k1,
-                "b": keyword.b,
-            },
+            "keyword": _keyword_entry(keyword),
         }
         (tmp / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=1), "utf-8")
         for name in ("index.faiss", KEYWORD_FILE, "manifest.json"):
