@@ -35,11 +35,15 @@ is mined once per document, and derived on first use for documents ingested befo
 
 from __future__ import annotations
 
+import logging
 import re
+import time
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 ALIAS_FORMAT = 1
 """Version of the stored per-document alias JSON (``{"format", "miner", "groups": {name: [aliases]}}``)."""
@@ -371,13 +375,73 @@ def from_stored(data: Any) -> dict[str, list[str]] | None:
     }
 
 
+# ------------------------------------------------------------------------------------------ storage
+def document_text(chunks: Sequence[Any]) -> str:
+    """A document's text rebuilt from its chunks in order (``start``/``end`` offsets; overlaps
+    counted once), for documents whose alias table was not mined at ingest.
+
+    >>> from types import SimpleNamespace as C
+    >>> document_text([C(text="abcd", start=0, end=4), C(text="cdef", start=2, end=6)])
+    'abcdef'
+    """
+    out: list[str] = []
+    end = 0
+    for chunk in chunks:
+        if chunk.end <= end:
+            continue
+        out.append(chunk.text[max(0, end - chunk.start) :])
+        end = chunk.end
+    return "".join(out)
+
+
+def ensure_document_aliases(store: Any, segment: str, text: str) -> dict[str, list[str]]:
+    """The stored alias groups of one document's segment, mined from ``text`` and kept beside
+    the segment (``<seg>.aliases.json``) when missing or of another miner revision."""
+    groups = from_stored(store.read_segment_extra(segment, "aliases"))
+    if groups is None:
+        started = time.perf_counter()
+        groups = mine_aliases(text)
+        try:
+            store.write_segment_extra(segment, "aliases", stored_form(groups))
+        except OSError as exc:  # read-only knowledge base: use it, mine again next time
+            log.warning("cannot keep the alias table of segment %s: %s", segment, exc)
+        log.info(
+            "mined %d alias groups from segment %s in %.1f s",
+            len(groups),
+            segment,
+            time.perf_counter() - started,
+        )
+    return groups
+
+
+def table_for(store: Any, snapshot: Any, fold: Callable[[str], str] | None = None) -> AliasTable:
+    """The alias table of a knowledge base version: the union of its documents' tables (each
+    mined once; documents ingested before aliases existed are mined from their stored chunks).
+
+    ``fold`` (the keyword tokenizer's normalisation) puts every name into the keyword index's
+    script, so a simplified question finds the aliases of a traditional novel."""
+    tables = []
+    for entry in snapshot.documents.values():
+        data = from_stored(store.read_segment_extra(entry.segment, "aliases"))
+        if data is None:
+            chunks = [snapshot.chunks[r] for r in snapshot.rows_of(entry.doc_id)]
+            data = ensure_document_aliases(store, entry.segment, document_text(chunks))
+        if fold is not None:
+            data = {fold(name): [fold(a) for a in aliases] for name, aliases in data.items()}
+        tables.append(data)
+    return AliasTable.merge(tables)
+
+
 __all__ = [
     "ALIAS_FORMAT",
     "MINER_REVISION",
     "AliasTable",
     "Expansion",
+    "document_text",
+    "ensure_document_aliases",
     "from_stored",
     "is_surname_name",
     "mine_aliases",
     "stored_form",
+    "table_for",
 ]

@@ -66,7 +66,14 @@ class KnowledgeBaseService:
 
     def store(self, name: str) -> Store:
         """The store of knowledge base ``name`` (which may not exist yet): the FAISS :class:`VectorStore`."""
-        return VectorStore(self.root / validate_name(name))
+        return VectorStore(self.root / validate_name(name), tokenizer=self._tokenizer())
+
+    def _tokenizer(self):
+        """The keyword tokenizer of ``retrieval.keyword_script`` (shared, one per script)."""
+        from vector_store.keyword import tokenizer_for
+
+        script = self.settings.retrieval.keyword_script
+        return tokenizer_for(None if script == "off" else script)
 
     def existing(self, name: str) -> Store:
         """The store of knowledge base ``name``; :class:`KnowledgeBaseError` naming the known ones if absent."""

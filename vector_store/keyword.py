@@ -46,7 +46,7 @@ import math
 import re
 import threading
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -481,32 +481,70 @@ class KeywordIndex:
         """Column ids of the known distinct terms (unknown terms score nothing)."""
         return [i for i in dict.fromkeys(self._term_ids.get(t, -1) for t in terms) if i >= 0]
 
-    def score_terms(self, terms: Iterable[str]) -> np.ndarray:
-        """BM25 score of every row for distinct query ``terms`` (zeros where no term occurs)."""
+    def score_terms(self, terms: Iterable[str], weights: Sequence[float] | None = None) -> np.ndarray:
+        """BM25 score of every row for distinct query ``terms`` (zeros where no term occurs).
+
+        ``weights`` (one per term, default 1) scale each term's column: expansion terms (aliases,
+        feedback terms) count less than the question's own words.
+        """
         n = len(self)
-        cols = self.term_ids(terms)
-        if not cols or n == 0:
+        terms = list(terms)
+        factor = dict(zip(terms, weights, strict=True)) if weights is not None else {}
+        known = [(self._term_ids[t], factor.get(t, 1.0)) for t in dict.fromkeys(terms) if t in self._term_ids]
+        if not known or n == 0:
             return np.zeros(n, dtype=np.float32)
         w = self.weights
-        starts, ends = w.indptr[cols], w.indptr[np.asarray(cols) + 1]
-        rows = np.concatenate([w.indices[s:e] for s, e in zip(starts, ends, strict=True)])
-        vals = np.concatenate([w.data[s:e] for s, e in zip(starts, ends, strict=True)])
+        rows = np.concatenate([w.indices[w.indptr[c] : w.indptr[c + 1]] for c, _ in known])
+        vals = np.concatenate([w.data[w.indptr[c] : w.indptr[c + 1]] * f for c, f in known])
         return np.bincount(rows, weights=vals, minlength=n).astype(np.float32)
 
-    def scores(self, query: str) -> np.ndarray:
-        """BM25 score of every row for a question."""
-        return self.score_terms(self.tokenizer.query_terms(query))
+    def scores(self, query: str, extra: Mapping[str, float] | None = None) -> np.ndarray:
+        """BM25 score of every row for a question, plus ``extra`` index terms with their weights
+        (terms the question already has keep weight 1)."""
+        terms = self.tokenizer.query_terms(query)
+        if not extra:
+            return self.score_terms(terms)
+        own = set(terms)
+        more = [(t, w) for t, w in extra.items() if t not in own and w > 0]
+        return self.score_terms([*terms, *(t for t, _ in more)], [1.0] * len(terms) + [w for _, w in more])
+
+    def idf(self, term: str) -> float:
+        """Lucene idf of an index term (0 for an unknown one)."""
+        col = self._term_ids.get(term)
+        if col is None:
+            return 0.0
+        df = int(self.weights.indptr[col + 1] - self.weights.indptr[col])
+        return bm25_idf(len(self), df)
+
+    def feedback_terms(self, texts: Sequence[str], exclude: Iterable[str], n: int) -> list[tuple[str, float]]:
+        """Pseudo-relevance feedback: the ``n`` terms of ``texts`` (the first hits) with the highest
+        summed tf x idf, multi-character words only, ``exclude`` (the question's terms) left out.
+        Scores are normalised so the best term has 1.0."""
+        skip = set(exclude)
+        score: Counter[str] = Counter()
+        for text in texts:
+            for term, tf in Counter(self.tokenizer.words(text)).items():
+                if len(term) >= 2 and term not in skip:
+                    score[term] += tf * self.idf(term)
+        best = score.most_common(n)
+        top = best[0][1] if best else 0.0
+        return [(t, s / top) for t, s in best if top > 0]
 
     def search(
-        self, query: str, k: int, rows: Sequence[int] | np.ndarray | None = None
+        self,
+        query: str,
+        k: int,
+        rows: Sequence[int] | np.ndarray | None = None,
+        extra: Mapping[str, float] | None = None,
     ) -> list[tuple[int, float]]:
         """Best ``k`` rows with a positive score as ``(row, score)``, best first; ties by row.
 
-        ``rows`` restricts the search to those rows (e.g. the chunks of one chapter).
+        ``rows`` restricts the search to those rows (e.g. the chunks of one chapter); ``extra``
+        adds weighted index terms (query expansion, see :meth:`scores`).
         """
         if k <= 0 or len(self) == 0:
             return []
-        scores = self.scores(query)
+        scores = self.scores(query, extra)
         if rows is not None:
             allowed = np.asarray(rows, dtype=np.int64)
             masked = np.zeros_like(scores)

@@ -68,7 +68,9 @@ FORMAT_VERSION = 1
 ORPHAN_GRACE_S = 3600.0
 """Unreferenced segments younger than this are kept: an ingest may be about to commit them."""
 _VERSION_RE = re.compile(r"^v(\d{6})$")
-_SEGMENT_SUFFIXES = (".terms.npz", ".npy", ".jsonl")
+_SEGMENT_SUFFIXES = (".terms.npz", ".aliases.json", ".npy", ".jsonl")
+SEGMENT_EXTRAS = frozenset({"aliases"})
+"""Kinds of per-segment JSON data kb/ may keep beside a segment (``<seg>.<kind>.json``)."""
 KEYWORD_FILE = "keyword.npz"
 
 
@@ -279,12 +281,23 @@ class Snapshot:
         return (vectors @ query[0]).astype(np.float32)
 
     def search_keyword(
-        self, query: str, k: int, rows: Sequence[int] | np.ndarray | None = None
+        self,
+        query: str,
+        k: int,
+        rows: Sequence[int] | np.ndarray | None = None,
+        extra: Mapping[str, float] | None = None,
     ) -> list[SearchHit]:
-        """Top-k chunks by BM25 over jieba tokens (only chunks sharing a term with the query)."""
+        """Top-k chunks by BM25 over jieba tokens (only chunks sharing a term with the query);
+        ``extra``: weighted expansion terms (index terms -> weight below 1)."""
         if not self.chunks or k <= 0:
             return []
-        return [SearchHit(self.chunks[r], s, r) for r, s in self.keyword.search(query, k, rows=rows)]
+        return [
+            SearchHit(self.chunks[r], s, r) for r, s in self.keyword.search(query, k, rows=rows, extra=extra)
+        ]
+
+    def feedback_terms(self, rows: Sequence[int], exclude: Sequence[str], n: int) -> list[tuple[str, float]]:
+        """Expansion terms from the texts of ``rows`` (pseudo-relevance feedback), best first."""
+        return self.keyword.feedback_terms([self.chunks[r].text for r in rows], exclude, n)
 
     def rows_of(self, doc_id: str) -> list[int]:
         """Rows of one document's chunks, in document order."""
@@ -415,6 +428,31 @@ class VectorStore:
         vec, _ = self.segment_paths(segment)
         return vec.with_name(f"{segment}.terms.npz")
 
+    def extra_path(self, segment: str, kind: str) -> Path:
+        if kind not in SEGMENT_EXTRAS:
+            raise StoreError(f"unknown segment data {kind!r}")
+        vec, _ = self.segment_paths(segment)
+        return vec.with_name(f"{segment}.{kind}.json")
+
+    def read_segment_extra(self, segment: str, kind: str) -> Any | None:
+        """The JSON data of ``kind`` kept beside a segment; None when missing or unreadable (the
+        caller derives it again from the chunks)."""
+        path = self.extra_path(segment, kind)
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            log.warning("%s: %s unreadable (%s); deriving it again", self.path.name, path.name, exc)
+            return None
+
+    def write_segment_extra(self, segment: str, kind: str, data: Any) -> None:
+        """Keep JSON data of ``kind`` beside a segment (atomic; content-addressed like the segment,
+        garbage-collected with it)."""
+        path = self.extra_path(segment, kind)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _write_bytes_atomic(path, json.dumps(data, ensure_ascii=False).encode("utf-8"))
+
     def has_segment(self, segment: str) -> bool:
         vec, chunks = self.segment_paths(segment)
         return vec.is_file() and chunks.is_file()
@@ -422,7 +460,8 @@ class VectorStore:
     def discard_segment(self, segment: str) -> None:
         """Delete a segment's files (vectors, chunks, term counts), e.g. a damaged one about to be
         written anew. Call under :meth:`lock` when a published version may list it."""
-        for path in (*self.segment_paths(segment), self.terms_path(segment)):
+        extras = (self.extra_path(segment, kind) for kind in SEGMENT_EXTRAS)
+        for path in (*self.segment_paths(segment), self.terms_path(segment), *extras):
             path.unlink(missing_ok=True)
 
     # ---------------------------------------------------------------- reading
