@@ -27,7 +27,7 @@ import json
 import re
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -158,9 +158,30 @@ def chapter_questions(novel: str, text: str, size: int = SHINGLE) -> list[Scored
 # ------------------------------------------------------------------------------- factual QA file
 
 
+KINDS = ("paraphrase", "nickname", "pronoun", "chapter", "script", "literal")
+"""How a question is worded (``kind`` in the file; see tests/data/README.md):
+
+* ``paraphrase`` — worded away from the text (synonyms, the fact asked from the other side);
+* ``nickname`` — the subject is named by a nickname, title or courtesy name (``alias``) that the
+  evidence passage does not contain (弼马温 where the passage says 悟空);
+* ``pronoun`` — someone is named by relation or description, not by name ("他的师父");
+* ``chapter`` — the question names the 回/章 ("在第N回里……");
+* ``script`` — written in traditional characters (OpenCC ``s2tw``) over the simplified text;
+* ``literal`` — close to the text's own wording (kept a minority).
+"""
+SPLITS = ("tune", "report")
+"""``tune``: what retrieval settings may be tuned on; ``report``: only measured and reported."""
+TEXT_SCRIPTS = ("original", "traditional")
+"""The script of the novel text a question is asked over: the file as it is, or converted to
+traditional characters by OpenCC ``s2t`` (:func:`traditional_set`)."""
+
+
 @dataclass(frozen=True)
 class NovelQuestion:
-    """One hand-checked question of ``tests/data/novel_qa.json``."""
+    """One hand-checked question of ``tests/data/novel_dev.json`` / ``novel_qa.json``.
+
+    ``kind``/``split``/``alias`` are absent (``None``) in the older ``novel_qa.json``.
+    """
 
     qid: str
     novel: str
@@ -169,9 +190,38 @@ class NovelQuestion:
     chapter: str
     evidence: str
     answer_count: int | None = None
+    kind: str | None = None
+    split: str | None = None
+    alias: str | None = None
+    text_script: str = "original"
 
     def scored(self) -> ScoredQuestion:
         return ScoredQuestion(self.qid, self.novel, self.question, answer_matcher(self.answers))
+
+    def to_json(self) -> dict[str, Any]:
+        """The entry as it is written in a question file (optional keys only when set)."""
+        out: dict[str, Any] = {"id": self.qid, "novel": self.novel}
+        for key in ("kind", "split"):
+            if getattr(self, key) is not None:
+                out[key] = getattr(self, key)
+        out |= {"question": self.question, "answers": list(self.answers)}
+        if self.answer_count is not None:
+            out["answer_count"] = self.answer_count
+        out |= {"chapter": self.chapter, "evidence": self.evidence}
+        if self.alias is not None:
+            out["alias"] = self.alias
+        if self.text_script != "original":
+            out["text_script"] = self.text_script
+        return out
+
+
+def _optional_choice(item: dict[str, Any], key: str, choices: Sequence[str], where: str) -> str | None:
+    value = item.get(key)
+    if value is None:
+        return None
+    if value not in choices:
+        raise NovelSetError(f"{where}: {key!r} must be one of {', '.join(choices)}, not {value!r}")
+    return str(value)
 
 
 def parse_novel_qa(data: Any, source: str = "<data>") -> tuple[NovelQuestion, ...]:
@@ -199,6 +249,12 @@ def parse_novel_qa(data: Any, source: str = "<data>") -> tuple[NovelQuestion, ..
         if item["id"] in seen:
             raise NovelSetError(f"{where}: duplicate id {item['id']!r}")
         seen.add(item["id"])
+        kind = _optional_choice(item, "kind", KINDS, where)
+        alias = item.get("alias")
+        if alias is not None and (not isinstance(alias, str) or alias not in item["question"]):
+            raise NovelSetError(f"{where}: 'alias' must be a string that occurs in the question")
+        if kind == "nickname" and alias is None:
+            raise NovelSetError(f"{where}: a 'nickname' question names its nickname in 'alias'")
         count = item.get("answer_count")
         out.append(
             NovelQuestion(
@@ -209,9 +265,40 @@ def parse_novel_qa(data: Any, source: str = "<data>") -> tuple[NovelQuestion, ..
                 item["chapter"],
                 item["evidence"],
                 count if isinstance(count, int) else None,
+                kind,
+                _optional_choice(item, "split", SPLITS, where),
+                alias,
+                _optional_choice(item, "text_script", TEXT_SCRIPTS, where) or "original",
             )
         )
     return tuple(out)
+
+
+def select_questions(
+    questions: Sequence[NovelQuestion],
+    splits: Sequence[str] | None = None,
+    kinds: Sequence[str] | None = None,
+    novels: Sequence[str] | None = None,
+) -> tuple[NovelQuestion, ...]:
+    """The questions of the given splits, kinds and novels (``None``: any); unknown names are an error.
+
+    >>> qs = parse_novel_qa([{"id": i, "novel": "n.txt", "question": "问" + i, "answers": ["甲"],
+    ...     "chapter": "第一回", "evidence": "甲", "kind": k, "split": s}
+    ...     for i, k, s in (("a", "literal", "tune"), ("b", "chapter", "report"))])
+    >>> [q.qid for q in select_questions(qs, splits=["tune"])], [q.qid for q in select_questions(qs, kinds=["chapter"])]
+    (['a'], ['b'])
+    """
+    for name, given, allowed in (("split", splits, SPLITS), ("kind", kinds, KINDS)):
+        unknown = sorted(set(given or ()) - set(allowed))
+        if unknown:
+            raise NovelSetError(f"unknown {name} {', '.join(unknown)} (expected {', '.join(allowed)})")
+    return tuple(
+        q
+        for q in questions
+        if (splits is None or q.split in splits)
+        and (kinds is None or q.kind in kinds)
+        and (novels is None or q.novel in novels)
+    )
 
 
 def load_novel_qa(path: str | Path) -> tuple[NovelQuestion, ...]:
@@ -224,20 +311,131 @@ def load_novel_qa(path: str | Path) -> tuple[NovelQuestion, ...]:
     return parse_novel_qa(data, str(path))
 
 
+# ------------------------------------------------------------------------------- traditional script
+
+
+class ScriptConversionError(NovelSetError):
+    """OpenCC is missing, or a conversion changed a text's length (evidence cannot be mapped)."""
+
+
+def opencc_converter(config: str) -> Callable[[str], str]:
+    """``OpenCC(config).convert`` (e.g. ``"s2t"``, ``"t2s"``); the package is imported lazily."""
+    try:
+        import opencc
+    except ImportError as exc:  # pragma: no cover - opencc is pinned in requirements.txt
+        raise ScriptConversionError(
+            "converting a novel to traditional characters needs OpenCC: pip install opencc==1.4.2"
+        ) from exc
+    return opencc.OpenCC(config).convert
+
+
+def traditional_name(novel: str) -> str:
+    """The file name of a novel converted to traditional characters: ``x.gbk.txt`` -> ``x.gbk.s2t.txt``."""
+    stem, dot, ext = novel.rpartition(".")
+    return f"{stem}.s2t.{ext}" if dot and stem else f"{novel}.s2t"
+
+
+def traditional_set(
+    questions: Sequence[NovelQuestion],
+    texts: dict[str, str],
+    to_traditional: Callable[[str], str] | None = None,
+    to_simplified: Callable[[str], str] | None = None,
+) -> tuple[tuple[NovelQuestion, ...], dict[str, str]]:
+    """The same questions asked over each novel converted to traditional characters.
+
+    ``texts`` maps each novel file name to its text as the app's loader reads it. Every novel is
+    converted as a whole (OpenCC ``s2t`` by default: phrase-aware, so the conversion of a passage
+    may depend on its neighbours); each evidence is then the *slice* of the converted novel at the
+    evidence's place in the original, and each answer the slice at its place in the evidence, so
+    they occur verbatim in the converted text (``s2t`` maps one character to one, which is checked).
+    ``answer_count`` is recounted; the novel becomes :func:`traditional_name`; ``text_script`` is
+    ``"traditional"``. Questions stay as written, except ``script`` ones (already traditional),
+    which are converted to simplified (``t2s``) so that every question is in the other script
+    than its text. Returns the questions and ``{converted name: converted text}``.
+    """
+    to_t = to_traditional or opencc_converter("s2t")
+    to_s = to_simplified or opencc_converter("t2s")
+    converted: dict[str, str] = {}
+    for name in sorted({q.novel for q in questions}):
+        if name not in texts:
+            raise NovelSetError(f"no text given for novel {name}")
+        text = to_t(texts[name])
+        if len(text) != len(texts[name]):
+            raise ScriptConversionError(f"{name}: conversion changed the length, evidence cannot be mapped")
+        converted[name] = text
+    out: list[NovelQuestion] = []
+    for q in questions:
+        original, text = texts[q.novel], converted[q.novel]
+        at = original.find(q.evidence)
+        if at < 0:
+            raise NovelSetError(f"{q.qid}: evidence not in {q.novel}")
+        evidence = text[at : at + len(q.evidence)]
+        answers = tuple(evidence[i : i + len(a)] for a in q.answers for i in (q.evidence.find(a),) if i >= 0)
+        if len(answers) != len(q.answers):
+            raise NovelSetError(f"{q.qid}: an answer is not inside its evidence")
+        out.append(
+            replace(
+                q,
+                novel=traditional_name(q.novel),
+                question=to_s(q.question) if q.kind == "script" else q.question,
+                answers=answers,
+                evidence=evidence,
+                answer_count=max(text.count(a) for a in answers),
+                alias=None if q.alias is None else to_s(q.alias) if q.kind == "script" else q.alias,
+                text_script="traditional",
+            )
+        )
+    return tuple(out), {traditional_name(name): text for name, text in converted.items()}
+
+
+def write_traditional_set(
+    questions: Sequence[NovelQuestion], novels_dir: str | Path, out_dir: str | Path
+) -> tuple[Path, Path]:
+    """Write :func:`traditional_set` to ``out_dir``: the converted novels (UTF-8) and
+    ``questions.json``; returns ``(questions file, novels folder)`` for
+    ``python -m evaluation eval --novel-qa FILE --novels-dir FOLDER``."""
+    from loaders import load_document
+
+    folder, out = Path(novels_dir), Path(out_dir)
+    texts: dict[str, str] = {}
+    for name in sorted({q.novel for q in questions}):
+        try:
+            texts[name] = load_document(folder / name).text
+        except Exception as exc:  # loaders raise typed LoaderError; a missing file OSError
+            raise NovelSetError(f"cannot load novel {name} from {folder}: {exc}") from exc
+    converted_qs, converted = traditional_set(questions, texts)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, text in converted.items():
+        (out / name).write_text(text, encoding="utf-8")
+    qa_file = out / "questions.json"
+    payload = {"questions": [q.to_json() for q in converted_qs]}
+    qa_file.write_text(json.dumps(payload, ensure_ascii=False, indent=1), encoding="utf-8")
+    return qa_file, out
+
+
 __all__ = [
+    "KINDS",
     "SHINGLE",
+    "SPLITS",
+    "TEXT_SCRIPTS",
     "Chapter",
     "NovelQuestion",
     "NovelSetError",
     "ScoredQuestion",
+    "ScriptConversionError",
     "answer_matcher",
     "chapter_matcher",
     "chapter_questions",
     "load_novel_qa",
+    "opencc_converter",
     "parse_novel_qa",
+    "select_questions",
     "shares_shingle",
     "shingles",
     "split_chapters",
     "squeeze",
+    "traditional_name",
+    "traditional_set",
     "unique_shingles",
+    "write_traditional_set",
 ]
