@@ -47,7 +47,7 @@ log = logging.getLogger(__name__)
 
 ALIAS_FORMAT = 1
 """Version of the stored per-document alias JSON (``{"format", "miner", "groups": {name: [aliases]}}``)."""
-MINER_REVISION = 1
+MINER_REVISION = 2
 """Bump when the mining rules change: stored tables of another revision are mined again."""
 MIN_NAME_COUNT = 3
 MIN_ALIAS_COUNT = 3
@@ -75,7 +75,8 @@ TITLES = frozenset(
     "妹妹 哥哥 兄弟 老母 老者 师父 师兄 太守 天王 菩萨 真人 道士 童子 丫头 媳妇 嬷嬷 姨娘 大爷 "
     "二爷 三爷 老太 老爷子 主公 陛下 皇帝 天子 娘娘 元帅 都督 军师 先锋 使者 妖精 妖怪 大仙 "
     "家的 之孝 妈妈 婆子 小子 儿子 女儿 孩儿 老子 行礼 闻言 笑道 说道 姐儿 大夫 太医 姨妈 大舅 老娘 "
-    "道婆 仙翁 老佛 舅舅 大姐 太后 国老 大哥 二哥 是个 国舅 皇叔 使君 员外 太公 判官 太尉 相公".split()
+    "道婆 仙翁 老佛 舅舅 大姐 太后 国老 大哥 二哥 是个 国舅 皇叔 使君 员外 太公 判官 太尉 相公 "
+    "大喜 大怒 大惊 大笑 大哭 大叫 大悦 大骇 大怪".split()
 )
 """Words that name a role many people share: never an alias of one person."""
 STOP_ALIASES = frozenset(
@@ -90,8 +91,9 @@ _FORMAL_RE = re.compile(
     rf"(?P<g>{_CJK}{{1,2}}?){_END}(?P<rest>[^。！？\n]{{0,40}})"
 )
 _FORMAL_MORE_RE = re.compile(
-    rf"(?:表字|后改|又字|字|道号|别号|自号|号|法名|小名|乳名|绰号|混名|诨名|浑名)(?:叫做|唤做|[为是曰叫唤])?[‘“\"`']?"
-    rf"(?P<a>{_CJK}{{2,4}}?){_END}"
+    rf"(?:(?:表字|又字|后改|字)(?P<z>{_CJK}{{2}})"  # a courtesy name has two characters (字奉先者也 -> 奉先)
+    rf"|(?:道号|别号|自号|号|法名|小名|乳名|绰号|混名|诨名|浑名)(?:叫做|唤做|取为|唤为|[为是曰叫唤])?[‘“\"`']?"
+    rf"(?P<a>{_CJK}{{2,4}}?){_END})"
 )
 _NAMING_RE = re.compile(
     rf"(?:绰号|混名|诨名|浑名|别名|别号|自号|人称|人呼|呼为|称为|唤为|号为|遂称|做个(?=[‘“\"`']))"
@@ -136,15 +138,16 @@ class _Miner:
         import rjieba
 
         tags = rjieba.tag(self.text)
-        self.tokens = Counter(w for w, _ in tags)
-        by_tag = Counter(tags)
-        for (word, tag), _n in by_tag.most_common():
+        # 黛玉道 / 孔明曰 / 许褚道 are often one token: count them as the name they start with
+        words = [
+            (w[:-1], tag) if len(w) >= 3 and w[-1] in "道曰" and tag in ("nr", "n") else (w, tag)
+            for w, tag in tags
+        ]
+        self.tokens = Counter(w for w, _ in words)
+        for (word, tag), _n in Counter(words).most_common():
             self.tag_of.setdefault(word, tag)
-        tagged = Counter(w for w, tag in tags if tag in ("nr", "n") and is_surname_name(w))
+        tagged = Counter(w for w, tag in words if tag in ("nr", "n") and is_surname_name(w))
         for word, n in tagged.items():
-            # 黛玉道 / 孔明曰 are a name plus a speech verb
-            if word[-1] in "道曰笑说云" and word[:-1] in tagged:
-                continue
             if n >= MIN_NAME_COUNT and word not in TITLES:
                 self.names[word] = n
 
@@ -166,7 +169,7 @@ class _Miner:
             full = m.group("s") + m.group("g")
             if len(full) < 2:
                 continue
-            aliases = [a.group("a") for a in _FORMAL_MORE_RE.finditer(m.group("rest"))]
+            aliases = [a.group("z") or a.group("a") for a in _FORMAL_MORE_RE.finditer(m.group("rest"))]
             if len(m.group("g")) == 2:
                 aliases.append(m.group("g"))
             for alias in aliases:
