@@ -175,7 +175,9 @@ def test_old_keyword_index_is_migrated_on_load(tmp_path: Path) -> None:
     assert (store.path / "segments" / "seg-d.jsonl").read_bytes() == chunks_before
     # the next load reads the migrated file as it is
     again = VectorStore(store.path).load()
-    assert again.keyword.tokenizer_id == new_id and again.search_keyword("諸葛亮", 1)[0].chunk.chunk_id == "d#2"
+    assert (
+        again.keyword.tokenizer_id == new_id and again.search_keyword("諸葛亮", 1)[0].chunk.chunk_id == "d#2"
+    )
 
 
 def test_migration_while_a_writer_holds_the_lock_stays_in_memory(tmp_path: Path) -> None:
