@@ -490,7 +490,13 @@ def evaluate_novels(
 # =====================================================================================
 
 VARIANTS: dict[str, dict[str, Any]] = {
-    "main": {"keyword_script": "off", "aliases": False, "expansion": "none", "dense_query_script": "as-is"},
+    "main": {
+        "keyword_script": "off",
+        "aliases": False,
+        "expansion": "none",
+        "dense_query_script": "as-is",
+        "dense_weight": 0.5,
+    },
 }
 """Named retrieval settings for ``--variant``: ``main`` = the defaults before issue #14 (no script
 folding, no aliases, no expansion), i.e. the baseline of this issue's tables."""
