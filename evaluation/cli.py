@@ -49,6 +49,26 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--answers", type=int, default=0)
     ev.add_argument("--limit", type=int, help="only the first N questions")
     ev.add_argument("--json", action="store_true")
+    ev.add_argument(
+        "--script",
+        choices=("simplified", "traditional", "both"),
+        default="both",
+        help="--squad in which script: as is, converted to traditional (OpenCC s2t), or both (default)",
+    )
+    ev.add_argument(
+        "--novel-script",
+        choices=("original", "traditional", "both"),
+        default="original",
+        help="--novel-qa over the novels as they are, converted to traditional (questions stay), or both",
+    )
+    ev.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="LABEL[:field=value,...]",
+        help="also score every set with other retrieval.* settings on the same indexes, in the same run "
+        "('main' = the defaults before issue 14: no script folding, no aliases); repeatable",
+    )
     bench = sub.add_parser("bench", help="our pipeline vs a plain LangChain baseline, same run")
     bench.add_argument("--squad", default=None)
     bench.add_argument("--novel", default=None)

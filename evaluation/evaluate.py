@@ -403,9 +403,16 @@ class NovelEvalError(RuntimeError):
 
 def by_novel(results: Sequence[QuestionResult], novel_of: dict[str, str]) -> dict[str, dict[str, float]]:
     """hit@k, hit@budget and MRR per novel (``novel_of`` maps question id -> novel file name)."""
+    return breakdown(results, novel_of)
+
+
+def breakdown(results: Sequence[QuestionResult], group_of: dict[str, str]) -> dict[str, dict[str, float]]:
+    """hit@k, hit@budget and MRR per group (``group_of`` maps question id -> group: novel, kind,
+    split); questions without a group are left out."""
     groups: dict[str, list[QuestionResult]] = {}
     for r in results:
-        groups.setdefault(novel_of[r.qid], []).append(r)
+        if r.qid in group_of:
+            groups.setdefault(group_of[r.qid], []).append(r)
     return {
         novel: {
             "questions": len(rs),
@@ -479,6 +486,129 @@ def evaluate_novels(
 
 
 # =====================================================================================
+# 3c. Same run, several retrieval settings; question kinds and splits; both scripts
+# =====================================================================================
+
+VARIANTS: dict[str, dict[str, Any]] = {
+    "main": {
+        "keyword_script": "off",
+        "aliases": False,
+        "expansion": "none",
+        "dense_query_script": "as-is",
+        "dense_weight": 0.5,
+    },
+}
+"""Named retrieval settings for ``--variant``: ``main`` = the defaults before issue #14 (no script
+folding, no aliases, no expansion), i.e. the baseline of this issue's tables."""
+
+
+def parse_variant(spec: str) -> tuple[str, dict[str, Any]]:
+    """``LABEL`` (one of :data:`VARIANTS`) or ``LABEL:field=value[,field=value]`` over
+    ``retrieval.*`` fields (values: true/false, numbers, words).
+
+    >>> parse_variant("main")[1]["aliases"], parse_variant("w3:dense_weight=0.3,aliases=false")
+    (False, ('w3', {'dense_weight': 0.3, 'aliases': False}))
+    """
+    label, _, rest = spec.partition(":")
+    if not rest:
+        if label not in VARIANTS:
+            raise ValueError(f"unknown variant {label!r}: use {', '.join(VARIANTS)} or LABEL:field=value,...")
+        return label, dict(VARIANTS[label])
+    updates: dict[str, Any] = {}
+    for part in rest.split(","):
+        key, eq, raw = part.partition("=")
+        if not eq or not key.strip():
+            raise ValueError(f"variant {spec!r}: expected field=value, got {part!r}")
+        value: Any = raw.strip()
+        if value.lower() in ("true", "false"):
+            value = value.lower() == "true"
+        else:
+            for cast in (int, float):
+                try:
+                    value = cast(value)
+                    break
+                except ValueError:
+                    continue
+        updates[key.strip()] = value
+    return label, updates
+
+
+def variant_services(services: Any, updates: dict[str, Any]) -> Any:
+    """Services that share ``services``' models and data home but retrieve with other
+    ``retrieval.*`` settings (validated; a bad field is a ``SettingsError``-like ValueError)."""
+    from types import SimpleNamespace
+
+    from kb.retrieval import Retriever
+    from kb.service import KnowledgeBaseService
+    from kb.settings import RetrievalSettings
+
+    retrieval = RetrievalSettings.model_validate({**services.settings.retrieval.model_dump(), **updates})
+    settings = services.settings.model_copy(update={"retrieval": retrieval})
+    kbs = KnowledgeBaseService(settings, services.kbs.embedders)
+    return SimpleNamespace(
+        settings=settings, kbs=kbs, retriever=Retriever(settings, kbs, services.retriever.reranker)
+    )
+
+
+def question_labels(qa_file: str | Path | None) -> dict[str, dict[str, str]]:
+    """``{"kind": {qid: kind}, "split": {qid: split}}`` of a novel question file (empty without one)."""
+    from evaluation.novel_sets import load_novel_qa
+
+    labels: dict[str, dict[str, str]] = {"kind": {}, "split": {}}
+    if qa_file:
+        for q in load_novel_qa(qa_file):
+            if q.kind:
+                labels["kind"][q.qid] = q.kind
+            if q.split:
+                labels["split"][q.qid] = q.split
+    return labels
+
+
+def traditional_plan(
+    qa_file: str | Path, novels_dir: str | Path | None, out_dir: Path
+) -> dict[Path, dict[str, list[Any]]]:
+    """The factual set asked over its novels converted to traditional characters
+    (:func:`evaluation.novel_sets.write_traditional_set`, written to ``out_dir``)."""
+    from evaluation.novel_sets import load_novel_qa, write_traditional_set
+
+    qa, folder = write_traditional_set(load_novel_qa(qa_file), novels_dir or DEFAULT_NOVELS_DIR, out_dir)
+    return novel_plan(qa, folder, [])
+
+
+def score_plan(
+    services: Any, plan: dict[Path, dict[str, list[Any]]], *, top_k: int, budget: int
+) -> dict[str, list[QuestionResult]]:
+    """Score every set of ``plan`` on novel knowledge bases that already exist (built by
+    :func:`evaluate_novels`), with ``services``' retrieval settings."""
+    out: dict[str, list[QuestionResult]] = {}
+    for novel, sets in plan.items():
+        kb_name = novel_kb_name(services, novel)
+        for name, questions in sets.items():
+            items = [(q.qid, q.question, q.matches) for q in questions]
+            out.setdefault(name, []).extend(
+                score_questions(services, kb_name, items, top_k=top_k, budget=budget)
+            )
+    return out
+
+
+def summary_row(results: Sequence[QuestionResult]) -> dict[str, float]:
+    """hit@k, hit@budget, MRR and latency of scored questions (one row of a variant table)."""
+    return {
+        "questions": len(results),
+        "hit_at_k": round(mean([1.0 if r.rank is not None else 0.0 for r in results]), 4),
+        "hit_at_budget": round(mean([1.0 if r.in_budget else 0.0 for r in results]), 4),
+        "mrr": round(mean([reciprocal_rank(r.rank) for r in results]), 4),
+        "latency_p50_ms": round(percentile([r.latency_ms for r in results], 50), 1),
+        "latency_p95_ms": round(percentile([r.latency_ms for r in results], 95), 1),
+    }
+
+
+def labelled(results: Sequence[QuestionResult], labels: dict[str, dict[str, str]]) -> dict[str, Any]:
+    """The ``by_kind`` / ``by_split`` breakdowns of ``results`` (only the labels that exist)."""
+    return {f"by_{name}": breakdown(results, groups) for name, groups in labels.items() if groups}
+
+
+# =====================================================================================
 # 4. CLI
 # =====================================================================================
 
@@ -501,11 +631,14 @@ def _tqdm_progress(enabled: bool, desc: str) -> tuple[Callable[[int, int], None]
 def run_eval_cli(services: Any, args: argparse.Namespace, out: TextIO) -> int:
     """``python -m evaluation eval``: prints the report (one JSON object with ``--json``); 2 on a bad file.
 
-    With ``--squad`` alone the JSON object is the SQuAD report; with ``--novel-qa`` and/or
-    ``--chapters`` it has one report per set (``squad``, ``novel_qa``, ``chapters``), each with the
-    same keys, the novel sets also ``by_novel``.
+    With ``--squad`` alone (and one script) the JSON object is the SQuAD report; otherwise it has
+    one report per set (``squad``, ``squad_traditional``, ``novel_qa``, ``novel_qa_traditional``,
+    ``chapters``), each with the same keys, the novel sets also ``by_novel`` and, when the question
+    file labels them, ``by_kind`` / ``by_split``. Every ``--variant`` is scored on the same
+    knowledge bases in the same run and reported under ``variants``.
     """
     from evaluation.novel_sets import NovelSetError
+    from evaluation.squad import traditional_squad
 
     novel_qa = getattr(args, "novel_qa", None)
     chapters = getattr(args, "chapters", None) or []
@@ -515,56 +648,114 @@ def run_eval_cli(services: Any, args: argparse.Namespace, out: TextIO) -> int:
     if args.top_k < 1 or args.budget < 1 or args.answers < 0 or (args.limit is not None and args.limit < 1):
         print("error: --top-k, --budget and --limit must be positive, --answers >= 0", file=sys.stderr)
         return 2
+    script = getattr(args, "script", None) or "both"
+    novel_script = getattr(args, "novel_script", None) or "original"
     try:
+        variants = [parse_variant(v) for v in getattr(args, "variant", None) or []]
         squad = load_squad(args.squad) if args.squad else None
         plan = (
-            novel_plan(novel_qa, getattr(args, "novels_dir", None), chapters) if novel_qa or chapters else {}
+            novel_plan(novel_qa, getattr(args, "novels_dir", None), chapters)
+            if (novel_qa and novel_script != "traditional") or chapters
+            else {}
         )
-    except (SquadFormatError, NovelSetError) as exc:
+        labels = question_labels(novel_qa)
+    except (SquadFormatError, NovelSetError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    squads: list[tuple[str, Any]] = []
+    if squad is not None:
+        if script in ("simplified", "both"):
+            squads.append(("squad", squad))
+        if script in ("traditional", "both"):
+            squads.append(("squad_traditional", traditional_squad(squad)))
     keep = args.home is not None
-    reports: dict[str, tuple[EvalReport, dict[str, Any] | None]] = {}
+    reports: dict[str, tuple[EvalReport, dict[str, Any]]] = {}
     progress, close = _tqdm_progress(sys.stderr.isatty() and not args.json, "questions")
     try:
         with scratch_services(services, keep_home=keep) as svc:
-            if squad is not None:
+            others = [(label, variant_services(svc, updates)) for label, updates in variants]
+            for name, sq in squads:
+                kb_name = (
+                    (f"eval-{Path(args.squad).stem}"[:56] + ("-t" if name.endswith("traditional") else ""))
+                    if keep
+                    else f"eval-{name}"
+                )
                 report = evaluate(
                     svc,
-                    squad,
+                    sq,
                     top_k=args.top_k,
                     budget=args.budget,
                     answers=args.answers,
                     limit=args.limit,
-                    kb_name=f"eval-{Path(args.squad).stem}"[:64] if keep else "eval",
+                    kb_name=kb_name,
                     progress=progress,
                 )
-                reports["squad"] = (report, None)
-            if plan:
-                for name, (report, per_novel) in evaluate_novels(
-                    svc, plan, top_k=args.top_k, budget=args.budget, reuse=keep, progress=progress
-                ).items():
-                    reports[name] = (report, per_novel)
+                items = [
+                    (q.qid, q.question, _answers_matcher(q.answers))
+                    for q in (sq.questions[: args.limit] if args.limit else sq.questions)
+                ]
+                extra = {
+                    "variants": {
+                        label: summary_row(
+                            score_questions(v, kb_name, items, top_k=args.top_k, budget=args.budget)
+                        )
+                        for label, v in others
+                    }
+                }
+                reports[name] = (report, extra)
+            plans = [("", plan)] if plan else []
+            if novel_qa and novel_script in ("traditional", "both"):
+                folder = svc.settings.home / "eval-novels-traditional"
+                plans.append(
+                    ("_traditional", traditional_plan(novel_qa, getattr(args, "novels_dir", None), folder))
+                )
+            for suffix, one_plan in plans:
+                found = evaluate_novels(
+                    svc, one_plan, top_k=args.top_k, budget=args.budget, reuse=keep, progress=progress
+                )
+                scored = {
+                    label: score_plan(v, one_plan, top_k=args.top_k, budget=args.budget)
+                    for label, v in others
+                }
+                for name, (report, per_novel) in found.items():
+                    extra = {"by_novel": per_novel, **labelled(report.results, labels)}
+                    extra["variants"] = {
+                        label: {**summary_row(rs[name]), **labelled(rs[name], labels)}
+                        for label, rs in scored.items()
+                        if rs.get(name)
+                    }
+                    reports[name + suffix] = (report, extra)
     finally:
         close()
     if args.json:
-        if list(reports) == ["squad"]:
+        if list(reports) == ["squad"] and not variants:
             payload: dict[str, Any] = reports["squad"][0].to_json()
         else:
-            payload = {
-                name: {**rep.to_json(), **({"by_novel": per} if per is not None else {})}
-                for name, (rep, per) in reports.items()
-            }
+            payload = {name: {**rep.to_json(), **extra} for name, (rep, extra) in reports.items()}
         print(json.dumps(payload, ensure_ascii=False), file=out)
         return 0
-    for name, (rep, per) in reports.items():
-        print(args.squad if name == "squad" else f"{name} ({', '.join(sorted(per or {}))})", file=out)
+    for name, (rep, extra) in reports.items():
+        per = extra.get("by_novel") or {}
+        title = args.squad if name == "squad" else f"{name} ({', '.join(sorted(per))})" if per else name
+        print(title, file=out)
         for line in rep.summary_lines():
             print(f"  {line}", file=out)
-        for novel, row in (per or {}).items():
+        for group in ("by_novel", "by_kind", "by_split"):
+            for key, row in (extra.get(group) or {}).items():
+                print(
+                    f"  {key}: {row['questions']} questions, hit@{rep.k} {row['hit_at_k']:.1%}, "
+                    f"hit@{rep.budget} chars {row['hit_at_budget']:.1%}, MRR {row['mrr']:.3f}",
+                    file=out,
+                )
+        for label, row in (extra.get("variants") or {}).items():
+            kinds = ", ".join(
+                f"{k} {r['hit_at_budget']:.1%}"
+                for g in ("by_kind", "by_split")
+                for k, r in (row.get(g) or {}).items()
+            )
             print(
-                f"  {novel}: {row['questions']} questions, hit@{rep.k} {row['hit_at_k']:.1%}, "
-                f"hit@{rep.budget} chars {row['hit_at_budget']:.1%}, MRR {row['mrr']:.3f}",
+                f"  variant {label}: hit@{rep.k} {row['hit_at_k']:.1%}, hit@{rep.budget} chars "
+                f"{row['hit_at_budget']:.1%}, MRR {row['mrr']:.3f}" + (f" ({kinds})" if kinds else ""),
                 file=out,
             )
     return 0
@@ -579,10 +770,12 @@ def run_bench_cli(services: Any, args: argparse.Namespace, out: TextIO) -> int:
 
 __all__ = [
     "NOVEL_SETS",
+    "VARIANTS",
     "EvalReport",
     "NovelEvalError",
     "QuestionResult",
     "app_context_fn",
+    "breakdown",
     "build_eval_kb",
     "by_novel",
     "evaluate",
@@ -590,8 +783,14 @@ __all__ = [
     "make_report",
     "novel_kb_name",
     "novel_plan",
+    "parse_variant",
+    "question_labels",
     "run_bench_cli",
     "run_eval_cli",
+    "score_plan",
     "score_questions",
     "scratch_services",
+    "summary_row",
+    "traditional_plan",
+    "variant_services",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -118,6 +119,46 @@ def write_articles(squad: SquadSet, folder: Path) -> dict[str, str]:
     return names
 
 
+def traditional_squad(squad: SquadSet, to_traditional: Callable[[str], str] | None = None) -> SquadSet:
+    """The same set in traditional characters (OpenCC ``s2t``): every article converted as a whole,
+    every question converted; each answer becomes every slice of the converted article at the
+    answer's places in the original (``s2t`` maps one character to one; checked), plus the
+    answer converted on its own, so the gold rule stays "occurs verbatim in the text".
+
+    >>> s = parse_squad({"data": [{"title": "t", "paragraphs": [{"context": "头发后来长了。", "qas": [
+    ...     {"id": "q1", "question": "头发怎么了？", "answers": [{"text": "头发"}]}]}]}]})
+    >>> t = traditional_squad(s)
+    >>> t.articles[0].text, t.questions[0].question, t.questions[0].answers
+    ('頭髮後來長了。', '頭髮怎麼了？', ('頭髮',))
+    """
+    if to_traditional is None:
+        from vector_store.normalize import convert
+
+        def to_traditional(text: str) -> str:
+            return convert(text, "traditional")
+
+    originals = {a.article_id: a.text for a in squad.articles}
+    converted = {a.article_id: to_traditional(a.text) for a in squad.articles}
+    questions = []
+    for q in squad.questions:
+        text, conv = originals[q.article_id], converted[q.article_id]
+        golds: list[str] = []
+        for answer in q.answers:
+            if len(conv) == len(text):
+                at = text.find(answer)
+                while at >= 0:
+                    golds.append(conv[at : at + len(answer)])
+                    at = text.find(answer, at + 1)
+            golds.append(to_traditional(answer))
+        questions.append(
+            SquadQuestion(q.qid, to_traditional(q.question), tuple(dict.fromkeys(golds)), q.article_id)
+        )
+    articles = tuple(
+        SquadArticle(a.article_id, to_traditional(a.title), converted[a.article_id]) for a in squad.articles
+    )
+    return SquadSet(squad.path, articles, tuple(questions))
+
+
 __all__ = [
     "SquadArticle",
     "SquadFormatError",
@@ -125,5 +166,6 @@ __all__ = [
     "SquadSet",
     "load_squad",
     "parse_squad",
+    "traditional_squad",
     "write_articles",
 ]

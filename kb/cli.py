@@ -219,16 +219,21 @@ def _search(services: Any, args: argparse.Namespace, out: TextIO) -> int:
     import time
 
     started = time.perf_counter()
-    hits = services.retriever.retrieve(args.kb, args.question)
+    hits, expansion = services.retriever.retrieve_explained(args.kb, args.question)
     elapsed = (time.perf_counter() - started) * 1000
     if args.json:
         payload = {
             "question": args.question,
             "elapsed_ms": round(elapsed, 2),
+            "expansion": expansion.to_json(),
             "hits": [h.to_json() for h in hits],
         }
         print(json.dumps(payload, ensure_ascii=False), file=out)
         return 0
+    for named, added in expansion.aliases.items():
+        print(f"aliases: {named} -> {', '.join(added)}", file=out)
+    if expansion.feedback:
+        print(f"feedback terms: {', '.join(expansion.feedback)}", file=out)
     for rank, h in enumerate(hits, 1):
         where = f"{h.source}" + (f" · {h.chapter}" if h.chapter else "")
         print(f"[{rank}] {h.score:.3f}  {where}  ({h.chunk_id})", file=out)

@@ -176,6 +176,10 @@ class Ingestor:
                 )
                 for c in pieces
             ]
+        if self.settings.retrieval.aliases:  # mined once per document, kept beside its segment
+            from kb.aliases import ensure_document_aliases
+
+            ensure_document_aliases(store, segment, doc.text)
         (report.replaced if old is not None else report.added).append(doc_id)
         report.chunks += len(pieces)
         entry = DocumentEntry(

@@ -38,8 +38,8 @@ import logging
 import threading
 import weakref
 from collections.abc import Hashable, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, TypeVar
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import numpy as np
 
@@ -50,6 +50,7 @@ from models.rerank import Reranker
 from vector_store.keyword import STOP_WORDS, KeywordTokenizer
 
 if TYPE_CHECKING:
+    from kb.aliases import AliasTable
     from kb.service import KnowledgeBaseService
     from kb.settings import Settings
     from vector_store import StoreSnapshot
@@ -107,6 +108,21 @@ def spread(items: Sequence[K], k: int) -> list[K]:
 
 
 # ========================================================================================= retriever
+@dataclass(frozen=True)
+class QueryExpansion:
+    """What was added to a question's keyword side: aliases (the name the question used -> the
+    names added for it) and pseudo-relevance-feedback terms; shown by the CLI and the retrieval tab."""
+
+    aliases: dict[str, list[str]] = field(default_factory=dict)
+    feedback: list[str] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.aliases or self.feedback)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"aliases": self.aliases, "feedback": self.feedback}
+
+
 @dataclass
 class _Candidate:
     row: int
@@ -134,6 +150,8 @@ class Retriever:
         self._chapters: weakref.WeakKeyDictionary[StoreSnapshot, list[str | None]] = (
             weakref.WeakKeyDictionary()
         )
+        self._aliases: weakref.WeakKeyDictionary[StoreSnapshot, AliasTable] = weakref.WeakKeyDictionary()
+        self._scripts: weakref.WeakKeyDictionary[StoreSnapshot, str] = weakref.WeakKeyDictionary()
 
     def retrieve(
         self,
@@ -149,6 +167,22 @@ class Retriever:
 
         ``mode`` and ``fusion`` override the settings for this call (the evaluation compares them).
         """
+        return self.retrieve_explained(
+            kb, question, top_k=top_k, score_threshold=score_threshold, mode=mode, fusion=fusion
+        )[0]
+
+    def retrieve_explained(
+        self,
+        kb: str,
+        question: str,
+        *,
+        top_k: int | None = None,
+        score_threshold: float | None = None,
+        mode: Mode | None = None,
+        fusion: Fusion | None = None,
+    ) -> tuple[list[Hit], QueryExpansion]:
+        """:meth:`retrieve`, plus what was added to the question's keyword side (aliases, feedback
+        terms), for the CLI and the retrieval-test tab to show."""
         cfg = self.settings.retrieval
         mode = mode or cfg.mode
         if mode not in ("dense", "keyword", "hybrid"):
@@ -161,7 +195,7 @@ class Retriever:
         threshold = cfg.score_threshold if score_threshold is None else score_threshold
         snap = self.kbs.snapshot(kb)
         if len(snap) == 0 or not question.strip():
-            return []
+            return [], QueryExpansion()
 
         rows: list[int] | None = None
         query = question
@@ -171,7 +205,7 @@ class Retriever:
             if found:
                 rows, query = found, ref.strip_from(question)
                 if is_overview(query, snap.tokenizer):
-                    return self._overview(kb, snap, question, rows, top_k, mode)
+                    return self._overview(kb, snap, question, rows, top_k, mode), QueryExpansion()
             else:
                 log.info("no chunk of %s in %r: searching the whole knowledge base", ref.labels[0], kb)
 
@@ -179,13 +213,21 @@ class Retriever:
         vector = None
         dense: list[_Candidate] = []
         keyword: list[_Candidate] = []
+        expansion = QueryExpansion()
         if mode != "keyword":
-            vector = self.kbs.embedder_for(kb).encode_query(query)
+            vector = self.kbs.embedder_for(kb).encode_query(self._dense_query(snap, query))
             dense = [_Candidate(h.row, h.score, dense=h.score) for h in snap.search(vector, n, rows=rows)]
         if mode != "dense":
-            keyword = [
-                _Candidate(h.row, h.score, keyword=h.score) for h in snap.search_keyword(query, n, rows=rows)
-            ]
+            extra, expansion = self._expand(kb, snap, query)
+            found = snap.search_keyword(query, n, rows=rows, extra=extra or None)
+            if cfg.expansion == "prf" and found:
+                own = [*snap.tokenizer.query_terms(query), *extra]
+                feedback = snap.feedback_terms([h.row for h in found[: cfg.prf_docs]], own, cfg.prf_terms)
+                if feedback:
+                    extra = {**extra, **{t: cfg.prf_weight * w for t, w in feedback}}
+                    expansion = QueryExpansion(expansion.aliases, [t for t, _ in feedback])
+                    found = snap.search_keyword(query, n, rows=rows, extra=extra)
+            keyword = [_Candidate(h.row, h.score, keyword=h.score) for h in found]
         if mode == "dense":
             ranked = dense
         elif mode == "keyword":
@@ -202,7 +244,51 @@ class Retriever:
             ranked = [c for c in ranked if c.dense is not None and c.dense >= threshold]
         if self.reranker is not None:
             ranked = self._rerank(self.reranker, snap, question, ranked[:n])
-        return [self._hit(snap, c) for c in ranked[:top_k]]
+        return [self._hit(snap, c) for c in ranked[:top_k]], expansion
+
+    # ------------------------------------------------------------------ query expansion
+    def _expand(self, kb: str, snap: StoreSnapshot, query: str) -> tuple[dict[str, float], QueryExpansion]:
+        """Alias terms for the keyword side: every other name of a person the question names,
+        as index terms (jieba words of the alias) at ``alias_weight``."""
+        cfg = self.settings.retrieval
+        if not cfg.aliases or cfg.alias_weight <= 0:
+            return {}, QueryExpansion()
+        found = self.alias_table(kb, snap).expand(snap.tokenizer.normalize(query)).matched
+        extra: dict[str, float] = {}
+        for names in found.values():
+            for name in names:
+                for term in snap.tokenizer.words(name):
+                    extra[term] = cfg.alias_weight
+        return extra, QueryExpansion(aliases=found)
+
+    def alias_table(self, kb: str, snap: StoreSnapshot | None = None) -> AliasTable:
+        """The alias table of ``kb``'s live version (mined per document, cached per snapshot)."""
+        from kb.aliases import table_for
+
+        snap = snap if snap is not None else self.kbs.snapshot(kb)
+        with self._lock:
+            table = self._aliases.get(snap)
+        if table is None:
+            table = table_for(self.kbs.store(kb), snap, fold=snap.tokenizer.normalize)
+            with self._lock:
+                self._aliases[snap] = table
+        return table
+
+    def _dense_query(self, snap: StoreSnapshot, query: str) -> str:
+        """The text embedded for the dense side: the question, or (``dense_query_script: kb``) the
+        question in the knowledge base's script."""
+        if self.settings.retrieval.dense_query_script != "kb":
+            return query
+        from vector_store.normalize import convert, traditional_share
+
+        with self._lock:
+            script = self._scripts.get(snap)
+        if script is None:
+            sample = "".join(c.text for c in snap.chunks[:: max(1, len(snap.chunks) // 50)][:50])
+            script = "traditional" if traditional_share(sample) > 0.1 else "simplified"
+            with self._lock:
+                self._scripts[snap] = script
+        return convert(query, script)  # type: ignore[arg-type]
 
     # ------------------------------------------------------------------ stages
     @staticmethod
@@ -285,6 +371,7 @@ class Retriever:
 __all__ = [
     "Fusion",
     "Mode",
+    "QueryExpansion",
     "Retriever",
     "chapter_rows",
     "is_overview",

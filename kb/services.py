@@ -27,6 +27,7 @@ from models.cpu import CpuInfo
 from models.embeddings.registry import EmbedderRegistry
 from models.rerank import CrossEncoderReranker
 from vector_store.catalog import FolderCatalog
+from vector_store.keyword import tokenizer_for
 from vector_store.protocols import StoreCatalog
 
 
@@ -88,6 +89,8 @@ def build_store_catalog(settings: Settings) -> StoreCatalog:
     Cheap: Milvus is connected on the first request (``catalog.check()`` connects now).
     """
     vs = settings.vector_store
+    script = settings.retrieval.keyword_script
+    tokenizer = tokenizer_for(None if script == "off" else script)
     if vs.backend == "milvus":
         from vector_store.milvus import MilvusCatalog
 
@@ -99,8 +102,9 @@ def build_store_catalog(settings: Settings) -> StoreCatalog:
             timeout_s=vs.timeout_s,
             index_type=vs.index_type,
             lock_dir=settings.home / "locks" / "milvus",
+            tokenizer=tokenizer,
         )
-    return FolderCatalog(settings.kb_dir)
+    return FolderCatalog(settings.kb_dir, tokenizer=tokenizer)
 
 
 def build_services(settings: Settings, cpu: CpuInfo | None = None) -> Services:

@@ -105,12 +105,52 @@ class RetrievalSettings(_Section):
         "of normalised scores (measured best on CMRC 2018, docs/BENCHMARKS.md).",
     )
     dense_weight: float = Field(
-        0.5, ge=0.0, le=1.0, description="Weight of the dense score in weighted fusion; BM25 gets the rest."
+        0.3,
+        ge=0.0,
+        le=1.0,
+        description="Weight of the dense score in weighted fusion; BM25 gets the rest (0.3 since issue #14: "
+        "measured on the novel dev set's tune split and CMRC, docs/BENCHMARKS.md).",
     )
     rrf_k: int = Field(60, ge=1, description="Reciprocal-rank-fusion constant.")
     candidates: int = Field(30, ge=1, description="Candidates taken from each retriever before fusion.")
     reranker: str | None = Field(
         None, description="Optional cross-encoder (hub name or local path) to rerank candidates."
+    )
+    # --- issue #14: script folding, aliases, query expansion (docs/RETRIEVAL.md, measured in BENCHMARKS.md)
+    keyword_script: Literal["simplified", "traditional", "off"] = Field(
+        "simplified",
+        description="Script the keyword index and the question are folded to (OpenCC) before BM25, so "
+        "traditional and simplified text match; 'off' = width folding only (the index before #14). "
+        "Changing it rebuilds the keyword index in memory; the next write persists it.",
+    )
+    aliases: bool = Field(
+        True,
+        description="Expand the question's keyword side with the aliases mined from the knowledge "
+        "base's documents (齐天大圣 -> 孙悟空); see kb/aliases.py.",
+    )
+    alias_weight: float = Field(
+        1.0,
+        ge=0.0,
+        le=1.0,
+        description="BM25 weight of an alias term added to a question (its own words: 1).",
+    )
+    expansion: Literal["none", "prf"] = Field(
+        "none",
+        description="Keyword query expansion: 'prf' adds the best terms of the first keyword hits "
+        "(pseudo-relevance feedback, one more BM25 gather per question).",
+    )
+    prf_docs: int = Field(3, ge=1, description="prf: how many first keyword hits feed the expansion.")
+    prf_terms: int = Field(8, ge=1, description="prf: how many terms are added.")
+    prf_weight: float = Field(
+        0.3,
+        ge=0.0,
+        le=1.0,
+        description="prf: BM25 weight of the best added term (the others scaled by tf-idf).",
+    )
+    dense_query_script: Literal["as-is", "kb"] = Field(
+        "kb",
+        description="'kb' converts the question to the knowledge base's script (OpenCC) before embedding "
+        "it; 'as-is' embeds it unchanged (e5 is multilingual). Measured in docs/BENCHMARKS.md.",
     )
 
 

@@ -104,6 +104,22 @@ def render_hits(hits: Sequence[Any], elapsed_ms: float | None = None) -> str:
     return head + "".join(cards)
 
 
+def render_expansion(expansion: Any) -> str:
+    """What retrieval added to the query's keyword side (aliases, feedback terms), escaped; '' if nothing.
+
+    ``expansion`` is a :class:`kb.retrieval.QueryExpansion`.
+    """
+    parts = []
+    for named, added in (getattr(expansion, "aliases", None) or {}).items():
+        parts.append(f"<b>{esc(named)}</b> → {esc('、'.join(added))}")
+    feedback = getattr(expansion, "feedback", None) or []
+    if feedback:
+        parts.append(f"feedback terms: {esc('、'.join(feedback))}")
+    if not parts:
+        return ""
+    return f'<p class="kb-muted" id="rt-expansion">别名扩展 · query expanded with aliases: {"; ".join(parts)}</p>'
+
+
 def render_documents(entries: Sequence[Any]) -> str:
     """The documents of a knowledge base as an escaped HTML table."""
     if not entries:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import gradio as gr
 
-from ui.render import render_error, render_hits
+from ui.render import render_error, render_expansion, render_hits
 from ui.shared import KbListChanged, Shared, kb_names, pick, user_errors
 
 if TYPE_CHECKING:
@@ -62,12 +62,12 @@ class RetrievalTestTab:
             raise gr.Error("type a query")
         started = time.perf_counter()
         try:
-            hits = self.services.retriever.retrieve(
+            hits, expansion = self.services.retriever.retrieve_explained(
                 kb, query.strip(), top_k=int(top_k), score_threshold=float(threshold)
             )
         except self._user_errors as exc:
             return render_error(exc)
-        return render_hits(hits, (time.perf_counter() - started) * 1000)
+        return render_expansion(expansion) + render_hits(hits, (time.perf_counter() - started) * 1000)
 
     def on_kb_list(self, event: KbListChanged | None, current: str | None) -> Any:
         """The knowledge-base list may have changed: keep the selection if it still exists, else

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from vector_store.keyword import KeywordTokenizer
 from vector_store.store import VectorStore, list_stores
 
 __all__ = ["FolderCatalog"]
@@ -20,8 +21,10 @@ class FolderCatalog:
 
     backend = "faiss"
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, tokenizer: KeywordTokenizer | None = None) -> None:
         self.root = Path(root)
+        self.tokenizer = tokenizer
+        """The keyword tokenizer every store gets (None: ``vector_store.keyword.default_tokenizer``)."""
 
     @property
     def location(self) -> str:
@@ -30,7 +33,7 @@ class FolderCatalog:
 
     def store(self, name: str) -> VectorStore:
         """The store of knowledge base ``name`` (a validated name; it may not exist yet)."""
-        return VectorStore(self.root / name)
+        return VectorStore(self.root / name, tokenizer=self.tokenizer)
 
     def names(self) -> list[str]:
         return list_stores(self.root)

@@ -45,18 +45,23 @@ import logging
 import math
 import re
 import threading
-import unicodedata
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from vector_store.normalize import Normalizer, Script
+
 log = logging.getLogger(__name__)
 
-KEYWORD_FORMAT = 1
-"""Version of the ``.terms.npz`` / ``keyword.npz`` array layout."""
+KEYWORD_FORMAT = 2
+"""Version of the ``.terms.npz`` / ``keyword.npz`` array layout. 2 (issue #14) adds ``normalizer``
+(the script/width folding of :mod:`vector_store.normalize`); files of layout 1 are read as stale
+(:class:`KeywordIndexStale`) and rebuilt from the stored chunks (the store migrates them on load)."""
+OLD_KEYWORD_FORMATS = frozenset({1})
+"""Layouts this code migrates instead of refusing."""
 TOKENIZER_REVISION = 1
 """Bump when tokenisation rules below change: stored term counts of other revisions are recomputed."""
 DEFAULT_K1 = 1.5
@@ -88,6 +93,10 @@ class KeywordIndexError(ValueError):
     """A keyword file is corrupt or of another layout (the store turns this into ``StoreError``)."""
 
 
+class KeywordIndexStale(KeywordIndexError):
+    """A keyword file of an older layout (:data:`OLD_KEYWORD_FORMATS`): rebuild it from the chunks."""
+
+
 def _is_word(token: str) -> bool:
     """True for tokens holding at least one letter, digit or CJK character."""
     return any(ch.isalnum() for ch in token)
@@ -105,26 +114,44 @@ class KeywordTokenizer:
     ['林黛玉', '花', '林', '黛', '玉', '花']
     >>> tok.tokenize("的了吗？")
     []
+    >>> tok.tokenize("孫悟空大鬧天宮") == tok.tokenize("孙悟空大闹天宫")
+    True
     """
 
-    def __init__(self, *, unigrams: bool = True) -> None:
+    def __init__(self, *, unigrams: bool = True, normalizer: Normalizer | None = None) -> None:
+        """``normalizer`` folds width and script before segmenting (default: NFKC + OpenCC t2s)."""
         self.unigrams = unigrams
+        self.normalizer = normalizer if normalizer is not None else Normalizer()
 
     @property
     def id(self) -> str:
-        """Identifies the tokenisation (segmenter and its version, rules revision, options)."""
-        return f"rjieba-{_rjieba_version()}-search-r{TOKENIZER_REVISION}" + ("-uni" if self.unigrams else "")
+        """Identifies the tokenisation (segmenter and its version, rules revision, options, and the
+        script normalisation; without one the id is the one used before OpenCC was added)."""
+        norm = self.normalizer.id
+        return (
+            f"rjieba-{_rjieba_version()}-search-r{TOKENIZER_REVISION}"
+            + ("-uni" if self.unigrams else "")
+            + (f"-{norm}" if norm else "")
+        )
+
+    def normalize(self, text: str) -> str:
+        """``text`` as it is segmented: NFKC (full-width -> ASCII) and one Chinese script."""
+        return self.normalizer.fold(text)
 
     def words(self, text: str) -> list[str]:
         """The jieba words of ``text`` that are index terms (no single-character extras), in order."""
-        terms = (_index_term(raw) for raw in _segmenter().cut_for_search(unicodedata.normalize("NFKC", text)))
+        return self._words(self.normalize(text))
+
+    @staticmethod
+    def _words(normalised: str) -> list[str]:
+        terms = (_index_term(raw) for raw in _segmenter().cut_for_search(normalised))
         return [t for t in terms if t is not None]
 
     def tokenize(self, text: str) -> list[str]:
         """Index terms of ``text`` in order (with repeats): what BM25 counts."""
-        out = self.words(text)
+        normalised = self.normalize(text)
+        out = self._words(normalised)
         if self.unigrams:
-            normalised = unicodedata.normalize("NFKC", text)
             out.extend(ch for ch in _CJK_RE.findall(normalised) if ch not in STOP_WORDS)
         return out
 
@@ -166,6 +193,24 @@ def default_tokenizer() -> KeywordTokenizer:
     return KeywordTokenizer()
 
 
+@functools.cache
+def tokenizer_for(script: Script | None) -> KeywordTokenizer:
+    """The shared tokenizer folding to ``script`` (None: NFKC only, the tokenisation before #14)."""
+    if script == "simplified":
+        return default_tokenizer()
+    return KeywordTokenizer(normalizer=Normalizer(script))
+
+
+def normalizer_of(tokenizer_id: str) -> str:
+    """The script normalisation named in a tokenizer id ('' for ids made before it existed).
+
+    >>> normalizer_of("rjieba-0.1.13-search-r1-uni-opencc1.4.2-t2s"), normalizer_of("rjieba-0.1.13-search-r1-uni")
+    ('opencc1.4.2-t2s', '')
+    """
+    match = re.search(r"-(opencc.+)$", tokenizer_id)
+    return match.group(1) if match else ""
+
+
 # ------------------------------------------------------------------------------------------ arrays
 def _vocab_to_bytes(vocab: Sequence[str]) -> np.ndarray:
     return np.frombuffer("\n".join(vocab).encode("utf-8"), dtype=np.uint8)
@@ -193,8 +238,11 @@ def _load_npz(path: Path, required: Iterable[str]) -> dict[str, np.ndarray]:
     missing = [name for name in required if name not in arrays]
     if missing:
         raise KeywordIndexError(f"{path.name} lacks {', '.join(missing)}")
-    if int(arrays.get("format", np.array(-1))) != KEYWORD_FORMAT:
-        raise KeywordIndexError(f"{path.name} has layout {arrays.get('format')}, expected {KEYWORD_FORMAT}")
+    layout = int(arrays.get("format", np.array(-1)))
+    if layout in OLD_KEYWORD_FORMATS:
+        raise KeywordIndexStale(f"{path.name} has the old layout {layout}; rebuilding it from the chunks")
+    if layout != KEYWORD_FORMAT:
+        raise KeywordIndexError(f"{path.name} has layout {layout}, expected {KEYWORD_FORMAT}")
     return arrays
 
 
@@ -259,6 +307,7 @@ class TermCounts:
             {
                 "format": np.array(KEYWORD_FORMAT),
                 "tokenizer": _str_array(self.tokenizer),
+                "normalizer": _str_array(normalizer_of(self.tokenizer)),
                 "vocab": _vocab_to_bytes(self.vocab),
                 "indptr": self.indptr,
                 "term_ids": self.term_ids,
@@ -392,6 +441,7 @@ class KeywordIndex:
             {
                 "format": np.array(KEYWORD_FORMAT),
                 "tokenizer": _str_array(self.tokenizer_id),
+                "normalizer": _str_array(normalizer_of(self.tokenizer_id)),
                 "params": np.array([self.k1, self.b, self.avgdl], dtype=np.float64),
                 "shape": np.array(w.shape, dtype=np.int64),
                 "vocab": _vocab_to_bytes(self.vocab),
@@ -431,32 +481,70 @@ class KeywordIndex:
         """Column ids of the known distinct terms (unknown terms score nothing)."""
         return [i for i in dict.fromkeys(self._term_ids.get(t, -1) for t in terms) if i >= 0]
 
-    def score_terms(self, terms: Iterable[str]) -> np.ndarray:
-        """BM25 score of every row for distinct query ``terms`` (zeros where no term occurs)."""
+    def score_terms(self, terms: Iterable[str], weights: Sequence[float] | None = None) -> np.ndarray:
+        """BM25 score of every row for distinct query ``terms`` (zeros where no term occurs).
+
+        ``weights`` (one per term, default 1) scale each term's column: expansion terms (aliases,
+        feedback terms) count less than the question's own words.
+        """
         n = len(self)
-        cols = self.term_ids(terms)
-        if not cols or n == 0:
+        terms = list(terms)
+        factor = dict(zip(terms, weights, strict=True)) if weights is not None else {}
+        known = [(self._term_ids[t], factor.get(t, 1.0)) for t in dict.fromkeys(terms) if t in self._term_ids]
+        if not known or n == 0:
             return np.zeros(n, dtype=np.float32)
         w = self.weights
-        starts, ends = w.indptr[cols], w.indptr[np.asarray(cols) + 1]
-        rows = np.concatenate([w.indices[s:e] for s, e in zip(starts, ends, strict=True)])
-        vals = np.concatenate([w.data[s:e] for s, e in zip(starts, ends, strict=True)])
+        rows = np.concatenate([w.indices[w.indptr[c] : w.indptr[c + 1]] for c, _ in known])
+        vals = np.concatenate([w.data[w.indptr[c] : w.indptr[c + 1]] * f for c, f in known])
         return np.bincount(rows, weights=vals, minlength=n).astype(np.float32)
 
-    def scores(self, query: str) -> np.ndarray:
-        """BM25 score of every row for a question."""
-        return self.score_terms(self.tokenizer.query_terms(query))
+    def scores(self, query: str, extra: Mapping[str, float] | None = None) -> np.ndarray:
+        """BM25 score of every row for a question, plus ``extra`` index terms with their weights
+        (terms the question already has keep weight 1)."""
+        terms = self.tokenizer.query_terms(query)
+        if not extra:
+            return self.score_terms(terms)
+        own = set(terms)
+        more = [(t, w) for t, w in extra.items() if t not in own and w > 0]
+        return self.score_terms([*terms, *(t for t, _ in more)], [1.0] * len(terms) + [w for _, w in more])
+
+    def idf(self, term: str) -> float:
+        """Lucene idf of an index term (0 for an unknown one)."""
+        col = self._term_ids.get(term)
+        if col is None:
+            return 0.0
+        df = int(self.weights.indptr[col + 1] - self.weights.indptr[col])
+        return bm25_idf(len(self), df)
+
+    def feedback_terms(self, texts: Sequence[str], exclude: Iterable[str], n: int) -> list[tuple[str, float]]:
+        """Pseudo-relevance feedback: the ``n`` terms of ``texts`` (the first hits) with the highest
+        summed tf x idf, multi-character words only, ``exclude`` (the question's terms) left out.
+        Scores are normalised so the best term has 1.0."""
+        skip = set(exclude)
+        score: Counter[str] = Counter()
+        for text in texts:
+            for term, tf in Counter(self.tokenizer.words(text)).items():
+                if len(term) >= 2 and term not in skip:
+                    score[term] += tf * self.idf(term)
+        best = score.most_common(n)
+        top = best[0][1] if best else 0.0
+        return [(t, s / top) for t, s in best if top > 0]
 
     def search(
-        self, query: str, k: int, rows: Sequence[int] | np.ndarray | None = None
+        self,
+        query: str,
+        k: int,
+        rows: Sequence[int] | np.ndarray | None = None,
+        extra: Mapping[str, float] | None = None,
     ) -> list[tuple[int, float]]:
         """Best ``k`` rows with a positive score as ``(row, score)``, best first; ties by row.
 
-        ``rows`` restricts the search to those rows (e.g. the chunks of one chapter).
+        ``rows`` restricts the search to those rows (e.g. the chunks of one chapter); ``extra``
+        adds weighted index terms (query expansion, see :meth:`scores`).
         """
         if k <= 0 or len(self) == 0:
             return []
-        scores = self.scores(query)
+        scores = self.scores(query, extra)
         if rows is not None:
             allowed = np.asarray(rows, dtype=np.int64)
             masked = np.zeros_like(scores)
@@ -484,8 +572,11 @@ __all__ = [
     "STOP_WORDS",
     "KeywordIndex",
     "KeywordIndexError",
+    "KeywordIndexStale",
     "KeywordTokenizer",
     "TermCounts",
     "bm25_idf",
     "default_tokenizer",
+    "normalizer_of",
+    "tokenizer_for",
 ]

@@ -377,10 +377,23 @@ class MilvusSnapshot:
         vectors = self._store.vectors_of([self._pks[int(r)] for r in rows])
         return (vectors @ query).astype(np.float32)
 
-    def search_keyword(self, query: str, k: int, rows: Sequence[int] | None = None) -> list[SearchHit]:
+    def search_keyword(
+        self,
+        query: str,
+        k: int,
+        rows: Sequence[int] | None = None,
+        extra: Mapping[str, float] | None = None,
+    ) -> list[SearchHit]:
+        """Top-k chunks by the app's BM25 (kept beside Milvus); ``extra``: weighted expansion terms."""
         if not self.chunks or k <= 0:
             return []
-        return [SearchHit(self.chunks[r], s, r) for r, s in self.keyword.search(query, k, rows=rows)]
+        return [
+            SearchHit(self.chunks[r], s, r) for r, s in self.keyword.search(query, k, rows=rows, extra=extra)
+        ]
+
+    def feedback_terms(self, rows: Sequence[int], exclude: Sequence[str], n: int) -> list[tuple[str, float]]:
+        """Expansion terms from the texts of ``rows`` (pseudo-relevance feedback), best first."""
+        return self.keyword.feedback_terms([self.chunks[r].text for r in rows], exclude, n)
 
     def rows_of(self, doc_id: str) -> list[int]:
         return self._by_doc.get(doc_id, [])
@@ -738,10 +751,32 @@ class MilvusStore:
         return self._read(_check_segment(segment), with_vectors=False)[1]
 
     def discard_segment(self, segment: str) -> None:
-        """Delete a segment: its marker first (from then on it is incomplete), then its rows."""
+        """Delete a segment: its marker first (from then on it is incomplete), then its rows and extras."""
         _check_segment(segment)
         self._c.delete(self.meta_collection, filter=f'key == "segment/{segment}"')
         self._c.delete(self.chunks_collection, filter=f'segment == "{segment}"')
+        self._c.delete(self.meta_collection, filter=f'kind == "extra" and name == "{segment}"')
+
+    def read_segment_extra(self, segment: str, kind: str) -> Any | None:
+        """The JSON data of ``kind`` kept beside a segment (a meta record); None when missing or
+        unreadable (the caller derives it again from the chunks)."""
+        raw = self._meta_value(f"extra/{_check_segment(segment)}/{kind}")
+        if raw is None:
+            return None
+        try:
+            return json.loads(raw)
+        except ValueError:
+            log.warning("%s: extra %s of %s unreadable; deriving it again", self.name, kind, segment)
+            return None
+
+    def write_segment_extra(self, segment: str, kind: str, data: Any) -> None:
+        """Keep JSON data of ``kind`` beside a segment, as one meta record (one upsert: atomic).
+        Data longer than a record holds is not kept: the caller derives it again when reading."""
+        text = json.dumps(data, ensure_ascii=False)
+        if len(text.encode("utf-8")) > MAX_VARCHAR:
+            log.info("%s: extra %s of %s too long for one record; not kept", self.name, kind, segment)
+            return
+        self._meta_put([(f"extra/{_check_segment(segment)}/{kind}", "extra", segment, text)])
 
     # ---------------------------------------------------------------- reading a version
     def load(self) -> MilvusSnapshot:

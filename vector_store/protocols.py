@@ -54,8 +54,19 @@ class StoreSnapshot(Protocol):
         """Top-``k`` rows by cosine similarity with ``vector`` (only among ``rows`` if given)."""
         ...
 
-    def search_keyword(self, query: str, k: int, rows: Sequence[int] | None = None) -> list[SearchHit]:
-        """Top-``k`` rows by BM25 score for ``query`` (only rows sharing a term with it)."""
+    def search_keyword(
+        self,
+        query: str,
+        k: int,
+        rows: Sequence[int] | None = None,
+        extra: Mapping[str, float] | None = None,
+    ) -> list[SearchHit]:
+        """Top-``k`` rows by BM25 score for ``query`` (only rows sharing a term with it), plus
+        ``extra`` index terms with their weights (query expansion)."""
+        ...
+
+    def feedback_terms(self, rows: Sequence[int], exclude: Sequence[str], n: int) -> list[tuple[str, float]]:
+        """The ``n`` best expansion terms (tf x idf) of the texts of ``rows``, weights in (0, 1]."""
         ...
 
     def cosine(self, vector: np.ndarray, rows: Sequence[int]) -> np.ndarray:
@@ -130,6 +141,14 @@ class Store(Protocol):
 
     def read_chunks(self, segment: str) -> list[ChunkRecord]:
         """Only the chunk records (they may survive damaged vectors)."""
+        ...
+
+    def read_segment_extra(self, segment: str, kind: str) -> Any | None:
+        """JSON data kept beside a segment (e.g. ``"aliases"``); None when missing or unreadable."""
+        ...
+
+    def write_segment_extra(self, segment: str, kind: str, data: Any) -> None:
+        """Keep JSON data beside a segment, atomically."""
         ...
 
     def discard_segment(self, segment: str) -> None:

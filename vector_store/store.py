@@ -27,6 +27,9 @@ Why this shape:
   sparse gather. A version written before keyword files existed (no ``keyword`` entry in its
   manifest) gets its BM25 index built in memory from the chunk texts on load (logged); the next
   write persists it. The on-disk format number is unchanged: the additions are optional files.
+  A keyword index of an older *keyword* layout (``KeywordIndexStale``: layout 1, before script
+  folding) is migrated on load: rebuilt from the stored chunks and written into the live version
+  when the writer lock is free at that moment (:meth:`VectorStore.migrate_keyword`).
 * **Readers never block**: they read ``CURRENT`` and load that version; writers keep the previous
   version's files until a later write, so a reader that raced a write still sees one complete state.
 
@@ -52,9 +55,11 @@ import numpy as np
 from vector_store.keyword import (
     KeywordIndex,
     KeywordIndexError,
+    KeywordIndexStale,
     KeywordTokenizer,
     TermCounts,
     default_tokenizer,
+    normalizer_of,
 )
 
 log = logging.getLogger(__name__)
@@ -63,7 +68,9 @@ FORMAT_VERSION = 1
 ORPHAN_GRACE_S = 3600.0
 """Unreferenced segments younger than this are kept: an ingest may be about to commit them."""
 _VERSION_RE = re.compile(r"^v(\d{6})$")
-_SEGMENT_SUFFIXES = (".terms.npz", ".npy", ".jsonl")
+_SEGMENT_SUFFIXES = (".terms.npz", ".aliases.json", ".npy", ".jsonl")
+SEGMENT_EXTRAS = frozenset({"aliases"})
+"""Kinds of per-segment JSON data kb/ may keep beside a segment (``<seg>.<kind>.json``)."""
 KEYWORD_FILE = "keyword.npz"
 
 
@@ -142,6 +149,18 @@ def _write_bytes_atomic(path: Path, data: bytes) -> None:
         os.fsync(fh.fileno())
     os.replace(tmp, path)
     _fsync_dir(path.parent)
+
+
+def _keyword_entry(keyword: KeywordIndex) -> dict[str, Any]:
+    """The manifest's ``keyword`` entry of a version's index."""
+    return {
+        "file": KEYWORD_FILE,
+        "tokenizer": keyword.tokenizer_id,
+        "normalizer": normalizer_of(keyword.tokenizer_id),
+        "terms": len(keyword.vocab),
+        "k1": keyword.k1,
+        "b": keyword.b,
+    }
 
 
 def read_json(path: Path) -> dict[str, Any]:
@@ -262,12 +281,23 @@ class Snapshot:
         return (vectors @ query[0]).astype(np.float32)
 
     def search_keyword(
-        self, query: str, k: int, rows: Sequence[int] | np.ndarray | None = None
+        self,
+        query: str,
+        k: int,
+        rows: Sequence[int] | np.ndarray | None = None,
+        extra: Mapping[str, float] | None = None,
     ) -> list[SearchHit]:
-        """Top-k chunks by BM25 over jieba tokens (only chunks sharing a term with the query)."""
+        """Top-k chunks by BM25 over jieba tokens (only chunks sharing a term with the query);
+        ``extra``: weighted expansion terms (index terms -> weight below 1)."""
         if not self.chunks or k <= 0:
             return []
-        return [SearchHit(self.chunks[r], s, r) for r, s in self.keyword.search(query, k, rows=rows)]
+        return [
+            SearchHit(self.chunks[r], s, r) for r, s in self.keyword.search(query, k, rows=rows, extra=extra)
+        ]
+
+    def feedback_terms(self, rows: Sequence[int], exclude: Sequence[str], n: int) -> list[tuple[str, float]]:
+        """Expansion terms from the texts of ``rows`` (pseudo-relevance feedback), best first."""
+        return self.keyword.feedback_terms([self.chunks[r].text for r in rows], exclude, n)
 
     def rows_of(self, doc_id: str) -> list[int]:
         """Rows of one document's chunks, in document order."""
@@ -398,6 +428,31 @@ class VectorStore:
         vec, _ = self.segment_paths(segment)
         return vec.with_name(f"{segment}.terms.npz")
 
+    def extra_path(self, segment: str, kind: str) -> Path:
+        if kind not in SEGMENT_EXTRAS:
+            raise StoreError(f"unknown segment data {kind!r}")
+        vec, _ = self.segment_paths(segment)
+        return vec.with_name(f"{segment}.{kind}.json")
+
+    def read_segment_extra(self, segment: str, kind: str) -> Any | None:
+        """The JSON data of ``kind`` kept beside a segment; None when missing or unreadable (the
+        caller derives it again from the chunks)."""
+        path = self.extra_path(segment, kind)
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            log.warning("%s: %s unreadable (%s); deriving it again", self.path.name, path.name, exc)
+            return None
+
+    def write_segment_extra(self, segment: str, kind: str, data: Any) -> None:
+        """Keep JSON data of ``kind`` beside a segment (atomic; content-addressed like the segment,
+        garbage-collected with it)."""
+        path = self.extra_path(segment, kind)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _write_bytes_atomic(path, json.dumps(data, ensure_ascii=False).encode("utf-8"))
+
     def has_segment(self, segment: str) -> bool:
         vec, chunks = self.segment_paths(segment)
         return vec.is_file() and chunks.is_file()
@@ -405,7 +460,8 @@ class VectorStore:
     def discard_segment(self, segment: str) -> None:
         """Delete a segment's files (vectors, chunks, term counts), e.g. a damaged one about to be
         written anew. Call under :meth:`lock` when a published version may list it."""
-        for path in (*self.segment_paths(segment), self.terms_path(segment)):
+        extras = (self.extra_path(segment, kind) for kind in SEGMENT_EXTRAS)
+        for path in (*self.segment_paths(segment), self.terms_path(segment), *extras):
             path.unlink(missing_ok=True)
 
     # ---------------------------------------------------------------- reading
@@ -466,9 +522,11 @@ class VectorStore:
             try:
                 documents = self.documents(version)
                 chunks: list[ChunkRecord] = []
+                per_segment: list[tuple[str, list[ChunkRecord]]] = []
                 for entry in documents.values():
                     _, seg_chunks = self.read_segment(entry.segment)
                     chunks.extend(seg_chunks)
+                    per_segment.append((entry.segment, seg_chunks))
                 index_path = self.path / "versions" / version / "index.faiss"
                 try:
                     index = faiss.read_index(str(index_path))
@@ -489,7 +547,11 @@ class VectorStore:
                     f"knowledge base {self.path.name!r} ({version}): index has {index.ntotal} vectors of "
                     f"dimension {index.d}, manifest lists {len(chunks)} chunks of dimension {dim}; rebuild it"
                 )
-            keyword = self._load_keyword(version, len(chunks))
+            try:
+                keyword = self._load_keyword(version, len(chunks))
+            except KeywordIndexStale as exc:
+                log.warning("%s %s: %s", self.path.name, version, exc)
+                keyword = self.migrate_keyword(version, per_segment)
             return Snapshot(version, documents, chunks, index, dim, keyword=keyword, tokenizer=self.tokenizer)
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -508,6 +570,8 @@ class VectorStore:
         path = self.path / "versions" / version / KEYWORD_FILE
         try:
             keyword = KeywordIndex.load(path, tokenizer=self.tokenizer)
+        except KeywordIndexStale:
+            raise
         except (KeywordIndexError, OSError) as exc:
             raise StoreError(
                 f"keyword index of {self.path.name!r} ({version}) is corrupt or missing ({exc}); "
@@ -529,6 +593,47 @@ class VectorStore:
             )
         return keyword
 
+    def migrate_keyword(
+        self, version: str, per_segment: Sequence[tuple[str, Sequence[ChunkRecord]]]
+    ) -> KeywordIndex:
+        """Rebuild the keyword index of ``version`` from its stored chunks (an index of an older
+        layout), and persist it into that version if it is still live and no writer holds the lock.
+
+        The segments' term counts are recomputed and saved first (content-addressed files, as at
+        ingest); then ``keyword.npz`` and the manifest's ``keyword`` entry are replaced atomically.
+        FAISS files and segments are untouched. When a writer is busy, the index is served from
+        memory and the writer's commit persists a fresh one.
+        """
+        from filelock import Timeout
+
+        started = time.perf_counter()
+        terms = [self.segment_terms(segment, chunks) for segment, chunks in per_segment]
+        keyword = KeywordIndex.build(terms, tokenizer=self.tokenizer)
+        try:
+            with self.lock(timeout=0):
+                if self.current_version() != version:
+                    return keyword
+                folder = self.path / "versions" / version
+                keyword.save(folder / KEYWORD_FILE)
+                manifest = self.manifest(version)
+                manifest["keyword"] = _keyword_entry(keyword)
+                _write_bytes_atomic(
+                    folder / "manifest.json",
+                    json.dumps(manifest, ensure_ascii=False, indent=1).encode("utf-8"),
+                )
+        except Timeout:
+            log.info("%s: a writer is busy; the migrated keyword index stays in memory", self.path.name)
+            return keyword
+        log.warning(
+            "%s %s: keyword index migrated to tokenizer %s (%d chunks, %.1f s)",
+            self.path.name,
+            version,
+            keyword.tokenizer_id,
+            len(keyword),
+            time.perf_counter() - started,
+        )
+        return keyword
+
     def segment_terms(self, segment: str, chunks: Sequence[ChunkRecord] | None = None) -> TermCounts:
         """The segment's term counts; computed from its chunks and saved when missing or stale."""
         path = self.terms_path(segment)
@@ -540,6 +645,8 @@ class VectorStore:
             log.info("%s: term counts of segment %s are stale; recomputing", self.path.name, segment)
         except FileNotFoundError:
             pass
+        except KeywordIndexStale as exc:
+            log.info("%s: segment %s: %s", self.path.name, segment, exc)
         except KeywordIndexError as exc:
             log.warning(
                 "%s: term counts of segment %s unreadable (%s); recomputing", self.path.name, segment, exc
@@ -619,13 +726,7 @@ class VectorStore:
             "chunks": total,
             "created_at": time.time(),
             "documents": {doc_id: asdict(entry) for doc_id, entry in documents.items()},
-            "keyword": {
-                "file": KEYWORD_FILE,
-                "tokenizer": keyword.tokenizer_id,
-                "terms": len(keyword.vocab),
-                "k1": keyword.k1,
-                "b": keyword.b,
-            },
+            "keyword": _keyword_entry(keyword),
         }
         (tmp / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=1), "utf-8")
         for name in ("index.faiss", KEYWORD_FILE, "manifest.json"):

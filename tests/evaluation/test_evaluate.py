@@ -228,7 +228,7 @@ def test_eval_cli_json_end_to_end(tmp_path: Path, small_squad: Path) -> None:
     out = io.StringIO()
     home = tmp_path / "home"
     argv = ["--home", str(home), "--profile", "mock", "eval", "--squad", str(small_squad), "--json"]
-    assert main([*argv, "--top-k", "3", "--budget", "500"], out=out) == 0
+    assert main([*argv, "--top-k", "3", "--budget", "500", "--script", "simplified"], out=out) == 0
     report = json.loads(out.getvalue())
     assert REQUIRED <= set(report)
     assert "em" not in report
@@ -248,7 +248,10 @@ def test_eval_cli_answers_and_limit(tmp_path: Path, small_squad: Path) -> None:
     out = io.StringIO()
     argv = ["--home", str(tmp_path / "h"), "--profile", "mock", "eval", "--squad", str(small_squad)]
     assert main([*argv, "--limit", "4", "--answers", "2", "--json"], out=out) == 0
-    report = json.loads(out.getvalue())
+    both = json.loads(out.getvalue())  # both scripts by default: one report each
+    assert set(both) == {"squad", "squad_traditional"}
+    assert both["squad_traditional"]["questions"] == 4
+    report = both["squad"]
     assert report["questions"] == 4 and report["answered"] == 2
     assert 0.0 <= report["em"] <= report["f1"] <= 1.0 or report["em"] == 1.0
 
@@ -339,7 +342,7 @@ def test_eval_with_the_bundled_embedding_model(tmp_path: Path, small_squad: Path
     argv = ["--home", str(tmp_path / "h"), "--config", str(e5_config), "eval", "--squad", str(small_squad)]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     done = subprocess.run(
-        [sys.executable, "-m", "evaluation", *argv, "--limit", "20", "--json"],
+        [sys.executable, "-m", "evaluation", *argv, "--limit", "20", "--json", "--script", "simplified"],
         cwd=REPO,
         env=env,
         capture_output=True,

@@ -590,3 +590,26 @@ def test_novel_sets_main_shows_questions_in_context(novels_dir: Path) -> None:
     assert "【云长造青龙偃月刀，又名“冷艳锯”，重八十二斤。】张飞造丈八点钢矛" in lines[1]
     assert lines[2].startswith("nh-43 ") and "【你放了道台⑼了，还说不阔？】" in lines[3]
     assert novel_sets_main(["show", "--id", "no-such-id"], io.StringIO()) == 2
+
+
+def test_eval_reports_kinds_splits_scripts_and_variants(tmp_path: Path, mini: tuple[Path, Path]) -> None:
+    folder, qa = mini
+    labelled = json.loads(qa.read_text(encoding="utf-8"))
+    labelled[0] |= {"kind": "paraphrase", "split": "tune"}
+    labelled[1] |= {"kind": "literal", "split": "report"}
+    qa.write_text(json.dumps(labelled, ensure_ascii=False), encoding="utf-8")
+    out = io.StringIO()
+    argv = ["--home", str(tmp_path / "h"), "--profile", "mock", "eval", "--novel-qa", str(qa)]
+    argv += ["--novels-dir", str(folder), "--novel-script", "both", "--variant", "main"]
+    assert main([*argv, "--variant", "w:dense_weight=0.9,aliases=false", "--json"], out) == 0
+    payload = json.loads(out.getvalue())
+    assert set(payload) == {"novel_qa", "novel_qa_traditional"}
+    for report in payload.values():
+        assert set(report["by_kind"]) == {"paraphrase", "literal"}
+        assert set(report["by_split"]) == {"tune", "report"}
+        assert report["by_split"]["tune"]["questions"] == 1
+        assert set(report["variants"]) == {"main", "w"}
+        assert set(report["variants"]["main"]["by_kind"]) == {"paraphrase", "literal"}
+    assert "mini.s2t.txt" in payload["novel_qa_traditional"]["by_novel"]
+    bad = io.StringIO()
+    assert main([*argv[:-2], "--variant", "nonsense", "--json"], bad) == 2

@@ -228,7 +228,8 @@ def test_hybrid_fuses_the_two_candidate_lists(home: Path, fusion: str) -> None:
             expected = [(c, x * 11 / 2) for c, x in fused[:5]]  # normalised: 1.0 = first in both
         else:
             expected = weighted_fuse(
-                [{h.chunk_id: h.score for h in dense}, {h.chunk_id: h.score for h in keyword}], [0.5, 0.5]
+                [{h.chunk_id: h.score for h in dense}, {h.chunk_id: h.score for h in keyword}],
+                [s.settings.retrieval.dense_weight, 1.0 - s.settings.retrieval.dense_weight],
             )[:5]
         hybrid = s.retriever.retrieve("hlm", q, top_k=5, mode="hybrid", fusion=fusion)
         assert [h.chunk_id for h in hybrid] == [c for c, _ in expected], q

@@ -77,7 +77,7 @@ def test_cli_end_to_end(tmp_path: Path, library: Path, capsys: pytest.CaptureFix
     assert code == 0 and text.startswith("novels\t3 docs")
     code, text = _cli(home, "search", "--kb", "novels", "--top-k", "2", "--json", "甄士隐")
     payload = json.loads(text)
-    assert set(payload) == {"question", "elapsed_ms", "hits"}
+    assert set(payload) == {"question", "elapsed_ms", "expansion", "hits"}
     assert len(payload["hits"]) == 2
     assert set(payload["hits"][0]) >= {"text", "source", "chapter", "score", "chunk_id"}
     code, text = _cli(home, "remove", "--kb", "novels", "xiyouji.txt")
