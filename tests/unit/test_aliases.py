@@ -193,7 +193,7 @@ def story_home(tmp_path: Path) -> Path:
     doc.write_text(STORY, encoding="utf-8")
     home = tmp_path / "home"
     svc = build_services(load_settings(home=home, profile="mock", env={}))
-    svc.kbs.add("s", [str(doc)])
+    svc.ingestor.add("s", [str(doc)])
     return home
 
 
