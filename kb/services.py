@@ -86,6 +86,7 @@ class Services:
     _llm_lock: threading.Lock = field(default_factory=threading.Lock)
     _qa: Any = None
     _qa_lock: threading.Lock = field(default_factory=threading.Lock)
+    _summaries: Any = None
 
     @property
     def llm(self) -> Any:
@@ -120,6 +121,16 @@ class Services:
 
                 self._qa = QAService(self.settings, self.kbs, self.retriever, lambda: self.llm)
             return self._qa
+
+    @property
+    def summaries(self) -> Any:
+        """The chapter/book summary service (:class:`kb.summaries.SummaryService`), built once on first use."""
+        with self._qa_lock:
+            if self._summaries is None:
+                from kb.summaries import SummaryService
+
+                self._summaries = SummaryService(self.settings, self.kbs, lambda: self.llm)
+            return self._summaries
 
 
 def build_services(settings: Settings, cpu: CpuInfo | None = None) -> Services:

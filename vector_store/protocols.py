@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
     from vector_store.keyword import KeywordTokenizer
     from vector_store.store import ChunkRecord, DocumentEntry, SearchHit
+    from vector_store.summaries import SummaryCache
 
 __all__ = ["Store", "StoreSnapshot"]
 
@@ -134,4 +135,9 @@ class Store(Protocol):
 
     def discard_segment(self, segment: str) -> None:
         """Delete a segment (e.g. a damaged one about to be written anew)."""
+        ...
+
+    # ---------------------------------------------------------------- summaries
+    def summaries(self) -> SummaryCache:
+        """The summaries cached per document content; :meth:`commit` drops those of removed documents."""
         ...

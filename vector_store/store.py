@@ -11,6 +11,7 @@ Layout of one knowledge base folder (format version 1, see ``docs/ON_DISK_FORMAT
     <kb>/versions/v000003/manifest.json   documents -> segment, content hash, chunk count
     <kb>/versions/v000003/index.faiss     FAISS IndexFlatIP over all chunks, in manifest order
     <kb>/versions/v000003/keyword.npz     BM25 term weights (sparse) + vocabulary, same row order
+    <kb>/summaries/<content_hash>.json    summaries of one document's content (vector_store.summaries)
 
 Why this shape:
 
@@ -56,6 +57,7 @@ from vector_store.keyword import (
     TermCounts,
     default_tokenizer,
 )
+from vector_store.summaries import SummaryCache
 
 log = logging.getLogger(__name__)
 
@@ -635,7 +637,13 @@ class VectorStore:
         _fsync_dir(final.parent)
         _write_bytes_atomic(self.path / "CURRENT", version.encode("ascii"))
         self._collect_garbage(keep_versions=2)
+        # A document deleted or replaced takes its summaries with it (they are keyed by its content).
+        self.summaries().keep_only(entry.content_hash for entry in documents.values())
         return version
+
+    def summaries(self) -> SummaryCache:
+        """The summaries cached for this knowledge base's documents (``<kb>/summaries/``)."""
+        return SummaryCache(self.path)
 
     def _collect_garbage(self, keep_versions: int) -> None:
         """Drop old versions (keeping the newest ``keep_versions``), temp leftovers, orphan segments."""
