@@ -208,6 +208,10 @@ class SummaryService:
         self.settings = settings
         self.kbs = kbs
         self.llm_factory = llm_factory
+        from kb.summary_jobs import BookJobs
+
+        self.jobs = BookJobs(self)
+        """Whole-book summaries running in the background (the web app's button)."""
 
     # ------------------------------------------------------------------ documents and sections
     def documents(self, kb: str) -> list[str]:
