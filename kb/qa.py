@@ -197,6 +197,9 @@ class QAService:
         self.kbs = kbs
         self.retriever = retriever
         self.llm_factory = llm_factory
+        self.global_answers: Any = None
+        """Answers whole-book/chapter/character questions from summaries (kb.global_questions);
+        set by the composition root; None: every question takes the retrieval path."""
 
     # ---------------------------------------------------------------- pieces
     def recent_history(self, history: Sequence[Turn | Sequence[str]]) -> list[Turn]:
@@ -281,6 +284,14 @@ class QAService:
             raise QAError("the question is empty")
         turns = self.recent_history(history)
         lang = language_of(question)
+        if kb is not None and self.global_answers is not None:
+            from kb.global_questions import route
+
+            routed = route(question)
+            events = self.global_answers.stream(question, kb, routed) if routed is not None else None
+            if events is not None:  # a whole-book question: answered from summaries, or says why not
+                yield from events
+                return
 
         def is_stopped() -> bool:
             return stop is not None and stop.is_set()

@@ -307,6 +307,32 @@ class SummaryService:
             out.append((section, str(hit["summary"]) if hit else None))
         return out
 
+    def cached_book_summary(self, kb: str, doc: str | None) -> str | None:
+        """The cached whole-book summary of ``doc`` for the current chapter summaries, or None;
+        never calls the model (follows the keys :meth:`stream_book` stores)."""
+        entry, chunks = self.document(kb, doc)
+        model = self.model_id()
+        entries = self.kbs.existing(kb).summaries().entries(entry.content_hash)
+        sections = self._book_sections(chunks)
+        labelled: list[str] = []
+        for section in sections:
+            hit = entries.get(self.key("chapter", section_text(self._chunks_of(chunks, section)), model))
+            if hit is None:
+                return None
+            labelled.append(f"{section.label}：{hit['summary']}")
+        size = self.settings.summary.group_chapters
+        if len(labelled) > size:
+            groups: list[str] = []
+            for start in range(0, len(labelled), size):
+                scope = f"{sections[start].label} – {sections[min(start + size, len(sections)) - 1].label}"
+                hit = entries.get(self.key("group", "\n".join(labelled[start : start + size]), model))
+                if hit is None:
+                    return None
+                groups.append(f"{scope}：{hit['summary']}")
+            labelled = groups
+        hit = entries.get(self.key("book", "\n".join(labelled), model))
+        return str(hit["summary"]) if hit else None
+
     # ------------------------------------------------------------------ running
     def _engine(self, llm: Any, stop: threading.Event | None, memo: Any) -> MapReducer:
         s = self.settings.summary
