@@ -203,6 +203,15 @@ class SummarySettings(_Section):
     group_chapters: int = Field(
         10, ge=2, description="Whole book: chapters per group summary (chapter -> group -> book)."
     )
+    mode: Literal["full", "representative"] = Field(
+        "full",
+        description="How a chapter is read: 'full' (all its text, map-reduce) or 'representative' "
+        "(the chapter cut into representative_chunks spans, from each the chunk nearest the "
+        "chapter's centroid by the stored vectors: one model call, faster, coarser; docs/BENCHMARKS.md).",
+    )
+    representative_chunks: int = Field(
+        6, ge=1, description="'representative' mode: chunks per chapter given to the model."
+    )
     temperature: float = Field(0.2, ge=0.0, le=2.0, description="Sampling temperature of summaries.")
 
 

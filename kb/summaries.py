@@ -23,6 +23,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -79,6 +80,8 @@ class ChapterPrompts:
     doc: str
     scope: str
     lang: Language
+    excerpts: bool = False
+    """The text is a few representative chunks of the chapter, not all of it."""
 
     def _messages(self, human: str) -> list[BaseMessage]:
         return [SystemMessage(_SYSTEM[self.lang]), HumanMessage(human)]
@@ -97,14 +100,16 @@ class ChapterPrompts:
         )
 
     def single(self, text: str) -> list[BaseMessage]:
+        what = "几段节选（按原文顺序，中间有省略）" if self.excerpts else "原文"
         if self.lang == "zh":
             return self._messages(
-                f"下面是《{self.doc}》「{self.scope}」的原文：\n\n{text}\n\n"
+                f"下面是《{self.doc}》「{self.scope}」的{what}：\n\n{text}\n\n"
                 f"请用中文为这一部分写一篇摘要：先用一句话概括，再按先后顺序写出主要人物、发生的事情和"
                 f"结果，不超过{_WORDS['single']}字。"
             )
+        excerpts = " (excerpts in order, with gaps)" if self.excerpts else ""
         return self._messages(
-            f"Below is '{self.scope}' of {self.doc}:\n\n{text}\n\nSummarise it in English: one "
+            f"Below is '{self.scope}' of {self.doc}{excerpts}:\n\n{text}\n\nSummarise it in English: one "
             f"sentence first, then the main characters, events and outcome in order, at most "
             f"{_WORDS['single']} words."
         )
@@ -348,10 +353,17 @@ class SummaryService:
         )
 
     def stream_chapter(
-        self, kb: str, doc: str | None, chapter: str, *, stop: threading.Event | None = None
+        self,
+        kb: str,
+        doc: str | None,
+        chapter: str,
+        *,
+        stop: threading.Event | None = None,
+        mode: str | None = None,
     ) -> Iterator[SummaryEvent]:
         """Summarise one chapter: progress events, the streamed summary, then :class:`SummaryDone`."""
         started = time.perf_counter()
+        mode = self._mode(mode)
         entry, chunks = self.document(kb, doc)
         section = resolve_section(document_sections(chunks), chapter)
         mine = self._chunks_of(chunks, section)
@@ -375,7 +387,8 @@ class SummaryService:
                 )
             )
 
-        hit = cache.get(entry.content_hash, self.key("chapter", text, model))
+        kind = self._kind(mode)
+        hit = cache.get(entry.content_hash, self.key(kind, text, model))
         if hit:
             yield done(str(hit["summary"]), cached=True, calls=0)
             return
@@ -383,13 +396,16 @@ class SummaryService:
         pieces: list[str] = []
         try:
             summary = yield from self._tee(
-                engine.summarize(unshared_texts(mine), self._prompts(entry, section, text)), pieces
+                engine.summarize(
+                    self._units(kb, entry, mine, mode), self._prompts(entry, section, text, mode)
+                ),
+                pieces,
             )
         except Stopped:
             yield done("".join(pieces).strip(), cached=False, calls=engine.calls, stopped=True)
             return
         self.store(
-            cache, entry, "chapter", text, model, summary,
+            cache, entry, kind, text, model, summary,
             section=section.title, ordinal=section.ordinal, llm_calls=engine.calls,
             tokens_in=engine.tokens_in, tokens_out=engine.tokens_out, llm_seconds=round(engine.llm_seconds, 3),
         )  # fmt: skip
@@ -409,14 +425,54 @@ class SummaryService:
         except StopIteration as finished:
             return finished.value
 
-    def _prompts(self, entry: DocumentEntry, section: Section, text: str) -> ChapterPrompts:
-        return ChapterPrompts(_title(entry), section.label, language_of(text[:2000]))
+    def _prompts(
+        self, entry: DocumentEntry, section: Section, text: str, mode: str = "full"
+    ) -> ChapterPrompts:
+        return ChapterPrompts(
+            _title(entry), section.label, language_of(text[:2000]), mode == "representative"
+        )
+
+    def _mode(self, mode: str | None) -> str:
+        mode = mode or self.settings.summary.mode
+        if mode not in ("full", "representative"):
+            raise KnowledgeBaseError(f"unknown summary mode {mode!r}: use full or representative")
+        return mode
+
+    @staticmethod
+    def _kind(mode: str) -> str:
+        return "chapter" if mode == "full" else "chapter-representative"
+
+    def _units(self, kb: str, entry: DocumentEntry, mine: Sequence[ChunkRecord], mode: str) -> list[str]:
+        """What the model reads of a chapter: all its text (each character once) or, in
+        'representative' mode, from each of ``representative_chunks`` equal spans of the chapter the
+        chunk nearest the chapter's centroid (by the stored vectors), in reading order."""
+        if mode == "full":
+            return unshared_texts(mine)
+        import numpy as np
+
+        snap = self.kbs.snapshot(kb)
+        rows_by_index = {snap.chunks[r].index: r for r in snap.rows_of(entry.doc_id)}
+        rows = [rows_by_index[c.index] for c in mine]
+        vectors = snap.vectors(rows)
+        centroid = vectors.mean(axis=0)
+        centroid /= float(np.linalg.norm(centroid)) or 1.0
+        scores = vectors @ centroid
+        k = min(self.settings.summary.representative_chunks, len(mine))
+        bounds = np.linspace(0, len(mine), k + 1).astype(int)
+        chosen = [int(lo + np.argmax(scores[lo:hi])) for lo, hi in itertools.pairwise(bounds) if hi > lo]
+        return [("……\n" if i else "") + mine[p].text + "\n" for i, p in enumerate(chosen)]
 
     def summarize_chapter(
-        self, kb: str, doc: str | None, chapter: str, *, stop: threading.Event | None = None
+        self,
+        kb: str,
+        doc: str | None,
+        chapter: str,
+        *,
+        stop: threading.Event | None = None,
+        mode: str | None = None,
     ) -> SummaryResult:
         """:meth:`stream_chapter` run to the end."""
-        for event in self.stream_chapter(kb, doc, chapter, stop=stop):
+        for event in self.stream_chapter(kb, doc, chapter, stop=stop, mode=mode):
             if isinstance(event, SummaryDone):
                 return event.result
         raise AssertionError("stream_chapter ended without SummaryDone")  # pragma: no cover
@@ -429,10 +485,19 @@ class SummaryService:
         return titled or sections
 
     def stream_book(
-        self, kb: str, doc: str | None, *, stop: threading.Event | None = None
+        self,
+        kb: str,
+        doc: str | None,
+        *,
+        stop: threading.Event | None = None,
+        mode: str | None = None,
     ) -> Iterator[SummaryEvent]:
-        """Summarise a whole document: chapters, groups of chapters, the book (streamed), all cached."""
+        """Summarise a whole document: chapters, groups of chapters, the book (streamed), all cached.
+
+        ``mode`` (default ``summary.mode``): how each chapter is read (:meth:`_units`)."""
         started = time.perf_counter()
+        mode = self._mode(mode)
+        kind = self._kind(mode)
         entry, chunks = self.document(kb, doc)
         llm = self.llm_factory()
         model = model_name(llm)
@@ -443,7 +508,7 @@ class SummaryService:
         title = _title(entry)
         lang = language_of("".join(texts)[:2000])
         cached = cache.entries(entry.content_hash)
-        todo_chars = sum(len(t) for t in texts if self.key("chapter", t, model) not in cached)
+        todo_chars = sum(len(t) for t in texts if self.key(kind, t, model) not in cached)
         measured_chars = 0
         pieces: list[str] = []
 
@@ -470,7 +535,7 @@ class SummaryService:
         try:
             chapter_summaries: list[str] = []
             for i, (section, text) in enumerate(zip(sections, texts, strict=True), 1):
-                key = self.key("chapter", text, model)
+                key = self.key(kind, text, model)
                 hit = cache.get(entry.content_hash, key)
                 yield Progress("chapter", i, len(sections), section.label, eta(), cached=hit is not None)
                 if hit:
@@ -479,13 +544,13 @@ class SummaryService:
                 before = engine.calls
                 summary = yield from _quiet(
                     engine.summarize(
-                        unshared_texts(self._chunks_of(chunks, section)),
-                        ChapterPrompts(title, section.label, lang),
+                        self._units(kb, entry, self._chunks_of(chunks, section), mode),
+                        ChapterPrompts(title, section.label, lang, mode == "representative"),
                         section.label,
                     )
                 )
                 self.store(
-                    cache, entry, "chapter", text, model, summary,
+                    cache, entry, kind, text, model, summary,
                     section=section.title, ordinal=section.ordinal, llm_calls=engine.calls - before,
                 )  # fmt: skip
                 chapter_summaries.append(summary)
@@ -533,9 +598,11 @@ class SummaryService:
         except Stopped:
             yield done("".join(pieces).strip(), was_cached=False, stopped=True)
 
-    def book_summary(self, kb: str, doc: str | None, *, stop: threading.Event | None = None) -> SummaryResult:
+    def book_summary(
+        self, kb: str, doc: str | None, *, stop: threading.Event | None = None, mode: str | None = None
+    ) -> SummaryResult:
         """:meth:`stream_book` run to the end."""
-        for event in self.stream_book(kb, doc, stop=stop):
+        for event in self.stream_book(kb, doc, stop=stop, mode=mode):
             if isinstance(event, SummaryDone):
                 return event.result
         raise AssertionError("stream_book ended without SummaryDone")  # pragma: no cover

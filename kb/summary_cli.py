@@ -27,6 +27,11 @@ def add_parsers(sub: Any) -> None:
     what = sm.add_mutually_exclusive_group(required=True)
     what.add_argument("--chapter", help="chapter number (3, 三, 第三回) or (part of) its title")
     what.add_argument("--book", action="store_true", help="the whole book: chapters, groups, book")
+    sm.add_argument(
+        "--mode",
+        choices=["full", "representative"],
+        help="read each chapter in full (map-reduce) or by representative chunks (default: summary.mode)",
+    )
     sm.add_argument("--json", action="store_true", help="print the result as one JSON object")
     se = sub.add_parser("sections", help="list the sections (chapters, stories, scenes) of a document")
     se.add_argument("--kb", required=True)
@@ -47,9 +52,9 @@ def run_sections(services: Any, args: argparse.Namespace, out: TextIO) -> int:
 def run_summarize(services: Any, args: argparse.Namespace, out: TextIO, verbose: bool) -> int:
     summaries = services.summaries
     if args.book:
-        events = summaries.stream_book(args.kb, args.doc)
+        events = summaries.stream_book(args.kb, args.doc, mode=args.mode)
     else:
-        events = summaries.stream_chapter(args.kb, args.doc, args.chapter)
+        events = summaries.stream_chapter(args.kb, args.doc, args.chapter, mode=args.mode)
     show_progress = verbose or sys.stderr.isatty() or not args.json
     streamed = False
     try:

@@ -67,6 +67,10 @@ class StoreSnapshot(Protocol):
         """Rows of one document's chunks, in document order."""
         ...
 
+    def vectors(self, rows: Sequence[int]) -> np.ndarray:
+        """The stored (L2-normalised) vectors of ``rows``, one row each."""
+        ...
+
 
 @runtime_checkable
 class Store(Protocol):

@@ -275,6 +275,12 @@ class Snapshot:
         """Rows of one document's chunks, in document order."""
         return self._by_doc.get(doc_id, [])
 
+    def vectors(self, rows: Sequence[int]) -> np.ndarray:
+        """The stored (L2-normalised) vectors of ``rows`` (e.g. to find a chapter's typical chunks)."""
+        if len(rows) == 0:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        return np.asarray(self.index.reconstruct_batch(np.asarray(rows, dtype=np.int64)), dtype=np.float32)
+
 
 class VectorStore:
     """One knowledge base folder. Writers call :meth:`commit` under :meth:`write_lock`."""

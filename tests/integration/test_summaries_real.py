@@ -30,7 +30,9 @@ def story(tmp_path: Path) -> Path:
     return out
 
 
-def test_real_model_summarises_a_short_story_and_names_its_hero(tmp_path: Path, bundled_gguf_15b: Path) -> None:
+def test_real_model_summarises_a_short_story_and_names_its_hero(
+    tmp_path: Path, bundled_gguf_15b: Path
+) -> None:
     overrides = {
         "embedding": {"model": "hash"},  # the LLM is what is under test here
         "llm": {"backend": "llamacpp", "model": str(bundled_gguf_15b), "n_ctx": 1024},

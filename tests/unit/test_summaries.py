@@ -329,3 +329,29 @@ def test_sigkill_mid_book_then_resume_computes_only_the_rest(home: Path, tmp_pat
     assert sum(1 for e in chapters if not e.cached) == 6 - done_before
     assert isinstance(events[-1], SummaryDone) and events[-1].result.summary
     assert chapters_cached() == 6
+
+
+def test_representative_mode_reads_a_few_chunks_in_order_and_caches_apart(home: Path, tmp_path: Path) -> None:
+    long_book = "".join(
+        f"第{n}回 长篇\n" + "".join(f"这是第{n}回的第{i}句话，讲了一件不同的事情。" for i in range(40)) + "\n"
+        for n in "一二三"
+    )
+    (tmp_path / "long.txt").write_text(long_book, encoding="utf-8")
+    svc = services(home, n_ctx=4096)
+    svc.kbs.add("r", [tmp_path / "long.txt"])
+    svc.settings.summary.representative_chunks = 2
+    model = counting(svc)
+    model.n_ctx = 4096
+    entry, chunks = svc.summaries.document("r", None)
+    section = svc.summaries.sections("r", None)[0]
+    mine = [c for c in chunks if section.first_chunk <= c.index <= section.last_chunk]
+    units = svc.summaries._units("r", entry, mine, "representative")
+    assert len(mine) > 2 and len(units) == 2
+    positions = [next(i for i, c in enumerate(mine) if c.text in u) for u in units]
+    assert positions == sorted(positions) and positions[0] < len(mine) / 2 <= positions[1]
+    rep = svc.summaries.summarize_chapter("r", None, "1", mode="representative")
+    assert rep.llm_calls == 1 and not rep.cached
+    assert svc.summaries.cached_chapter_summary("r", None, "1") is None  # the full one is apart
+    assert svc.summaries.summarize_chapter("r", None, "1", mode="representative").cached
+    book = svc.summaries.book_summary("r", None, mode="representative")
+    assert book.summary and book.llm_calls == 2 + 1  # 2 more chapters, one call each, then the book
