@@ -93,6 +93,8 @@ _EN_COURSE_RE = [
         r"\b(?i:what\s+(?:happens|happened)\s+to)\s+(?P<subject>[A-Z][\w.' -]{1,30}?)(?:\s+in\s+the\s+end|\s+over|\s+throughout|\?|$)"
     ),
 ]
+_PRONOUNS = "他她它这那其谁"
+"""A subject starting with one is a follow-up ("他前后有什么变化"): the usual path rewrites it first."""
 _NOT_NAMES = {
     "这本书",
     "这本",
@@ -141,7 +143,7 @@ def route(question: str) -> GlobalQuestion | None:
         return None
     for pattern in _COURSE_RE:
         m = pattern.search(q)
-        if m and m.group("subject") not in _NOT_NAMES:
+        if m and m.group("subject") not in _NOT_NAMES and m.group("subject")[0] not in _PRONOUNS:
             return GlobalQuestion("character", _trim_subject(m.group("subject")))
     for pattern in _EN_COURSE_RE:
         m = pattern.search(q)

@@ -284,14 +284,6 @@ class QAService:
             raise QAError("the question is empty")
         turns = self.recent_history(history)
         lang = language_of(question)
-        if kb is not None and self.global_answers is not None:
-            from kb.global_questions import route
-
-            routed = route(question)
-            events = self.global_answers.stream(question, kb, routed) if routed is not None else None
-            if events is not None:  # a whole-book question: answered from summaries, or says why not
-                yield from events
-                return
 
         def is_stopped() -> bool:
             return stop is not None and stop.is_set()
@@ -331,6 +323,14 @@ class QAService:
             yield Retrieved(standalone, [])
             yield finish(standalone, "", [], stopped=True)
             return
+        if kb is not None and self.global_answers is not None:
+            from kb.global_questions import route
+
+            routed = route(standalone)  # after the rewrite: "他前后有什么变化" names him by now
+            events = self.global_answers.stream(standalone, kb, routed) if routed is not None else None
+            if events is not None:  # a whole-book question: answered from summaries, or says why not
+                yield from events
+                return
 
         passages: list[Passage] = []
         if kb is not None:
