@@ -83,7 +83,8 @@ _COURSE_RE = [
         + r"(?:在(?:全书|书中|整本书|小说中|故事中))?的?(?:一生|人生|经历|成长经历|成长历程|命运|结局|下场|人物弧光)"
     ),
     re.compile(_NAME + r"(?:前后|前期和后期|从头到尾)"),
-    re.compile(_NAME + r"(?:最后|后来|最终)(?:怎么样|怎样|如何)了?"),
+    # "X后来怎么样了" is left out: in a chat it asks what happened next, not about the whole book
+    re.compile(_NAME + r"(?:最后|最终)(?:怎么样|怎样|如何)了?"),
     re.compile(_NAME + r"(?:是)?怎么(?:一步步)?(?:变|成长|走向)"),
 ]
 _EN_COURSE_RE = [
