@@ -37,8 +37,9 @@ _EN_NUMBERS = {
         "fifteen sixteen seventeen eighteen nineteen twenty".split()
     )
 }
-UNIT_CHARS = "回章节節卷"
-"""What a Chinese chapter heading counts in: 第N回/章/节/節/卷."""
+UNIT_CHARS = "回章节節卷幕场場"
+"""What a Chinese chapter heading counts in: 第N回/章/节/節/卷, and a play's 第N幕/场/場."""
+_UNIT_ALIASES = {"節": "节", "場": "场"}
 _CN_CHAPTER_RE = re.compile(rf"第\s*([{NUMERAL_CHARS}]{{1,10}})\s*([{UNIT_CHARS}])")
 _EN_CHAPTER_RE = re.compile(
     r"\bchapter\s+(\d{1,4}|[ivxlcdm]{1,12}|" + "|".join(_EN_NUMBERS) + r")\b", re.IGNORECASE
@@ -149,7 +150,7 @@ def find_chapter_reference(question: str) -> ChapterRef | None:
     if m:
         number = parse_number(m.group(1))
         if number is not None:
-            unit = "节" if m.group(2) == "節" else m.group(2)
+            unit = _UNIT_ALIASES.get(m.group(2), m.group(2))
             return ChapterRef(number, unit, m.start(), m.end())
     m = _EN_CHAPTER_RE.search(question)
     if m:
@@ -170,7 +171,7 @@ def chapter_number(title: str | None) -> tuple[int, str] | None:
         number = parse_number(m.group("en"))
         return None if number is None else (number, "chapter")
     number = parse_number(m.group("cn"))
-    unit = "节" if m.group("unit") == "節" else m.group("unit")
+    unit = _UNIT_ALIASES.get(m.group("unit"), m.group("unit"))
     return None if number is None else (number, unit)
 
 

@@ -129,6 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
     ch = sub.add_parser("chat", help="interactive multi-turn chat with a knowledge base")
     ch.add_argument("--kb", required=True)
     ch.add_argument("--top-k", type=int)
+    from kb.summary_cli import add_parsers
+
+    add_parsers(sub)  # summarize, sections
     return p
 
 
@@ -209,6 +212,12 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
             from kb.qa_cli import run_ask, run_chat
 
             return run_ask(services, args, out) if args.command == "ask" else run_chat(services, args, out)
+        if args.command in ("summarize", "sections"):
+            from kb.summary_cli import run_sections, run_summarize
+
+            if args.command == "sections":
+                return run_sections(services, args, out)
+            return run_summarize(services, args, out, args.verbose)
     finally:
         progress.close()
         services.kbs.stores.close()  # an embedded Milvus Lite server stops here, not at exit

@@ -51,7 +51,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-SPLITTER_VERSION = 1
+SPLITTER_VERSION = 2  # 2: sections of collections, plays and markdown/HTML/EPUB headings (kb.sections)
 """Bump when :mod:`kb.splitter` changes its output, so old segments are not reused."""
 
 EMBED_BUFFER_CHUNKS = 2048
@@ -151,7 +151,9 @@ class Ingestor:
             return None
         segment = self._segment_id(digest, embedder.model_id)
         sp = self.settings.splitter
-        pieces = split_text(doc.text, chunk_size=sp.chunk_size, overlap=sp.overlap, pages=doc.pages)
+        pieces = split_text(
+            doc.text, chunk_size=sp.chunk_size, overlap=sp.overlap, pages=doc.pages, headings=doc.headings
+        )
         if not pieces:
             report.skipped.append(FileProblem(doc_id, "no text to index"))
             return None

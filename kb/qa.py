@@ -197,6 +197,9 @@ class QAService:
         self.kbs = kbs
         self.retriever = retriever
         self.llm_factory = llm_factory
+        self.global_answers: Any = None
+        """Answers whole-book/chapter/character questions from summaries (kb.global_questions);
+        set by the composition root; None: every question takes the retrieval path."""
 
     # ---------------------------------------------------------------- pieces
     def recent_history(self, history: Sequence[Turn | Sequence[str]]) -> list[Turn]:
@@ -320,6 +323,14 @@ class QAService:
             yield Retrieved(standalone, [])
             yield finish(standalone, "", [], stopped=True)
             return
+        if kb is not None and self.global_answers is not None:
+            from kb.global_questions import route
+
+            routed = route(standalone)  # after the rewrite: "他前后有什么变化" names him by now
+            events = self.global_answers.stream(standalone, kb, routed) if routed is not None else None
+            if events is not None:  # a whole-book question: answered from summaries, or says why not
+                yield from events
+                return
 
         passages: list[Passage] = []
         if kb is not None:

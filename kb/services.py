@@ -45,6 +45,8 @@ class Services:
     _llm_lock: threading.Lock = field(default_factory=threading.Lock)
     _qa: Any = None
     _qa_lock: threading.Lock = field(default_factory=threading.Lock)
+    _summaries: Any = None
+    _summaries_lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def llm(self) -> Any:
@@ -80,7 +82,20 @@ class Services:
                 from kb.qa import QAService
 
                 self._qa = QAService(self.settings, self.kbs, self.retriever, lambda: self.llm)
+                from kb.global_questions import GlobalAnswerer
+
+                self._qa.global_answers = GlobalAnswerer(self.summaries, lambda: self.llm)
             return self._qa
+
+    @property
+    def summaries(self) -> Any:
+        """The chapter/book summary service (:class:`kb.summaries.SummaryService`), built once on first use."""
+        with self._summaries_lock:
+            if self._summaries is None:
+                from kb.summaries import SummaryService
+
+                self._summaries = SummaryService(self.settings, self.kbs, lambda: self.llm)
+            return self._summaries
 
 
 def build_store_catalog(settings: Settings) -> StoreCatalog:

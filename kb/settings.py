@@ -261,6 +261,36 @@ class VectorStoreSettings(_Section):
     )
 
 
+class SummarySettings(_Section):
+    """Map-reduce summaries of chapters and whole books (kb.summaries)."""
+
+    map_max_tokens: int = Field(
+        300, ge=16, description="Longest partial summary of one packed part of a chapter (tokens)."
+    )
+    reduce_max_tokens: int = Field(
+        500, ge=16, description="Longest summary of a chapter, a group of chapters or a book (tokens)."
+    )
+    max_collapse_rounds: int = Field(
+        2,
+        ge=0,
+        description="Rounds of merging partial summaries that do not fit one prompt before they are cut "
+        "to fit; a round that does not shrink its input is cut at once, so a summary always ends.",
+    )
+    group_chapters: int = Field(
+        10, ge=2, description="Whole book: chapters per group summary (chapter -> group -> book)."
+    )
+    mode: Literal["full", "representative"] = Field(
+        "full",
+        description="How a chapter is read: 'full' (all its text, map-reduce) or 'representative' "
+        "(the chapter cut into representative_chunks spans, from each the chunk nearest the "
+        "chapter's centroid by the stored vectors: one model call, faster, coarser; docs/BENCHMARKS.md).",
+    )
+    representative_chunks: int = Field(
+        6, ge=1, description="'representative' mode: chunks per chapter given to the model."
+    )
+    temperature: float = Field(0.2, ge=0.0, le=2.0, description="Sampling temperature of summaries.")
+
+
 class Settings(_Section):
     home: Path = Field(
         Path("~/.kbqa"),
@@ -274,6 +304,7 @@ class Settings(_Section):
     chat: ChatSettings = Field(default_factory=ChatSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
     vector_store: VectorStoreSettings = Field(default_factory=VectorStoreSettings)
+    summary: SummarySettings = Field(default_factory=SummarySettings)
 
     @field_validator("home")
     @classmethod

@@ -271,6 +271,7 @@ def split_text(
     chunk_size: int = 300,
     overlap: int = 60,
     pages: Sequence[tuple[int, int]] = (),
+    headings: Sequence[tuple[int, int, str]] = (),
 ) -> list[Chunk]:
     """Split ``text`` into sentence-aligned chunks of at most ``chunk_size`` characters.
 
@@ -287,7 +288,9 @@ def split_text(
     page_map = sorted(pages)
     page_starts = [offset for offset, _ in page_map]
 
-    chapters = find_chapters(text)
+    from kb.sections import find_sections  # kb.sections builds on find_chapters
+
+    chapters = find_sections(text, headings)
     # Section k covers [bounds[k], bounds[k+1]); titles[k] is its chapter (None before the first).
     bounds = [0] + [offset for offset, _ in chapters]
     titles: list[str | None] = [None] + [title for _, title in chapters]

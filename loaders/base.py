@@ -15,13 +15,18 @@ class LoadedDocument:
     """A document's text after decoding and normalisation.
 
     ``pages`` maps character offsets to page numbers for paged formats (PDF): a sorted list of
-    ``(start_offset, page_number)``; empty for formats without pages.
+    ``(start_offset, page_number)``; empty for formats without pages. ``headings`` are the
+    headings the format marks (markdown ``#``, HTML ``<h1>``…``<h6>``, EPUB chapters) as
+    ``(offset of the heading line's first character, level 1-6, title)``, in order; the splitter
+    makes each a section start (``kb.sections``). Plain text has none: its chapters are found in
+    the text itself.
     """
 
     source: str
     text: str
     metadata: dict[str, str] = field(default_factory=dict)
     pages: tuple[tuple[int, int], ...] = ()
+    headings: tuple[tuple[int, int, str], ...] = ()
 
 
 class LoaderError(Exception):

@@ -15,7 +15,7 @@ from posixpath import basename, normpath
 
 from loaders.base import LoadedDocument, LoaderError
 from loaders.encoding import EncodingError
-from loaders.html_text import decode_html, html_to_text
+from loaders.html_text import decode_html, html_to_text, line_headings
 
 _TITLE_LOOKAHEAD = 3
 
@@ -74,6 +74,8 @@ def load_epub(path: Path) -> LoadedDocument:
         raise LoaderError(path, f"corrupt EPUB ({type(err).__name__}: {str(err)[:120]})") from err
 
     lines: list[str] = []
+    headings: list[tuple[int, int, str]] = []
+    offset = 0
     for name, content in chapters:
         try:
             page = html_to_text(decode_html(content).text)
@@ -82,7 +84,18 @@ def load_epub(path: Path) -> LoadedDocument:
         title = titles.get(name) or titles.get(basename(name))
         if title and title not in page.lines[:_TITLE_LOOKAHEAD]:
             lines.append(title)
+            headings.append((offset, 1, title))
+            offset += len(title) + 1
+        elif title:  # the TOC's title is one of the first lines: it heads the chapter
+            i = page.lines.index(title)
+            headings.append((offset + sum(len(x) + 1 for x in page.lines[:i]), 1, title))
+        headings.extend(
+            h
+            for h in line_headings(page.lines, page.headings, offset)
+            if h[0] not in {o for o, _, _ in headings}
+        )
         lines.extend(page.lines)
+        offset += sum(len(x) + 1 for x in page.lines)
     if not lines:
         raise LoaderError(path, "no text in EPUB")
     metadata = {"format": "epub", "chapters": str(len(chapters))}
@@ -90,4 +103,6 @@ def load_epub(path: Path) -> LoadedDocument:
         value = _metadata_value(book, key)
         if value:
             metadata["author" if key == "creator" else key] = value
-    return LoadedDocument(source=str(path), text="\n".join(lines), metadata=metadata)
+    return LoadedDocument(
+        source=str(path), text="\n".join(lines), metadata=metadata, headings=tuple(sorted(headings))
+    )

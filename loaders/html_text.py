@@ -60,6 +60,18 @@ class HtmlText:
 
     lines: tuple[str, ...]
     title: str | None
+    headings: tuple[tuple[int, int], ...] = ()
+    """``(line index, level)`` of the lines that came from ``<h1>``…``<h6>``."""
+
+
+def line_headings(
+    lines: tuple[str, ...], headings: tuple[tuple[int, int], ...], base: int = 0
+) -> list[tuple[int, int, str]]:
+    """``(offset, level, title)`` of heading lines in ``"\\n".join(lines)`` (plus ``base``)."""
+    offsets = [base]
+    for line in lines:
+        offsets.append(offsets[-1] + len(line) + 1)
+    return [(offsets[i], level, lines[i]) for i, level in headings if i < len(lines)]
 
 
 def decode_html(data: bytes) -> DecodedText:
@@ -99,6 +111,7 @@ class _Lines:
     def __init__(self) -> None:
         self.lines: list[str] = []
         self._current: list[str] = []
+        self.headings: dict[int, int] = {}  # line index -> heading level
 
     def add(self, text: str) -> None:
         self._current.append(text)
@@ -118,6 +131,7 @@ def _walk(root: object, out: _Lines) -> None:
 
     stack: list[tuple[Tag, Iterator[object]]] = [(root, iter(root.children))]  # type: ignore[attr-defined]
     pre_depth = 0
+    heading_starts: list[int] = []
     while stack:
         tag, children = stack[-1]
         node = next(children, None)
@@ -127,6 +141,9 @@ def _walk(root: object, out: _Lines) -> None:
                 pre_depth -= 1
             if tag.name in BLOCK_TAGS:
                 out.flush()
+            if tag.name in HEADING_TAGS and heading_starts:
+                for line in range(heading_starts.pop(), len(out.lines)):
+                    out.headings.setdefault(line, int(tag.name[1]))
             continue
         if isinstance(node, Tag):
             name = node.name.lower() if node.name else ""
@@ -141,6 +158,8 @@ def _walk(root: object, out: _Lines) -> None:
                 out.add(" | ")
             if name == "pre":
                 pre_depth += 1
+            if name in HEADING_TAGS:
+                heading_starts.append(len(out.lines))
             stack.append((node, iter(node.children)))
         elif isinstance(node, NavigableString) and (type(node) is NavigableString or isinstance(node, CData)):
             text = str(node)
@@ -166,7 +185,7 @@ def html_to_text(markup: str) -> HtmlText:
     title = _clean_text(title_tag.get_text()).strip() if title_tag is not None else None
     out = _Lines()
     _walk(soup, out)
-    return HtmlText(lines=tuple(out.lines), title=title or None)
+    return HtmlText(lines=tuple(out.lines), title=title or None, headings=tuple(sorted(out.headings.items())))
 
 
 def load_html(path: Path) -> LoadedDocument:
@@ -183,4 +202,9 @@ def load_html(path: Path) -> LoadedDocument:
     metadata = {"format": "html", "encoding": decoded.encoding}
     if page.title:
         metadata["title"] = page.title
-    return LoadedDocument(source=str(path), text="\n".join(page.lines), metadata=metadata)
+    return LoadedDocument(
+        source=str(path),
+        text="\n".join(page.lines),
+        metadata=metadata,
+        headings=tuple(line_headings(page.lines, page.headings)),
+    )

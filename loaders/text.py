@@ -100,7 +100,32 @@ def load_text(path: Path, *, markdown: bool = False) -> LoadedDocument:
         "encoding": encoding,
         "bom": "yes" if guess.bom_length else "no",
     }
-    return LoadedDocument(source=str(path), text=text, metadata=metadata)
+    headings = markdown_headings(text) if markdown else ()
+    return LoadedDocument(source=str(path), text=text, metadata=metadata, headings=headings)
+
+
+_MD_HEADING_RE = re.compile(r"^ {0,3}(#{1,6})[ \t]+(.+?)(?:[ \t]+#+)?[ \t]*$")
+_MD_FENCE_LINE_RE = re.compile(r"^ {0,3}(```|~~~)")
+
+
+def markdown_headings(text: str) -> tuple[tuple[int, int, str], ...]:
+    """``(offset, level, title)`` of the ATX headings (``# Title``) of markdown text, outside code fences.
+
+    >>> markdown_headings("# Book\\n\\n## One\\ntext\\n```\\n# not a heading\\n```\\n## Two ##\\n")
+    ((0, 1, 'Book'), (8, 2, 'One'), (44, 2, 'Two'))
+    """
+    out: list[tuple[int, int, str]] = []
+    offset = 0
+    fenced = False
+    for line in text.split("\n"):
+        if _MD_FENCE_LINE_RE.match(line):
+            fenced = not fenced
+        elif not fenced:
+            m = _MD_HEADING_RE.match(line)
+            if m:
+                out.append((offset + line.index("#"), len(m.group(1)), m.group(2).strip()))
+        offset += len(line) + 1
+    return tuple(out)
 
 
 def _decode_normalised(path: Path, handle: BinaryIO, guess: EncodingGuess, markdown: bool) -> tuple[str, str]:

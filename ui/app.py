@@ -20,6 +20,7 @@ from ui.models_tab import ModelsTab
 from ui.render import render_banner
 from ui.retrieval_test import RetrievalTestTab
 from ui.shared import KbListChanged, Shared, announce
+from ui.summaries import SummariesTab
 
 if TYPE_CHECKING:
     from kb.services import Services
@@ -39,6 +40,7 @@ class WebApp:
     kbs: KnowledgeBaseTab
     retrieval: RetrievalTestTab
     models: ModelsTab
+    summaries: SummariesTab
 
 
 def page_loaded() -> KbListChanged:
@@ -60,11 +62,12 @@ def create_app(services: Services, warmup: ModelWarmup | None = None) -> WebApp:
             chat = ChatTab(services, shared, warmup)
             kbs = KnowledgeBaseTab(services, shared)
             retrieval = RetrievalTestTab(services, shared)
+            summaries = SummariesTab(services, shared)
             models = ModelsTab(services, shared, warmup)
-        for tab in (chat, kbs, retrieval, models):
+        for tab in (chat, kbs, retrieval, models, summaries):
             tab.wire(demo)
         demo.load(page_loaded, outputs=[shared.kb_list], concurrency_limit=None)
-    return WebApp(demo, shared, chat, kbs, retrieval, models)
+    return WebApp(demo, shared, chat, kbs, retrieval, models, summaries)
 
 
 def build_ui(services: Services, warmup: ModelWarmup | None = None) -> gr.Blocks:

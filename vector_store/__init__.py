@@ -23,9 +23,11 @@ from vector_store.store import (
     VectorStore,
     list_stores,
 )
+from vector_store.summaries import SUMMARY_FORMAT, SummaryCache
 
 __all__ = [
     "FORMAT_VERSION",
+    "SUMMARY_FORMAT",
     "ChunkRecord",
     "DocumentEntry",
     "KeywordIndex",
@@ -37,6 +39,7 @@ __all__ = [
     "Store",
     "StoreError",
     "StoreSnapshot",
+    "SummaryCache",
     "TermCounts",
     "VectorStore",
     "default_tokenizer",

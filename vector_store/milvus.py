@@ -48,6 +48,7 @@ import hashlib
 import json
 import logging
 import re
+import shutil
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -67,6 +68,7 @@ from vector_store.store import (
     SearchHit,
     StoreError,
 )
+from vector_store.summaries import SummaryCache
 
 log = logging.getLogger(__name__)
 
@@ -398,6 +400,12 @@ class MilvusSnapshot:
     def rows_of(self, doc_id: str) -> list[int]:
         return self._by_doc.get(doc_id, [])
 
+    def vectors(self, rows: Sequence[int]) -> np.ndarray:
+        """The stored (L2-normalised) vectors of ``rows`` (e.g. to find a chapter's typical chunks)."""
+        if len(rows) == 0 or self._store is None:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        return np.asarray(self._store.vectors_of([self._pks[int(r)] for r in rows]), dtype=np.float32)
+
 
 class MilvusStore:
     """One knowledge base in Milvus (see the module docstring for the layout)."""
@@ -406,6 +414,7 @@ class MilvusStore:
         self.catalog = catalog
         self.name = name
         key = catalog.prefix + collection_key(name)
+        self.key = key
         self.chunks_collection = f"{key}__chunks"
         self.meta_collection = f"{key}__meta"
         self._lock_path = catalog.lock_dir / f"{key}.lock"
@@ -562,6 +571,11 @@ class MilvusStore:
         self._c.create_index(name, index, sync=False)
         self._c.load_collection(name)
 
+    def summaries(self) -> SummaryCache:
+        """The summaries cached for this knowledge base's documents: a local folder beside the lock
+        (``<home>/locks/milvus/<key>/summaries``), so each host running the app keeps its own cache."""
+        return SummaryCache(self.catalog.lock_dir / self.key)
+
     def destroy(self) -> None:
         with self.lock():
             c = self._c
@@ -572,6 +586,7 @@ class MilvusStore:
                     c.drop_collection(collection)
             self._info = None
             self._loaded = False
+        shutil.rmtree(self.summaries().folder, ignore_errors=True)
 
     @property
     def model_id(self) -> str:
@@ -908,6 +923,8 @@ class MilvusStore:
         )
         self._meta_put([(f"version/{version}", "version", version, json.dumps({"parts": len(pieces)}))])
         self._meta_put([("current", "current", version, version)])
+        # A document deleted or replaced takes its summaries with it (they are keyed by its content).
+        self.summaries().keep_only(entry.content_hash for entry in documents.values())
         self._collect_garbage(version)
         return version
 

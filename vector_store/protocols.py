@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
     from vector_store.keyword import KeywordTokenizer
     from vector_store.store import ChunkRecord, DocumentEntry, SearchHit
+    from vector_store.summaries import SummaryCache
 
 __all__ = ["Store", "StoreCatalog", "StoreSnapshot"]
 
@@ -75,6 +76,10 @@ class StoreSnapshot(Protocol):
 
     def rows_of(self, doc_id: str) -> list[int]:
         """Rows of one document's chunks, in document order."""
+        ...
+
+    def vectors(self, rows: Sequence[int]) -> np.ndarray:
+        """The stored (L2-normalised) vectors of ``rows``, one row each."""
         ...
 
 
@@ -154,6 +159,10 @@ class Store(Protocol):
     def discard_segment(self, segment: str) -> None:
         """Delete a segment (e.g. a damaged one about to be written anew)."""
         ...
+
+    # ---------------------------------------------------------------- summaries
+    def summaries(self) -> SummaryCache:
+        """The summaries cached per document content; :meth:`commit` drops those of removed documents."""
 
 
 @runtime_checkable

@@ -11,6 +11,7 @@ Layout of one knowledge base folder (format version 1, see ``docs/ON_DISK_FORMAT
     <kb>/versions/v000003/manifest.json   documents -> segment, content hash, chunk count
     <kb>/versions/v000003/index.faiss     FAISS IndexFlatIP over all chunks, in manifest order
     <kb>/versions/v000003/keyword.npz     BM25 term weights (sparse) + vocabulary, same row order
+    <kb>/summaries/<content_hash>.json    summaries of one document's content (vector_store.summaries)
 
 Why this shape:
 
@@ -61,6 +62,7 @@ from vector_store.keyword import (
     default_tokenizer,
     normalizer_of,
 )
+from vector_store.summaries import SummaryCache
 
 log = logging.getLogger(__name__)
 
@@ -302,6 +304,12 @@ class Snapshot:
     def rows_of(self, doc_id: str) -> list[int]:
         """Rows of one document's chunks, in document order."""
         return self._by_doc.get(doc_id, [])
+
+    def vectors(self, rows: Sequence[int]) -> np.ndarray:
+        """The stored (L2-normalised) vectors of ``rows`` (e.g. to find a chapter's typical chunks)."""
+        if len(rows) == 0:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        return np.asarray(self.index.reconstruct_batch(np.asarray(rows, dtype=np.int64)), dtype=np.float32)
 
 
 class VectorStore:
@@ -736,7 +744,13 @@ class VectorStore:
         _fsync_dir(final.parent)
         _write_bytes_atomic(self.path / "CURRENT", version.encode("ascii"))
         self._collect_garbage(keep_versions=2)
+        # A document deleted or replaced takes its summaries with it (they are keyed by its content).
+        self.summaries().keep_only(entry.content_hash for entry in documents.values())
         return version
+
+    def summaries(self) -> SummaryCache:
+        """The summaries cached for this knowledge base's documents (``<kb>/summaries/``)."""
+        return SummaryCache(self.path)
 
     def _collect_garbage(self, keep_versions: int) -> None:
         """Drop old versions (keeping the newest ``keep_versions``), temp leftovers, orphan segments."""

@@ -267,7 +267,12 @@ def local_chat_spec(settings: LLMConfig, models_dir: Path, cpu: CpuInfo | None =
     resolved = resolve_llm(settings, models_dir)
     common = {"temperature": settings.temperature, "max_tokens": settings.max_tokens}
     if resolved.backend == "fake":
-        kwargs = {"reply": settings.fake_reply, "token_delay_ms": settings.fake_token_delay_ms, **common}
+        kwargs = {
+            "reply": settings.fake_reply,
+            "token_delay_ms": settings.fake_token_delay_ms,
+            "n_ctx": settings.n_ctx,  # the window the summaries pack to (tests shrink it)
+            **common,
+        }
     elif resolved.backend == "llamacpp":
         extra = choose_extra_buffers(settings.extra_buffers, cpu or CpuInfo.current())
         kwargs = {

@@ -348,9 +348,10 @@ def test_build_ui_wires_the_four_tabs(tmp_path: Path) -> None:
     config = web.demo.get_config_file()
     ids = {c.get("props", {}).get("elem_id") for c in config["components"]}
     assert {"tab-chat", "tab-kbs", "tab-retrieval", "tab-models", "chatbot", "kb-upload", "rt-results"} <= ids
+    assert {"tab-summaries", "sm-kb", "sm-doc", "sm-section", "sm-chapter", "sm-book", "sm-stop"} <= ids
     # only tabs directly in gr.Tabs (a gr.State there doubled every tab button in the browser)
     tabs = next(b for b in web.demo.blocks.values() if isinstance(b, gr.Tabs))
-    assert [type(c) for c in tabs.children] == [gr.Tab] * 4
+    assert [type(c) for c in tabs.children] == [gr.Tab] * 5
     groups = {fn.fn: (fn.concurrency_id, fn.concurrency_limit) for fn in web.demo.fns.values() if fn.fn}
     # indexing and answering run in separate queue groups: an upload never waits for a chat, nor back
     assert groups[web.chat.answer] == ("llm", CHAT_CONCURRENCY)
@@ -358,6 +359,8 @@ def test_build_ui_wires_the_four_tabs(tmp_path: Path) -> None:
     assert groups[web.kbs.upload] == groups[web.kbs.rebuild] == groups[web.kbs.repair]
     assert groups[web.kbs.upload] == ("index", INDEX_CONCURRENCY)
     assert groups[web.retrieval.search] == ("search", SEARCH_CONCURRENCY)
+    assert groups[web.summaries.summarize_section] == ("summary", 1)
+    assert groups[web.summaries.stop][1] is None
     assert groups[web.chat.stop][1] is None  # the stop button never queues behind anything
     # ... and writes nothing: a "stopping…" it wrote could reach the browser after the answer's
     # final footer and replace it for good (the answer's own stream says "stopping…" instead)
@@ -382,7 +385,7 @@ def test_no_handler_returns_values_for_another_tab_s_components(tmp_path: Path) 
     shared = {web.shared.banner._id, web.shared.kb_list._id, web.shared.timer._id}
     owned = {
         id(tab): {c._id for c in vars(tab).values() if isinstance(c, gr.blocks.Block)}
-        for tab in (web.chat, web.kbs, web.retrieval, web.models)
+        for tab in (web.chat, web.kbs, web.retrieval, web.models, web.summaries)
     }
     for fn in web.demo.fns.values():
         tab = getattr(fn.fn, "__self__", None)
