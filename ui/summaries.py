@@ -19,7 +19,7 @@ from kb.mapreduce import Progress, Token
 from kb.summaries import SummaryDone, SummaryResult
 from kb.ui_support import StopSwitches
 from ui.render import esc, render_error
-from ui.shared import KbListChanged, Shared, pick, user_errors
+from ui.shared import KbListChanged, Shared, kb_names, pick, user_errors
 
 if TYPE_CHECKING:
     from kb.services import Services
@@ -63,7 +63,7 @@ class SummariesTab:
 
     # ------------------------------------------------------------------ layout
     def _layout(self) -> None:
-        names = self.services.kbs.names()
+        names = kb_names(self.services.kbs)
         kb = names[0] if names else None
         docs = self._docs(kb)
         doc = docs[0] if docs else None
@@ -108,7 +108,7 @@ class SummariesTab:
     # ------------------------------------------------------------------ handlers: choices
     def on_kb_list(self, event: KbListChanged | None, current: str | None) -> Any:
         """The knowledge-base list may have changed: keep the selection if it still exists."""
-        names = self.services.kbs.names()
+        names = kb_names(self.services.kbs)
         selected = event.selected if event is not None else None
         return gr.update(
             choices=names, value=pick(current, names, pick(selected, names, names[0] if names else None))
