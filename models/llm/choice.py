@@ -268,6 +268,9 @@ def local_chat_spec(settings: LLMConfig, models_dir: Path, cpu: CpuInfo | None =
     common = {"temperature": settings.temperature, "max_tokens": settings.max_tokens}
     if resolved.backend == "fake":
         kwargs = {"reply": settings.fake_reply, "token_delay_ms": settings.fake_token_delay_ms, **common}
+        replies = getattr(settings, "fake_replies", None)  # optional: not every LLMConfig has it
+        if replies:
+            kwargs["replies"] = list(replies)
     elif resolved.backend == "llamacpp":
         extra = choose_extra_buffers(settings.extra_buffers, cpu or CpuInfo.current())
         kwargs = {
