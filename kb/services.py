@@ -86,6 +86,9 @@ class Services:
     _llm_lock: threading.Lock = field(default_factory=threading.Lock)
     _qa: Any = None
     _qa_lock: threading.Lock = field(default_factory=threading.Lock)
+    summaries: Any = None
+    """Cached chapter summaries (a :class:`kb.agent.ChapterSummaries`) for the agent's
+    ``chapter_summary`` tool; ``None``: the agent has no such tool."""
 
     @property
     def llm(self) -> Any:
@@ -120,6 +123,13 @@ class Services:
 
                 self._qa = QAService(self.settings, self.kbs, self.retriever, lambda: self.llm)
             return self._qa
+
+    @property
+    def agent(self) -> Any:
+        """Agent mode (:class:`kb.agent.AgentService`) over the retriever and ``llm``; cheap, stateless."""
+        from kb.agent import AgentService
+
+        return AgentService(self.settings, self.kbs, self.retriever, lambda: self.llm, self.summaries)
 
 
 def build_services(settings: Settings, cpu: CpuInfo | None = None) -> Services:
