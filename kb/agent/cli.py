@@ -62,4 +62,3 @@ def run_agent(services: Any, args: argparse.Namespace, out: TextIO) -> int:
         file=out,
     )
     return 0
-

@@ -86,7 +86,9 @@ _FINAL_NAMES = {"finalanswer", "final", "answer", "finish", "最终答案", "答
 _SPECIAL = re.compile(r"<\|(?:im_end|im_start|endoftext|end|user|assistant|observation)\|>")
 _TOOL_CALL_TAG = re.compile(r"<tool_call>\s*(.*?)\s*(?:</tool_call>|<tool_call>|$)", re.DOTALL)
 _FENCE = re.compile(r"```[ \t]*(?:json|JSON|python|py|tool_code|tool)?[ \t]*\n?(.*?)(?:```|$)", re.DOTALL)
-_ACTION = re.compile(r"^[ \t]*(?:\*\*)?(?:Action|行动|动作|工具)(?:\*\*)?[ \t]*[:：](?:\*\*)?[ \t]*(.+?)[ \t]*$", re.M)
+_ACTION = re.compile(
+    r"^[ \t]*(?:\*\*)?(?:Action|行动|动作|工具)(?:\*\*)?[ \t]*[:：](?:\*\*)?[ \t]*(.+?)[ \t]*$", re.M
+)
 _ACTION_INPUT = re.compile(
     r"^[ \t]*(?:\*\*)?(?:Action[ _]Input|行动输入|动作输入|工具输入|输入)(?:\*\*)?[ \t]*[:：](?:\*\*)?[ \t]*(.*?)"
     r"(?=\n[ \t]*(?:Observation|Thought|Action|观察|思考|Final Answer)\b|\Z)",

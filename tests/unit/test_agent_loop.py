@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from langchain_core.messages import BaseMessage
+from pydantic import Field
 
 from kb.agent import AgentDone, AgentService, StepDone, StepStarted, Token
 from kb.cli import main
@@ -34,7 +35,7 @@ SEARCH = '<tool_call>\n{"name": "kb_search", "arguments": {"query": "孔乙己 �
 class RecordingFake(FakeChatModel):
     """The fake model, keeping the messages of every call (to check the prompt only grows)."""
 
-    seen: list[list[BaseMessage]] = []
+    seen: list[list[BaseMessage]] = Field(default_factory=list)
 
     def _stream(self, messages: list[BaseMessage], *args: Any, **kwargs: Any) -> Iterator[Any]:
         self.seen.append(list(messages))
@@ -59,7 +60,7 @@ def agent(services: Any, llm: FakeChatModel, **agent_settings: Any) -> AgentServ
 
 
 def test_a_good_run_searches_then_answers_with_numbered_sources(services: Any) -> None:
-    llm = RecordingFake(replies=[SEARCH, "孔乙己欠了十九个钱 [1]。"], seen=[])
+    llm = RecordingFake(replies=[SEARCH, "孔乙己欠了十九个钱 [1]。"])
     result = agent(services, llm).ask("孔乙己欠了多少钱？", "demo")
     assert result.answer == "孔乙己欠了十九个钱 [1]。"
     assert result.ended_by == "answer"
@@ -99,7 +100,7 @@ def test_a_model_that_repeats_itself_is_cut_short(services: Any) -> None:
 
 def test_unknown_tools_get_one_reminder_then_an_answer(services: Any) -> None:
     bad = '<tool_call>{"name": "get_weather", "arguments": {"city": "x"}}</tool_call>'
-    llm = RecordingFake(replies=[bad, bad, "我不知道。"], seen=[])
+    llm = RecordingFake(replies=[bad, bad, "我不知道。"])
     result = agent(services, llm).ask("孔乙己欠了多少钱？", "demo")
     assert result.ended_by == "format"
     assert result.answer == "我不知道。"
@@ -124,7 +125,7 @@ def test_the_step_limit_holds_and_the_last_step_answers(services: Any, max_steps
         f'<tool_call>{{"name": "kb_search", "arguments": {{"query": "孔乙己 {i}"}}}}</tool_call>'
         for i in range(9)
     ]
-    llm = RecordingFake(replies=calls, seen=[])
+    llm = RecordingFake(replies=calls)
     result = agent(services, llm, max_steps=max_steps).ask("孔乙己欠了多少钱？", "demo")
     assert result.model_calls == max_steps
     assert len(result.steps) == max_steps - 1
