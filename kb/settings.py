@@ -205,7 +205,7 @@ class AgentSettings(_Section):
         120.0, gt=0, description="Overall time limit of one agent run; when it is reached it answers."
     )
     step_max_tokens: int = Field(
-        256, ge=16, description="Token limit of a tool-calling step (the final answer uses llm.max_tokens)."
+        160, ge=16, description="Token limit of a tool-calling step (the final answer uses llm.max_tokens)."
     )
     observation_chars: int = Field(
         900, ge=100, description="A tool result longer than this is cut before the model sees it."

@@ -60,8 +60,9 @@ __all__ = ["AgentDone", "AgentResult", "AgentService", "Step", "StepDone", "Step
 
 log = logging.getLogger(__name__)
 
-STOP_SEQUENCES = ["</tool_call>", "<tool_response>", "\nObservation:", "\n观察："]
-"""Where a step's generation stops: after a call (the model would otherwise invent its result)."""
+STOP_SEQUENCES = ["</tool_call>", "</tool_response>", "\nObservation:", "\n观察："]
+"""Where a step's generation stops: after a call (the model would otherwise invent its result).
+Not at ``<tool_response>``: the bundled 1.5B model sometimes wraps its *call* in that tag."""
 FINAL_GRACE = 0.25
 """Share of ``time_limit_s`` the final answer may still take after the limit."""
 
@@ -335,6 +336,15 @@ class AgentService:
         return StepDone(step)
 
     def _example(self, run: _Run) -> tuple[str, dict[str, Any]]:
+        """The example call of a reminder: the calculator for arithmetic, else a search of the question."""
+        if (
+            "calculator" in run.tools
+            and "kb_search" in run.tools
+            and any(ch.isdigit() for ch in run.question)
+        ):
+            spans = re.findall(r"[\d.\s+\-*/×÷()（）]*\d[\d.\s+\-*/×÷()（）]*", run.question)
+            best = max(spans, key=lambda t: (any(op in t for op in "+-*/×÷"), len(t))).strip()
+            return "calculator", {"expression": best or "1+1"}
         if "kb_search" in run.tools:
             return "kb_search", {"query": run.question[:30]}
         name = next(iter(run.tools), "calculator")
@@ -345,7 +355,7 @@ class AgentService:
         schemas = [tool_schema(t) for t in run.tools.values()]
         messages: list[BaseMessage] = [
             SystemMessage(prompts.system_prompt(schemas, kb, run.language)),
-            HumanMessage(run.question),
+            HumanMessage(prompts.task_prompt(schemas, run.question, run.language)),
         ]
         arg_models = {name: t.args for name, t in run.tools.items()}
         seen: set[str] = set()
@@ -366,7 +376,11 @@ class AgentService:
                     "repeat": "that call was already made",
                     "format": "the tool calls could not be read",
                 }.get(force, force)
-                messages.append(HumanMessage(prompts.final_instruction(run.question, run.language, reason)))
+                messages.append(
+                    HumanMessage(
+                        prompts.final_instruction(run.question, run.language, reason, bool(run.sources))
+                    )
+                )
             yield StepStarted(n, final)
             t0 = self.clock()
             deadline = run.deadline + (FINAL_GRACE * cfg.time_limit_s if final else 0.0)
@@ -381,6 +395,16 @@ class AgentService:
                 run.cut = False
                 continue
             parsed = parse_output(text, arg_models)
+            if isinstance(parsed, FinalAnswer) and not run.steps and not reminded and run.tools:
+                # answered from memory before looking anything up: one reminder (small models do this)
+                messages.append(AIMessage(text))
+                yield self._step(
+                    run, parsed.text, None, {}, "format error: answered without a tool", t0, True
+                )
+                reminded = True
+                name, example = self._example(run)
+                messages.append(HumanMessage(prompts.first_tool_reminder(name, example)))
+                continue
             if isinstance(parsed, FinalAnswer):
                 return parsed.text, "answer"
             content = text + ("</tool_call>" if "<tool_call>" in text and "</tool_call>" not in text else "")

@@ -85,7 +85,6 @@ _FINAL_NAMES = {"finalanswer", "final", "answer", "finish", "最终答案", "答
 
 _SPECIAL = re.compile(r"<\|(?:im_end|im_start|endoftext|end|user|assistant|observation)\|>")
 _TOOL_CALL_TAG = re.compile(r"<tool_call>\s*(.*?)\s*(?:</tool_call>|<tool_call>|$)", re.DOTALL)
-_FENCE = re.compile(r"```[ \t]*(?:json|JSON|python|py|tool_code|tool)?[ \t]*\n?(.*?)(?:```|$)", re.DOTALL)
 _ACTION = re.compile(
     r"^[ \t]*(?:\*\*)?(?:Action|行动|动作|工具)(?:\*\*)?[ \t]*[:：](?:\*\*)?[ \t]*(.+?)[ \t]*$", re.M
 )
