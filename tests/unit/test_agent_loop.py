@@ -305,3 +305,22 @@ def test_step_started_marks_the_forced_final_step(services: Any) -> None:
         if isinstance(e, StepStarted)
     ]
     assert [(s.n, s.final) for s in starts] == [(1, False), (2, True)]
+
+
+def test_a_first_reply_from_memory_gets_one_reminder_to_use_a_tool(services: Any) -> None:
+    llm = RecordingFake(replies=["孔乙己欠了一百个钱。", SEARCH, "欠了十九个钱 [1]。"])
+    result = agent(services, llm).ask("孔乙己欠了多少钱？", "demo")
+    assert result.answer == "欠了十九个钱 [1]。"
+    assert [s.tool for s in result.steps] == [None, "kb_search"]
+    assert "answered without a tool" in result.steps[0].observation
+    assert "Do not answer from memory" in str(llm.seen[1][-1].content)
+    # a model that keeps answering from memory is taken at its word the second time
+    stubborn = FakeChatModel(replies=["一百个钱。"])
+    again = agent(services, stubborn).ask("孔乙己欠了多少钱？", "demo")
+    assert again.answer == "一百个钱。" and again.model_calls == 2 and again.ended_by == "answer"
+
+
+def test_calculator_reminder_example_uses_the_question_arithmetic(services: Any) -> None:
+    llm = RecordingFake(replies=["102", "126"])
+    agent(services, llm).ask("计算 (17 + 25) * 3 等于多少？", "demo")
+    assert '"expression": "(17 + 25) * 3"' in str(llm.seen[1][-1].content)
