@@ -205,8 +205,9 @@ class _KbView:
 
     def chapters(self, doc: DocumentEntry) -> list[str]:
         titles: list[str] = []
-        for row in self.snapshot().rows_of(doc.doc_id):
-            title = self.snapshot().chunks[row].chapter
+        snap = self.snapshot()
+        for row in snap.rows_of(doc.doc_id):
+            title = snap.chunks[row].chapter
             if title and (not titles or titles[-1] != title) and title not in titles:
                 titles.append(title)
         return titles
