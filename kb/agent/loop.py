@@ -432,7 +432,9 @@ class AgentService:
             run.sources.extend(hits)
             observation = trim(observation, cfg.observation_chars)
             yield self._step(run, parsed.thought, parsed.name, parsed.arguments, observation, t0, error)
-            messages.append(HumanMessage(prompts.observation_message(observation)))
+            messages.append(
+                HumanMessage(prompts.observation_message(observation, run.question, run.language))
+            )
         return "", "step-limit"  # pragma: no cover - the last step always returns
 
     @staticmethod

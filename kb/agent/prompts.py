@@ -73,9 +73,16 @@ def task_prompt(schemas: Sequence[dict[str, Any]], question: str, language: str)
     )
 
 
-def observation_message(text: str) -> str:
-    """A tool's result as the user turn that follows the call (Qwen2.5's template does the same)."""
-    return f"<tool_response>\n{text}\n</tool_response>"
+def observation_message(text: str, question: str = "", language: str = "zh") -> str:
+    """A tool's result as the user turn that follows the call (Qwen2.5's template does the same),
+    then the question again: after a long result the 1.5B model otherwise answers something else
+    (measured: "第二章的标题是什么？" answered "第二章" after the chapter list, docs/BENCHMARKS.md)."""
+    body = f"<tool_response>\n{text}\n</tool_response>"
+    if not question:
+        return body
+    if language == "zh":
+        return f"{body}\n根据工具结果回答问题，或者再调用一个工具。问题：{question}"
+    return f"{body}\nAnswer the question from the tool result, or call another tool. Question: {question}"
 
 
 def first_tool_reminder(example_tool: str, example_args: dict[str, Any]) -> str:
