@@ -152,17 +152,24 @@ def main(argv: list[str] | None = None) -> int:
                 row = run_task(services, task, mode)
                 rows.append(row)
                 mark = "ok " if row["ok"] else "---"
-                print(f"{mark} {mode:6} {row['seconds']:6.1f}s  {task.question}  ->  {row['answer'][:80]!r}")
+                print(
+                    f"{mark} {mode:6} {row['seconds']:6.1f}s  {task.question}  ->  {row['answer'][:80]!r}",
+                    flush=True,
+                )
+                if args.json:  # after every run, so an interrupted benchmark keeps what it measured
+                    _write(Path(args.json), rows, args.modes)
     finally:
         services.close()
-    summary = [summarise(rows, mode) for mode in args.modes]
-    for s in summary:
+    for s in [summarise(rows, mode) for mode in args.modes]:
         print(json.dumps(s, ensure_ascii=False))
-    if args.json:
-        Path(args.json).write_text(
-            json.dumps({"summary": summary, "runs": rows}, ensure_ascii=False, indent=1), encoding="utf-8"
-        )
     return 0
+
+
+def _write(path: Path, rows: list[dict[str, Any]], modes: list[str]) -> None:
+    summary = [summarise(rows, mode) for mode in modes]
+    path.write_text(
+        json.dumps({"summary": summary, "runs": rows}, ensure_ascii=False, indent=1), encoding="utf-8"
+    )
 
 
 if __name__ == "__main__":
