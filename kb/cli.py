@@ -126,6 +126,12 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--top-k", type=int)
     q.add_argument("--json", action="store_true")
     q.add_argument("question")
+    ag = sub.add_parser("agent", help="answer with tools (search, chapters, calculator): agent mode")
+    ag.add_argument("--kb", required=True)
+    ag.add_argument("--json", action="store_true", help="print {answer, steps, sources, elapsed_ms}")
+    ag.add_argument("--mode", choices=["react", "rewoo"], help="default: agent.mode")
+    ag.add_argument("--max-steps", type=int, help="default: agent.max_steps")
+    ag.add_argument("question")
     ch = sub.add_parser("chat", help="interactive multi-turn chat with a knowledge base")
     ch.add_argument("--kb", required=True)
     ch.add_argument("--top-k", type=int)
@@ -208,6 +214,10 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
             return _search(services, args, out)
         if args.command == "models":
             return _models(services, args, out)
+        if args.command == "agent":
+            from kb.agent.cli import run_agent
+
+            return run_agent(services, args, out)
         if args.command in ("ask", "chat"):
             from kb.qa_cli import run_ask, run_chat
 

@@ -97,6 +97,13 @@ class Services:
                 self._summaries = SummaryService(self.settings, self.kbs, lambda: self.llm)
             return self._summaries
 
+    @property
+    def agent(self) -> Any:
+        """Agent mode (:class:`kb.agent.AgentService`) over the retriever and ``llm``; cheap, stateless."""
+        from kb.agent import AgentService
+
+        return AgentService(self.settings, self.kbs, self.retriever, lambda: self.llm, self.summaries)
+
 
 def build_store_catalog(settings: Settings) -> StoreCatalog:
     """Where the knowledge bases live, per ``settings.vector_store``: FAISS folders or Milvus.

@@ -184,6 +184,11 @@ class LLMSettings(_Section):
     fake_reply: str | None = Field(
         None, description="fake only: scripted reply; None = quote the first context sentence."
     )
+    fake_replies: list[str] | None = Field(
+        None,
+        description="fake only: scripted replies, one per model call in order (the last repeats); "
+        "overrides fake_reply (tests of agent mode script a tool-using model with it).",
+    )
     fake_token_delay_ms: float = Field(
         0.0,
         ge=0.0,
@@ -291,6 +296,38 @@ class SummarySettings(_Section):
     temperature: float = Field(0.2, ge=0.0, le=2.0, description="Sampling temperature of summaries.")
 
 
+class AgentSettings(_Section):
+    """Agent mode (``kb/agent/``): a tool-using loop over the knowledge base."""
+
+    mode: Literal["react", "rewoo"] = Field(
+        "react",
+        description="react: think, call one tool, read its result, repeat; rewoo: plan every tool call "
+        "first, run them, then answer (two model calls).",
+    )
+    max_steps: int = Field(
+        4, ge=1, le=12, description="Model calls per question; the last one must answer (no tools offered)."
+    )
+    time_limit_s: float = Field(
+        120.0, gt=0, description="Overall time limit of one agent run; when it is reached it answers."
+    )
+    step_max_tokens: int = Field(
+        160, ge=16, description="Token limit of a tool-calling step (the final answer uses llm.max_tokens)."
+    )
+    observation_chars: int = Field(
+        900, ge=100, description="A tool result longer than this is cut before the model sees it."
+    )
+    search_top_k: int = Field(3, ge=1, le=10, description="Passages kb_search returns per call.")
+    page_chars: int = Field(600, ge=100, description="Characters of a chapter read_chapter returns per page.")
+    python_tool: bool = Field(
+        False,
+        description="Offer the python tool (code run in a limited child process; see USER_GUIDE: it has "
+        "no filesystem isolation).",
+    )
+    python_cpu_s: int = Field(5, ge=1, description="python tool: CPU seconds per run (RLIMIT_CPU).")
+    python_memory_mb: int = Field(256, ge=32, description="python tool: address-space limit (RLIMIT_AS).")
+    python_wall_s: float = Field(10.0, gt=0, description="python tool: wall-clock limit per run.")
+
+
 class Settings(_Section):
     home: Path = Field(
         Path("~/.kbqa"),
@@ -305,6 +342,7 @@ class Settings(_Section):
     server: ServerSettings = Field(default_factory=ServerSettings)
     vector_store: VectorStoreSettings = Field(default_factory=VectorStoreSettings)
     summary: SummarySettings = Field(default_factory=SummarySettings)
+    agent: AgentSettings = Field(default_factory=AgentSettings)
 
     @field_validator("home")
     @classmethod

@@ -19,6 +19,7 @@ import gradio as gr
 from kb.qa import Done, Retrieved, Token, Turn
 from kb.ui_support import ModelWarmup, StopSwitches, recent_turns
 from models.errors import ModelCrashedError
+from ui.agent_view import agent_answer
 from ui.render import answer_footer, esc, escape_answer, render_crash, render_sources
 from ui.shared import KbListChanged, Shared, announce, kb_names, pick, user_errors
 
@@ -89,6 +90,12 @@ class ChatTab:
                     scale=4,
                 )
                 self.refresh = gr.Button("↻", elem_id="chat-refresh", scale=0, min_width=50)
+                self.agent_mode = gr.Checkbox(
+                    False,
+                    label="🛠 Agent mode · 智能体 (tools: search, chapters, calculator)",
+                    elem_id="chat-agent",
+                    scale=2,
+                )
             self.chatbot = gr.Chatbot(
                 label="对话 · chat",
                 elem_id="chatbot",
@@ -162,8 +169,11 @@ class ChatTab:
         keep: float,
         temperature: float,
         request: gr.Request,
+        agent: bool = False,
     ) -> Iterator[dict[Any, Any]]:
-        """Stream the answer into the last chat message; end with its sources and a status line."""
+        """Stream the answer into the last chat message; end with its sources and a status line.
+
+        ``agent``: agent mode (:mod:`ui.agent_view`): a trace of tool steps, then the answer."""
         if not question:
             yield {self.chatbot: display, self.display: display, self.history: history}
             return
@@ -181,6 +191,12 @@ class ChatTab:
                 out[self.status] = status
             return out
 
+        if agent:
+            history = list(history)
+            yield from agent_answer(
+                self.services, question, kb, display, history, stop, update, self._user_errors
+            )
+            return
         events = self.services.qa.stream(
             question,
             kb,
@@ -306,6 +322,7 @@ class ChatTab:
             self.window,
             self.keep,
             self.temperature,
+            self.agent_mode,
         ]
         answer_outputs = [self.chatbot, self.display, self.history, self.status]
         answer_events = []

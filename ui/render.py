@@ -281,3 +281,46 @@ def answer_footer(answer: Any, stopped: bool) -> str:
     if getattr(answer, "model", None):
         parts.append(f"model {answer.model}")
     return esc(" · ".join(parts))
+
+
+# ------------------------------------------------------------------ agent mode
+AGENT_OBSERVATION_CHARS = 1200
+"""Characters of a tool result shown when its step is expanded."""
+
+
+def render_agent_step(step: Any) -> str:
+    """One step of the agent's trace as a collapsed ``<details>``: tool, arguments and time in the
+    summary; thought and result inside. Everything escaped."""
+    import json
+
+    args = json.dumps(getattr(step, "input", {}) or {}, ensure_ascii=False)
+    tool = getattr(step, "tool", None) or "format"
+    mark = " ⚠" if getattr(step, "error", False) else ""
+    summary = f"🛠 {esc(step.n)}. <b>{esc(tool)}</b> <code>{esc(args)}</code> · {float(step.ms):.0f} ms{mark}"
+    body = ""
+    if getattr(step, "thought", ""):
+        body += f'<div class="kb-thought">💭 {esc(step.thought)}</div>'
+    body += f'<div class="kb-excerpt">{esc(excerpt(step.observation, AGENT_OBSERVATION_CHARS))}</div>'
+    return f'<details class="kb-step" data-step="{esc(step.n)}"><summary>{summary}</summary>{body}</details>'
+
+
+def render_agent_trace(steps: Sequence[Any], working: str | None = None) -> str:
+    """The trace so far (one line of HTML, so the chatbot's Markdown keeps it one block), and an
+    optional "working" line for the step being run."""
+    items = "".join(render_agent_step(s) for s in steps)
+    if working:
+        items += f'<div class="kb-muted kb-working">⏳ {esc(working)}</div>'
+    return f'<div class="kb-trace">{items}</div>' if items else ""
+
+
+def agent_footer(result: Any, stopped: bool, tokens: int) -> str:
+    """The status line under an agent answer: steps, model calls, tokens, time, how it ended."""
+    parts = ["⏹ stopped"] if stopped else []
+    parts.append(f"agent {esc(getattr(result, 'mode', ''))}")
+    parts.append(f"{len(getattr(result, 'steps', []))} tool steps")
+    parts.append(f"{getattr(result, 'model_calls', 0)} model calls")
+    parts.append(f"{tokens} tokens")
+    if getattr(result, "ended_by", "answer") != "answer":
+        parts.append(f"ended by {result.ended_by}")
+    parts.append(f"{float(getattr(result, 'elapsed_ms', 0.0)) / 1000:.1f} s")
+    return esc(" · ".join(parts))

@@ -14,6 +14,9 @@ APP_CSS = """
 .kb-bad { color: var(--color-red-600, #c00); font-weight: 600; }
 .kb-ok { color: var(--color-green-600, #080); }
 .kb-muted { opacity: 0.75; font-size: 0.92em; }
+.kb-trace details.kb-step { margin: 0.15em 0; border-left: 3px solid var(--border-color-primary); padding-left: 6px; }
+.kb-trace summary { cursor: pointer; font-size: 0.93em; }
+.kb-thought { font-style: italic; opacity: 0.85; margin: 0.2em 0 0 1.2em; }
 #model-banner .kb-banner { padding: 6px 12px; border-radius: 6px; background: var(--color-yellow-100, #fff6d5);
   color: #5a4500; }
 """

@@ -273,6 +273,9 @@ def local_chat_spec(settings: LLMConfig, models_dir: Path, cpu: CpuInfo | None =
             "n_ctx": settings.n_ctx,  # the window the summaries pack to (tests shrink it)
             **common,
         }
+        replies = getattr(settings, "fake_replies", None)  # optional: not every LLMConfig has it
+        if replies:
+            kwargs["replies"] = list(replies)
     elif resolved.backend == "llamacpp":
         extra = choose_extra_buffers(settings.extra_buffers, cpu or CpuInfo.current())
         kwargs = {

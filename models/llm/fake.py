@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -14,7 +15,7 @@ from langchain_core.messages import (
     HumanMessage,
 )
 from langchain_core.outputs import ChatGenerationChunk
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 
 from models.llm.base import LocalChatModel, StopFilter, message_text
 
@@ -69,9 +70,28 @@ class FakeChatModel(LocalChatModel):
     """
 
     reply: str | None = None
+    replies: list[str] | None = None
+    """A script: the n-th model call streams ``replies[n]`` (the last one repeats); overrides ``reply``.
+    Counted per model object (tests of the agent loop script a tool-using model with it)."""
     n_ctx: int = 4096
     token_delay_ms: float = Field(0.0, ge=0.0)
     """Pause after each streamed character (mimics a real model's pace in tests of Stop and crashes)."""
+
+    _calls: int = PrivateAttr(default=0)
+    _calls_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+
+    @property
+    def calls(self) -> int:
+        """Model calls so far (each ``stream``/``invoke``)."""
+        return self._calls
+
+    def _next_text(self, messages: list[BaseMessage]) -> str:
+        with self._calls_lock:
+            n = self._calls
+            self._calls += 1
+        if self.replies:
+            return self.replies[min(n, len(self.replies) - 1)]
+        return self.reply if self.reply is not None else fake_answer(messages)
 
     @property
     def _llm_type(self) -> str:
@@ -92,7 +112,7 @@ class FakeChatModel(LocalChatModel):
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
         _, max_tokens = self._params(kwargs)
-        text = self.reply if self.reply is not None else fake_answer(messages)
+        text = self._next_text(messages)
         finish = "length" if len(text) > max_tokens else "stop"
         stops = StopFilter(stop)
         for char in text[:max_tokens]:

@@ -163,6 +163,69 @@ class TransformersChat(LocalChatModel):
         """Tokens of ``text`` by the model's tokenizer (no special tokens)."""
         return len(self._tokenizer().encode(text, add_special_tokens=False))
 
+    def bind_tools(self, tools: Sequence[Any], **kwargs: Any) -> Any:
+        """ChatGLM3 function calling (:mod:`models.llm.chatglm3_tools`): the tools go into the system
+        message's ``tools``; a call comes back as an ``AIMessage`` with ``tool_calls`` (ChatGLM3's
+        full content kept in ``additional_kwargs``); ``ToolMessage`` results go back as
+        ``observation`` turns. Needs a ChatGLM3-style model (``chat(..., role=...)``), in-process."""
+        from models.llm.chatglm3_tools import chatglm3_tool
+
+        return self.bind(tools=[chatglm3_tool(t) for t in tools], **kwargs)
+
+    def _chatglm3_tool_turn(
+        self,
+        messages: list[BaseMessage],
+        tools: list[dict[str, Any]],
+        temperature: float,
+        max_tokens: int,
+        run_manager: CallbackManagerForLLMRun | None,
+    ) -> Iterator[ChatGenerationChunk]:
+        """One ChatGLM3 ``chat`` call with tools (not streamed: ChatGLM3's ``stream_chat`` cannot read
+        a half-written call); the reply as one chunk with its tool call."""
+        import copy
+        import json
+
+        from langchain_core.messages import AIMessageChunk
+
+        from models.llm.chatglm3_tools import reply_to_message, split_query, to_chatglm3_messages
+
+        model, tokenizer = self._load()
+        chat = getattr(model, "chat", None)
+        if not callable(chat) or "role" not in inspect.signature(chat).parameters:
+            raise ModelConfigError(
+                f"{self.model_name_or_path!r} has no ChatGLM3-style chat(..., role=...): tool binding on "
+                "the transformers backend is ChatGLM3's function calling"
+            )
+        history, query, role = split_query(to_chatglm3_messages(messages, tools))
+        prompt_tokens = len(tokenizer.encode("\n".join(str(m.get("content", "")) for m in history) + query))
+        with self._gen_lock:
+            response, new_history = chat(
+                tokenizer,
+                query,
+                history=copy.deepcopy(history),  # ChatGLM3 appends to the list it is given
+                role=role,
+                max_length=min(self.n_ctx, prompt_tokens + max_tokens + 64),
+                do_sample=temperature > 0,
+                top_p=self.top_p,
+                temperature=temperature if temperature > 0 else 1.0,
+            )
+        message = reply_to_message(response, new_history)
+        chunks = [
+            {"name": c["name"], "args": json.dumps(c["args"], ensure_ascii=False), "id": c["id"], "index": i}
+            for i, c in enumerate(message.tool_calls)
+        ]
+        chunk = ChatGenerationChunk(
+            message=AIMessageChunk(
+                content=str(message.content),
+                additional_kwargs=dict(message.additional_kwargs),
+                tool_call_chunks=chunks,  # type: ignore[arg-type]
+            )
+        )
+        if run_manager is not None:
+            run_manager.on_llm_new_token(str(message.content), chunk=chunk)
+        yield chunk
+        yield self._last_chunk("tool_calls" if chunks else "stop")
+
     def _stream(
         self,
         messages: list[BaseMessage],
@@ -171,6 +234,11 @@ class TransformersChat(LocalChatModel):
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
         temperature, max_tokens = self._params(kwargs)
+        if kwargs.get("tools"):
+            yield from self._chatglm3_tool_turn(
+                messages, kwargs["tools"], temperature, max_tokens, run_manager
+            )
+            return
         model, tokenizer = self._load()
         stops = StopFilter(stop)
         outcome: dict[str, str] = {}
