@@ -74,7 +74,7 @@ def prepare(home: Path, overrides: dict[str, Any] | None = None) -> Any:
     if KB_NAME not in services.kbs.names():
         doc = home / "阿Q正传.txt"
         doc.write_text(ahq_text(), encoding="utf-8")
-        services.kbs.add(KB_NAME, [doc])
+        services.ingestor.add(KB_NAME, [doc])
     return services
 
 

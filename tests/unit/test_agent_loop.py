@@ -48,7 +48,7 @@ def services(tmp_path: Path) -> Any:
     services = build_services(settings)
     doc = tmp_path / "孔乙己.txt"
     doc.write_text(STORY, encoding="utf-8")
-    services.kbs.add("demo", [doc])
+    services.ingestor.add("demo", [doc])
     return services
 
 

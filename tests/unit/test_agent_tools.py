@@ -187,7 +187,7 @@ def tools(tmp_path: Path) -> Any:
     )
     other = tmp_path / "other.txt"
     other.write_text("另一个文件，没有章节。\n", encoding="utf-8")
-    services.kbs.add("demo", [story, other])
+    services.ingestor.add("demo", [story, other])
     return build_tools(kb="demo", kbs=services.kbs, retriever=services.retriever, settings=settings.agent)
 
 

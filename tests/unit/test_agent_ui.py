@@ -22,7 +22,7 @@ def _web(tmp_path: Path, replies: list[str]) -> Any:
     services = build_services(settings)
     doc = tmp_path / "孔乙己.txt"
     doc.write_text(STORY, encoding="utf-8")
-    services.kbs.add("demo", [doc])
+    services.ingestor.add("demo", [doc])
     return create_app(services)
 
 
