@@ -26,7 +26,8 @@ Answers (:meth:`GlobalAnswerer.stream`, the same events as :meth:`kb.qa.QAServic
   many chapter summaries exist) and how to build it — it never guesses from five chunks;
 * **chapter**: the cached chapter summary; without one the question takes the usual path, whose
   chapter-aware retrieval already reads passages spread evenly over the whole chapter
-  (kb.retrieval) — a chapter is small enough for that, a book is not;
+  (kb.retrieval) — a chapter is small enough for that, a book is not — and the answer ends by
+  saying so and how to build the summary (:meth:`GlobalAnswerer.chapter_offer`);
 * **character**: the model answers from the cached chapter summaries that mention the subject, in
   chapter order, each cited ([1] 第三回 …); without any, the answer says so and how to build them.
 """
@@ -200,6 +201,36 @@ class GlobalAnswerer:
         if len(named) == 1:
             return docs, named[0]
         return docs, docs[0] if len(docs) == 1 else None
+
+    def chapter_offer(self, question: str, kb: str, routed: GlobalQuestion) -> str | None:
+        """For a chapter question whose summary is not cached: the note that ends the usual answer,
+        saying it is read from passages, not a summary, and how to build one; else None.
+
+        Never calls the model (a cache lookup and the document's sections).
+        """
+        if routed.kind != "chapter" or routed.subject is None:
+            return None
+        _, doc = self._pick_doc(kb, question)
+        if doc is None:
+            return None
+        try:
+            if self.summaries.cached_chapter_summary(kb, doc, routed.subject) is not None:
+                return None
+        except ValueError:  # no such chapter in that document: nothing to offer
+            return None
+        section = self._section(kb, doc, routed.subject)
+        label = section.label if section is not None else routed.subject
+        command = f"python -m kb summarize --kb {kb} --doc {doc} --chapter {routed.subject}"
+        if language_of(question) == "zh":
+            return (
+                f"（以上据{label}的若干段落回答，不是整章摘要。{label}的摘要还没有生成：可在“摘要”页生成，"
+                f"或运行 `{command}`，之后再问即从摘要回答。）"
+            )
+        return (
+            f"(Answered from passages of {label}, not from a summary of the whole chapter. Its summary "
+            f"is not built yet: build it in the Summaries tab or with `{command}`; asked again, the "
+            "question is then answered from it.)"
+        )
 
     def stream(self, question: str, kb: str, routed: GlobalQuestion) -> Iterator[QAEvent] | None:
         """The answer's events, or None when the question should take the usual path."""

@@ -30,6 +30,7 @@ Per-call ``temperature`` is passed to ``llm.stream(..., temperature=...)``: the 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -331,6 +332,62 @@ class QAService:
             if events is not None:  # a whole-book question: answered from summaries, or says why not
                 yield from events
                 return
+            # a chapter with no cached summary: answered from passages spread over the chapter, and
+            # the answer ends by offering to build the summary (never presented as one)
+            offer = self.global_answers.chapter_offer(standalone, kb, routed) if routed is not None else None
+            if offer:
+                yield from _with_note(
+                    self._answer(
+                        kb,
+                        standalone,
+                        turns,
+                        lang,
+                        llm,
+                        top_k,
+                        score_threshold,
+                        window_chars,
+                        temperature,
+                        stop,
+                        started,
+                        finish,
+                        is_stopped,
+                    ),
+                    offer,
+                )
+                return
+        yield from self._answer(
+            kb,
+            standalone,
+            turns,
+            lang,
+            llm,
+            top_k,
+            score_threshold,
+            window_chars,
+            temperature,
+            stop,
+            started,
+            finish,
+            is_stopped,
+        )
+
+    def _answer(
+        self,
+        kb: str | None,
+        standalone: str,
+        turns: list[Turn],
+        lang: str,
+        llm: ChatModel | None,
+        top_k: int | None,
+        score_threshold: float | None,
+        window_chars: int | None,
+        temperature: float | None,
+        stop: threading.Event | None,
+        started: float,
+        finish: Callable[..., Done],
+        is_stopped: Callable[[], bool],
+    ) -> Iterator[QAEvent]:
+        """The usual path: retrieve, fit the prompt to the window, stream the model's answer."""
 
         passages: list[Passage] = []
         if kb is not None:
@@ -426,3 +483,14 @@ class QAService:
             if isinstance(event, Done):
                 return event.answer
         raise AssertionError("QAService.stream ended without Done")  # pragma: no cover
+
+
+def _with_note(events: Iterator[QAEvent], note: str) -> Iterator[QAEvent]:
+    """``events`` with ``note`` streamed after the answer and kept in the final :class:`Answer`
+    (not after a stop, nor when nothing was retrieved)."""
+    for event in events:
+        if isinstance(event, Done) and not event.answer.stopped and not event.answer.no_context:
+            text = f"\n\n{note}"
+            yield Token(text)
+            event = Done(dataclasses.replace(event.answer, answer=event.answer.answer + text))
+        yield event

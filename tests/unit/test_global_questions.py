@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from kb.global_questions import GlobalQuestion, route
-from kb.qa import Done, Retrieved
+from kb.qa import Done, Retrieved, Token
 from kb.services import build_services
 from kb.settings import load_settings
 
@@ -132,8 +132,15 @@ def test_character_question_from_the_chapter_summaries_that_mention_them(svc: An
 
 
 def test_chapter_question_uses_the_cached_summary_else_the_usual_path(svc: Any) -> None:
-    _, usual = ask(svc, "总结第二回")
+    events, usual = ask(svc, "总结第二回")
     assert "摘要，已缓存" not in usual.answer and usual.sources  # chapter-aware retrieval
+    # ... and the answer ends by saying it is not a summary and how to build one (streamed too)
+    offer = "python -m kb summarize --kb k --doc book.txt --chapter 第二回"
+    assert usual.answer.endswith("之后再问即从摘要回答。）") and offer in usual.answer
+    assert "第二回 乙女的摘要还没有生成" in usual.answer and usual.model == "kbqa-fake"
+    assert "".join(e.text for e in events if isinstance(e, Token)) == usual.answer
+    _, english = ask(svc, "Summarize chapter 2")
+    assert "not built yet" in english.answer and "--chapter Chapter 2" in english.answer
     result = svc.summaries.summarize_chapter("k", None, "2")
     _, cached = ask(svc, "总结第二回")
     assert cached.answer.endswith(result.summary) and "已缓存" in cached.answer
