@@ -324,6 +324,7 @@ class QAService:
             yield Retrieved(standalone, [])
             yield finish(standalone, "", [], stopped=True)
             return
+        offer: str | None = None
         if kb is not None and self.global_answers is not None:
             from kb.global_questions import route
 
@@ -335,41 +336,11 @@ class QAService:
             # a chapter with no cached summary: answered from passages spread over the chapter, and
             # the answer ends by offering to build the summary (never presented as one)
             offer = self.global_answers.chapter_offer(standalone, kb, routed) if routed is not None else None
-            if offer:
-                yield from _with_note(
-                    self._answer(
-                        kb,
-                        standalone,
-                        turns,
-                        lang,
-                        llm,
-                        top_k,
-                        score_threshold,
-                        window_chars,
-                        temperature,
-                        stop,
-                        started,
-                        finish,
-                        is_stopped,
-                    ),
-                    offer,
-                )
-                return
-        yield from self._answer(
-            kb,
-            standalone,
-            turns,
-            lang,
-            llm,
-            top_k,
-            score_threshold,
-            window_chars,
-            temperature,
-            stop,
-            started,
-            finish,
-            is_stopped,
-        )
+        answer = self._answer(
+            kb, standalone, turns, lang, llm, top_k, score_threshold, window_chars, temperature, stop,
+            started, finish, is_stopped,
+        )  # fmt: skip
+        yield from _with_note(answer, offer) if offer else answer
 
     def _answer(
         self,
