@@ -64,6 +64,7 @@ from vector_store.store import (
     ORPHAN_GRACE_S,
     ChunkRecord,
     DocumentEntry,
+    KeywordRows,
     ModelMismatchError,
     SearchHit,
     StoreError,
@@ -305,7 +306,7 @@ def _lite_locked(path: Path) -> bool:
     return False
 
 
-class MilvusSnapshot:
+class MilvusSnapshot(KeywordRows):
     """One published version: its chunks (in memory, row order) and searches that go to Milvus.
 
     Dense search and ``cosine`` ask Milvus, restricted to this version's segments (and to ``rows``
@@ -378,27 +379,6 @@ class MilvusSnapshot:
             return np.zeros(0, dtype=np.float32)
         vectors = self._store.vectors_of([self._pks[int(r)] for r in rows])
         return (vectors @ query).astype(np.float32)
-
-    def search_keyword(
-        self,
-        query: str,
-        k: int,
-        rows: Sequence[int] | None = None,
-        extra: Mapping[str, float] | None = None,
-    ) -> list[SearchHit]:
-        """Top-k chunks by the app's BM25 (kept beside Milvus); ``extra``: weighted expansion terms."""
-        if not self.chunks or k <= 0:
-            return []
-        return [
-            SearchHit(self.chunks[r], s, r) for r, s in self.keyword.search(query, k, rows=rows, extra=extra)
-        ]
-
-    def feedback_terms(self, rows: Sequence[int], exclude: Sequence[str], n: int) -> list[tuple[str, float]]:
-        """Expansion terms from the texts of ``rows`` (pseudo-relevance feedback), best first."""
-        return self.keyword.feedback_terms([self.chunks[r].text for r in rows], exclude, n)
-
-    def rows_of(self, doc_id: str) -> list[int]:
-        return self._by_doc.get(doc_id, [])
 
     def vectors(self, rows: Sequence[int]) -> np.ndarray:
         """The stored (L2-normalised) vectors of ``rows`` (e.g. to find a chapter's typical chunks)."""

@@ -177,7 +177,40 @@ def read_json(path: Path) -> dict[str, Any]:
     return data
 
 
-class Snapshot:
+class KeywordRows:
+    """What every snapshot does the same way over its ``chunks``, its BM25 ``keyword`` index and
+    ``_by_doc`` (doc id -> rows): keyword search, feedback terms, a document's rows. Shared by the
+    FAISS :class:`Snapshot` and :class:`vector_store.milvus.MilvusSnapshot`."""
+
+    chunks: list[ChunkRecord]
+    keyword: KeywordIndex
+    _by_doc: dict[str, list[int]]
+
+    def search_keyword(
+        self,
+        query: str,
+        k: int,
+        rows: Sequence[int] | np.ndarray | None = None,
+        extra: Mapping[str, float] | None = None,
+    ) -> list[SearchHit]:
+        """Top-k chunks by BM25 over jieba tokens (only chunks sharing a term with the query);
+        ``extra``: weighted expansion terms (index terms -> weight below 1)."""
+        if not self.chunks or k <= 0:
+            return []
+        return [
+            SearchHit(self.chunks[r], s, r) for r, s in self.keyword.search(query, k, rows=rows, extra=extra)
+        ]
+
+    def feedback_terms(self, rows: Sequence[int], exclude: Sequence[str], n: int) -> list[tuple[str, float]]:
+        """Expansion terms from the texts of ``rows`` (pseudo-relevance feedback), best first."""
+        return self.keyword.feedback_terms([self.chunks[r].text for r in rows], exclude, n)
+
+    def rows_of(self, doc_id: str) -> list[int]:
+        """Rows of one document's chunks, in document order."""
+        return self._by_doc.get(doc_id, [])
+
+
+class Snapshot(KeywordRows):
     """An immutable, fully loaded version of a knowledge base, safe to search from many threads.
 
     Holds the chunks, the FAISS index (dense) and the BM25 :class:`KeywordIndex` (keyword), all in
@@ -281,29 +314,6 @@ class Snapshot:
             return np.zeros(0, dtype=np.float32)
         vectors = self.index.reconstruct_batch(np.asarray(rows, dtype=np.int64))
         return (vectors @ query[0]).astype(np.float32)
-
-    def search_keyword(
-        self,
-        query: str,
-        k: int,
-        rows: Sequence[int] | np.ndarray | None = None,
-        extra: Mapping[str, float] | None = None,
-    ) -> list[SearchHit]:
-        """Top-k chunks by BM25 over jieba tokens (only chunks sharing a term with the query);
-        ``extra``: weighted expansion terms (index terms -> weight below 1)."""
-        if not self.chunks or k <= 0:
-            return []
-        return [
-            SearchHit(self.chunks[r], s, r) for r, s in self.keyword.search(query, k, rows=rows, extra=extra)
-        ]
-
-    def feedback_terms(self, rows: Sequence[int], exclude: Sequence[str], n: int) -> list[tuple[str, float]]:
-        """Expansion terms from the texts of ``rows`` (pseudo-relevance feedback), best first."""
-        return self.keyword.feedback_terms([self.chunks[r].text for r in rows], exclude, n)
-
-    def rows_of(self, doc_id: str) -> list[int]:
-        """Rows of one document's chunks, in document order."""
-        return self._by_doc.get(doc_id, [])
 
     def vectors(self, rows: Sequence[int]) -> np.ndarray:
         """The stored (L2-normalised) vectors of ``rows`` (e.g. to find a chapter's typical chunks)."""
