@@ -22,6 +22,7 @@ from tests.helpers import (
     NOVELS,
     REPO,
     SHARED_DATA,
+    MilvusLiteServer,
     build_tiny_model,
     excerpt,
     free_port,
@@ -186,6 +187,21 @@ def llama_server(bundled_gguf_05b: Path, tmp_path_factory: pytest.TempPathFactor
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=10)
+
+
+# --- Milvus Lite's own gRPC server: the Milvus backend's server-URI path, one per test session ---------
+
+
+@pytest.fixture(scope="session")
+def milvus_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MilvusLiteServer]:
+    """``python -m milvus_lite server`` on a free port (tests.helpers.MilvusLiteServer); tests share it
+    with a collection prefix each. A test that kills a server starts its own."""
+    pytest.importorskip("pymilvus")
+    server = MilvusLiteServer(tmp_path_factory.mktemp("milvus-server") / "data").start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 SLOW_FOLDERS = ("integration", "e2e")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -167,6 +168,66 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+class MilvusLiteServer:
+    """Milvus Lite's own gRPC server (``python -m milvus_lite server``) as a child process on a free
+    port, with its own data folder: the app reaches it at ``http://127.0.0.1:PORT`` through the same
+    code path as a Milvus standalone or distributed server (a network URI, timeouts, several client
+    processes). ``kill()`` SIGKILLs it; ``start()`` again reopens the same folder on the same port.
+    Its output goes to ``<data_dir>.log`` (shown when it fails to start)."""
+
+    def __init__(self, data_dir: Path, port: int | None = None) -> None:
+        self.data_dir = Path(data_dir)
+        self.port = port or free_port()
+        self.log = self.data_dir.with_name(self.data_dir.name + ".log")
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def uri(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _accepts(self) -> bool:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.settimeout(1.0)
+            return s.connect_ex(("127.0.0.1", self.port)) == 0
+
+    def start(self, timeout: float = 120.0) -> MilvusLiteServer:
+        """Start the server and wait (checking that it runs) until its port accepts connections."""
+        assert self.process is None or self.process.poll() is not None, "already running"
+        pytest.importorskip("milvus_lite")
+        argv = ["server", "--data-dir", str(self.data_dir), "--host", "127.0.0.1", "--port", str(self.port)]
+        with open(self.log, "ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "milvus_lite", *argv],
+                cwd=REPO,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        wait_for(
+            self._accepts,
+            self.process,
+            timeout=timeout,
+            what=f"Milvus Lite server on port {self.port}",
+            output=lambda: self.log.read_text(encoding="utf-8", errors="replace"),
+        )
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL the server (no shutdown, no flush) and reap it."""
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait(timeout=60)
+
+    def stop(self) -> None:
+        """End the server if it runs (SIGINT: its own clean shutdown; SIGKILL after 30 s)."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGINT)
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.kill()
 
 
 TINY_CHAT_TEMPLATE = (

@@ -117,13 +117,33 @@ def _check_segment(segment: str) -> str:
 class _Guarded:
     """A ``MilvusClient`` whose calls raise :class:`StoreError` naming the backend and URI.
 
-    Every call gets the catalog's ``timeout`` (never a hang on a dead server) unless given one.
+    Every call gets the catalog's ``timeout`` (never a hang on a dead server) unless given one. A
+    call on a collection the server has released (a restarted server, a reopened Milvus Lite
+    folder) loads it and is tried once more. A call that finds the server unreachable calls
+    ``on_unreachable(self)``: the catalog drops this connection and the next request opens a new one
+    (gRPC's own reconnection backs off, so a restarted server would go on failing for a while).
     """
 
-    def __init__(self, client: Any, where: str, timeout: float) -> None:
+    def __init__(
+        self, client: Any, where: str, timeout: float, on_unreachable: Callable[[_Guarded], None]
+    ) -> None:
         self._client = client
         self._where = where
         self._timeout = timeout
+        self._on_unreachable = on_unreachable
+
+    def _error(self, exc: BaseException) -> StoreError:
+        if getattr(exc, "code", None) == CONNECT_FAILED:
+            self._on_unreachable(self)
+        return _store_error(exc, self._where)
+
+    def reload(self, collection: str) -> None:
+        """Load ``collection`` again (after a :func:`_not_loaded` error)."""
+        log.info("%s: loading the released collection %s again", self._where, collection)
+        try:
+            self._client.load_collection(collection, timeout=self._timeout)
+        except Exception as exc:
+            raise self._error(exc) from exc
 
     def __getattr__(self, name: str) -> Callable[..., Any]:
         method = getattr(self._client, name)
@@ -135,13 +155,33 @@ class _Guarded:
             except StoreError:
                 raise
             except Exception as exc:  # pymilvus raises MilvusException, grpc errors, ValueError...
-                raise _store_error(exc, self._where) from exc
+                collection = args[0] if args else kwargs.get("collection_name")
+                if not (_not_loaded(exc) and isinstance(collection, str)):
+                    raise self._error(exc) from exc
+            self.reload(collection)
+            try:
+                return method(*args, **kwargs)
+            except Exception as exc:
+                raise self._error(exc) from exc
 
         return call
 
 
+NOT_LOADED = 101
+"""The error code of a request on a released collection (``CollectionNotLoaded``), the same on a
+Milvus server and Milvus Lite: a restarted server has every collection released."""
+CONNECT_FAILED = 2
+"""pymilvus' code for a server that does not answer (refused, down, restarting)."""
+
+
+def _not_loaded(exc: BaseException) -> bool:
+    return getattr(exc, "code", None) == NOT_LOADED
+
+
 def _store_error(exc: BaseException, where: str) -> StoreError:
     text = getattr(exc, "message", None) or str(exc) or exc.__class__.__name__
+    if getattr(exc, "code", None) == CONNECT_FAILED:
+        return StoreError(f"{where} is not reachable ({text[:300]}); check that the server runs")
     return StoreError(f"{where}: {text[:300]}")
 
 
@@ -211,8 +251,19 @@ class MilvusCatalog:
         with self._lock:
             if self._client is None:
                 self._raw = self._connect()
-                self._client = _Guarded(self._raw, self.where, self.timeout_s)
+                self._client = _Guarded(self._raw, self.where, self.timeout_s, self._disconnect)
             return self._client
+
+    def _disconnect(self, client: _Guarded) -> None:
+        """Drop ``client``'s connection (the server was unreachable): the next request connects anew."""
+        with self._lock:
+            if self._client is not client:
+                return
+            raw, self._raw, self._client = self._raw, None, None
+        try:
+            raw.close()
+        except Exception:  # pragma: no cover - closing a dead connection
+            log.debug("closing the Milvus client failed", exc_info=True)
 
     def _connect(self) -> Any:
         try:
@@ -228,7 +279,9 @@ class MilvusCatalog:
         # StoreError naming the backend and URI, so its own log would only repeat it
         logging.getLogger("pymilvus").setLevel(logging.CRITICAL)
         try:
-            return MilvusClient(uri=self.uri, token=self._token or "", timeout=self.timeout_s)
+            # dedicated: this catalog's own connection, really closed by close() / _disconnect()
+            # (a shared one outlives its clients, with gRPC's reconnection back-off)
+            return MilvusClient(uri=self.uri, token=self._token or "", timeout=self.timeout_s, dedicated=True)
         except Exception as exc:
             if self.is_lite and _lite_locked(Path(self.uri)):
                 raise StoreError(
@@ -452,30 +505,36 @@ class MilvusStore:
         return self._iterate(self.meta_collection, expr, list(fields))
 
     def _iterate(self, collection: str, expr: str, fields: list[str]) -> list[dict[str, Any]]:
-        """Every row matching ``expr`` (paged: Milvus caps one query's window)."""
-        iterator = self._c.query_iterator(
-            collection,
-            batch_size=QUERY_BATCH,
-            filter=expr,
-            output_fields=fields,
-            consistency_level=self._level,
-        )
-        out: list[dict[str, Any]] = []
-        try:
-            while True:
-                try:
-                    batch = iterator.next()
-                except Exception as exc:
-                    raise _store_error(exc, self.catalog.where) from exc
-                if not batch:
-                    break
-                out.extend(batch)
-        finally:
+        """Every row matching ``expr`` (paged: Milvus caps one query's window). A collection
+        released meanwhile (a restarted server) is loaded and the whole read done again."""
+        for attempt in range(2):
+            client = self._c
+            iterator = client.query_iterator(
+                collection,
+                batch_size=QUERY_BATCH,
+                filter=expr,
+                output_fields=fields,
+                consistency_level=self._level,
+            )
+            out: list[dict[str, Any]] = []
             try:
-                iterator.close()
-            except Exception:  # pragma: no cover - closing a dead iterator
-                log.debug("closing a Milvus query iterator failed", exc_info=True)
-        return out
+                while True:
+                    try:
+                        batch = iterator.next()
+                    except Exception as exc:
+                        if attempt == 0 and _not_loaded(exc):
+                            break
+                        raise client._error(exc) from exc
+                    if not batch:
+                        return out
+                    out.extend(batch)
+            finally:
+                try:
+                    iterator.close()
+                except Exception:  # pragma: no cover - closing a dead iterator
+                    log.debug("closing a Milvus query iterator failed", exc_info=True)
+            client.reload(collection)
+        raise AssertionError("unreachable")  # pragma: no cover
 
     # ---------------------------------------------------------------- identity
     def exists(self) -> bool:

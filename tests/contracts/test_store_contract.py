@@ -1,13 +1,15 @@
 """The contract every vector store backend passes: the ``Store`` / ``StoreSnapshot`` protocols.
 
-Parametrised over the implementations (today the FAISS folder store); a new backend (e.g. Milvus)
-adds one entry to ``STORES`` and must pass every test here unchanged. Only protocol methods are
+Parametrised over the implementations: the FAISS folder store, Milvus Lite (a local ``.db`` folder,
+its engine in this process) and a Milvus server URI (Milvus Lite's own gRPC server in another
+process, ``slow``); a new backend adds one entry to ``STORES`` and must pass every test here unchanged. Only protocol methods are
 used, so nothing here depends on files; the FAISS store's on-disk behaviour (atomic versions,
 corruption, pickles, garbage collection) is tested in ``tests/unit/test_vector_store.py``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -39,16 +41,33 @@ def _milvus_lite(tmp: Path) -> Store:
     return MilvusCatalog(str(tmp / "milvus.db"), lock_dir=tmp / "locks").store("kb")
 
 
+def _milvus_server(tmp: Path, uri: str) -> Store:
+    """A knowledge base behind a Milvus server URI: Milvus Lite's own gRPC server in another process
+    (``milvus_server`` in tests/conftest.py), shared by the tests, each under its own collection prefix."""
+    pytest.importorskip("pymilvus")
+    from vector_store.milvus import MilvusCatalog
+
+    prefix = "t" + hashlib.sha256(str(tmp).encode()).hexdigest()[:12] + "_"
+    return MilvusCatalog(uri, prefix=prefix, lock_dir=tmp / "locks", timeout_s=10.0).store("kb")
+
+
 STORES: dict[str, Callable[[Path], Store]] = {
     "faiss": lambda tmp: VectorStore(tmp / "kb"),
     "milvus-lite": _milvus_lite,
 }
+SERVER_STORES: dict[str, Callable[[Path, str], Store]] = {"milvus-server": _milvus_server}
+"""Backends behind a server process (started once per session: slow)."""
 
 
-@pytest.fixture(params=sorted(STORES))
+@pytest.fixture(
+    params=[*sorted(STORES), *(pytest.param(name, marks=pytest.mark.slow) for name in sorted(SERVER_STORES))]
+)
 def new_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     """A store whose knowledge base does not exist yet (backends holding a connection are closed after)."""
-    store = STORES[request.param](tmp_path)
+    if request.param in SERVER_STORES:
+        store = SERVER_STORES[request.param](tmp_path, request.getfixturevalue("milvus_server").uri)
+    else:
+        store = STORES[request.param](tmp_path)
     yield store
     catalog = getattr(store, "catalog", None)
     if catalog is not None:

@@ -159,3 +159,34 @@ def test_a_milvus_lite_folder_open_in_another_process_is_refused_clearly(tmp_pat
     catalog = MilvusCatalog(str(uri), lock_dir=tmp_path / "locks", timeout_s=5)
     catalog.check()  # free again once the holder has exited
     catalog.close()
+
+
+def test_a_released_collection_is_loaded_again_on_the_next_request(tmp_path: Path) -> None:
+    """A restarted Milvus server has every collection released (error code 101 on a query); the
+    store loads it and does the request again, instead of failing until the app restarts."""
+    import numpy as np
+
+    from vector_store import ChunkRecord, DocumentEntry
+
+    catalog = MilvusCatalog(str(tmp_path / "m.db"), lock_dir=tmp_path / "locks", timeout_s=10)
+    try:
+        store = catalog.store("kb")
+        with store.lock():
+            store.create("kb", "hash", 4)
+        vectors = np.eye(2, 4, dtype=np.float32)
+        store.write_segment(
+            "s1", vectors, [ChunkRecord(f"d#{i}", "d", i, t, 0, 2) for i, t in enumerate(["甲乙", "丙丁"])]
+        )
+        with store.lock():
+            store.commit({"d": DocumentEntry("d", "d", "h", "s1", 2, 4, 0.0)})
+        snap = store.load()
+        for collection in (store.meta_collection, store.chunks_collection):
+            catalog.client.release_collection(collection)
+        assert [h.chunk.text for h in snap.search(vectors[1], 1)] == ["丙丁"]  # search (chunks)
+        catalog.client.release_collection(store.meta_collection)
+        assert store.current_version() == snap.version  # query (meta)
+        for collection in (store.meta_collection, store.chunks_collection):
+            catalog.client.release_collection(collection)
+        assert [c.text for c in store.load().chunks] == ["甲乙", "丙丁"]  # paged query iterators
+    finally:
+        catalog.close()
