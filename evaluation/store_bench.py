@@ -13,7 +13,9 @@ What is measured, through the :class:`~vector_store.protocols.Store` protocol th
 * search: ``snapshot.search(vector, 5)`` (dense top-5) for ``--queries`` queries (p50/p95 ms), and
   the same restricted to one document's rows (``rows=``, as chapter filters do);
 * keyword: ``snapshot.search_keyword`` (both backends use the same in-memory BM25);
-* memory: the process's RSS after load and its peak (Milvus Lite's engine runs inside it).
+* memory: the process's RSS after load and its peak (Milvus Lite's engine runs inside it);
+  backend ``milvus-server`` (Milvus Lite's own gRPC server started as another process, reached at
+  ``http://127.0.0.1:PORT`` as a Milvus server is) adds the server's RSS after the searches.
 
 Vectors are random unit vectors of the bundled e5's dimension (384), not embeddings: latency and
 memory depend on the count and dimension, not on what the vectors mean (and ANN-free FLAT search
@@ -53,14 +55,74 @@ def _rss_mb() -> float:
     return psutil.Process().memory_info().rss / 2**20
 
 
-def _store(backend: str, folder: Path) -> Any:
+class _LiteServer:
+    """``python -m milvus_lite server`` on a free port with its data in ``folder`` (backend
+    ``milvus-server``: the server-URI path, the engine in another process)."""
+
+    def __init__(self, folder: Path) -> None:
+        import socket
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = int(s.getsockname()[1])
+        self.log = open(folder / "server.log", "ab")
+        argv = [
+            "server",
+            "--data-dir",
+            str(folder / "server-data"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+        ]
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "milvus_lite", *argv], stdout=self.log, stderr=self.log
+        )
+        deadline = time.monotonic() + 120
+        while not self._accepts():
+            if self.process.poll() is not None:
+                raise RuntimeError(
+                    f"the Milvus Lite server ended ({self.process.returncode}); see {folder}/server.log"
+                )
+            if time.monotonic() > deadline:
+                raise RuntimeError("the Milvus Lite server did not accept connections in 120 s")
+            time.sleep(0.05)
+
+    def _accepts(self) -> bool:
+        import socket
+
+        with socket.socket() as s:
+            s.settimeout(1.0)
+            return s.connect_ex(("127.0.0.1", self.port)) == 0
+
+    @property
+    def uri(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def rss_mb(self) -> float:
+        import psutil
+
+        return psutil.Process(self.process.pid).memory_info().rss / 2**20
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=30)
+        self.log.close()
+
+
+def _store(backend: str, folder: Path, server: _LiteServer | None = None) -> Any:
     if backend == "faiss":
         from vector_store import VectorStore
 
         return VectorStore(folder / "kb" / "bench"), None
     from vector_store.milvus import MilvusCatalog
 
-    catalog = MilvusCatalog(str(folder / "milvus.db"), lock_dir=folder / "locks", timeout_s=600.0)
+    uri = server.uri if server is not None else str(folder / "milvus.db")
+    catalog = MilvusCatalog(uri, lock_dir=folder / "locks", timeout_s=600.0)
     return catalog.store("bench"), catalog
 
 
@@ -68,12 +130,30 @@ def run_one(backend: str, chunks: int, folder: Path, doc_chunks: int, queries: i
     """Insert ``chunks`` random vectors in documents of ``doc_chunks``, publish, load, search."""
     import faiss
 
-    from vector_store import ChunkRecord, DocumentEntry
-
     faiss.omp_set_num_threads(1)  # as the app (kb/services.py)
     rng = np.random.default_rng(seed)
     folder.mkdir(parents=True, exist_ok=True)
-    store, catalog = _store(backend, folder)
+    server = _LiteServer(folder) if backend == "milvus-server" else None
+    try:
+        result = _run_store(backend, chunks, folder, doc_chunks, queries, rng, server)
+    finally:
+        if server is not None:
+            server.stop()
+    return result
+
+
+def _run_store(
+    backend: str,
+    chunks: int,
+    folder: Path,
+    doc_chunks: int,
+    queries: int,
+    rng: np.random.Generator,
+    server: _LiteServer | None,
+) -> dict:
+    from vector_store import ChunkRecord, DocumentEntry
+
+    store, catalog = _store(backend, folder, server)
     with store.lock():
         store.create("bench", "random-unit", DIMENSION)
     rss_start = _rss_mb()
@@ -152,6 +232,8 @@ def run_one(backend: str, chunks: int, folder: Path, doc_chunks: int, queries: i
         "peak_rss_mb": round(peak_rss_mb(), 1),
         "disk_mb": round(sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) / 2**20, 1),
     }
+    if server is not None:  # the engine's memory is the server's, not this client's
+        result["server_rss_mb"] = round(server.rss_mb(), 1)
     if catalog is not None:
         catalog.close()
     return result
@@ -177,7 +259,7 @@ def _table(results: list[dict]) -> str:
     lines.append("|" + "---|" * (len(cols) + 2))
     by = {(r["backend"], r["chunks"]): r for r in results if "error" not in r}
     for size in sorted({r["chunks"] for r in results}):
-        for backend in ("faiss", "milvus"):
+        for backend in ("faiss", "milvus", "milvus-server"):
             r = by.get((backend, size))
             if r is None:
                 miss = next((x for x in results if x["backend"] == backend and x["chunks"] == size), None)
@@ -196,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["run"]:
         p = argparse.ArgumentParser(prog="python -m evaluation.store_bench run")
-        p.add_argument("--backend", choices=["faiss", "milvus"], required=True)
+        p.add_argument("--backend", choices=["faiss", "milvus", "milvus-server"], required=True)
         p.add_argument("--chunks", type=int, required=True)
         p.add_argument("--dir", required=True)
         p.add_argument("--doc-chunks", type=int, default=1000)
@@ -206,7 +288,14 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     p = argparse.ArgumentParser(prog="python -m evaluation.store_bench")
     p.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
-    p.add_argument("--backends", nargs="+", default=["faiss", "milvus"])
+    p.add_argument(
+        "--backends",
+        nargs="+",
+        default=["faiss", "milvus"],
+        choices=["faiss", "milvus", "milvus-server"],
+        help="milvus: Milvus Lite in this process (a .db folder); milvus-server: Milvus Lite's own gRPC "
+        "server in another process, reached by URI",
+    )
     p.add_argument("--out", required=True, help="folder for the stores and results.json")
     p.add_argument("--doc-chunks", type=int, default=1000)
     p.add_argument("--queries", type=int, default=200)
