@@ -12,8 +12,13 @@ representative), with no cache hits (a fresh knowledge base).
 Per chapter and mode: seconds, model calls, prompt and answer tokens (the model's own count), and
 two quality proxies: **names kept** — of the chapter's 8 most frequent person names (jieba's
 ``nr`` tag, 2-4 characters), the share the summary mentions; **agreement** — character-bigram F1
-of the representative summary against the full one. The machine's load average is recorded
-before and after (the measurement shares the CPU with whatever else runs).
+of the representative summary against the full one. Two repetition proxies per summary
+(:func:`repetition`): **repeated 8-grams** — the share of its character 8-grams (punctuation and
+spaces ignored) that already occurred earlier in it, 0 for a text that never repeats itself — and
+the **longest repeated** stretch (characters). ``--repeat-penalty``/``--repeat-last-n`` set
+``summary.repeat_penalty``/``repeat_last_n`` for the run (default: the settings' values). The
+machine's load average is recorded before and after (the measurement shares the CPU with whatever
+else runs).
 """
 
 from __future__ import annotations
@@ -58,7 +63,41 @@ def bigram_f1(candidate: str, reference: str) -> float:
     return 2 * precision * recall / (precision + recall)
 
 
-def measure(novel: Path, chapters: list[int], home: Path) -> dict[str, Any]:
+def repetition(text: str, n: int = 8) -> dict[str, float | int]:
+    """How much ``text`` repeats itself: the share of its character ``n``-grams (letters and digits
+    only) seen earlier in it, and the length of its longest stretch that occurs twice.
+
+    >>> repetition("甲乙丙丁戊己庚辛壬癸")
+    {'repeated_8grams': 0.0, 'longest_repeat': 0}
+    >>> repetition("甲乙丙丁戊己庚辛。甲乙丙丁戊己庚辛")
+    {'repeated_8grams': 0.111, 'longest_repeat': 8}
+    """
+    chars = "".join(c for c in text if c.isalnum())
+    grams = [chars[i : i + n] for i in range(len(chars) - n + 1)]
+    seen: set[str] = set()
+    repeated = 0
+    for gram in grams:
+        repeated += gram in seen
+        seen.add(gram)
+
+    def occurs_twice(size: int) -> bool:
+        found: set[str] = set()
+        for i in range(len(chars) - size + 1):
+            if chars[i : i + size] in found:
+                return True
+            found.add(chars[i : i + size])
+        return False
+
+    lo, hi = 0, len(chars)  # binary search: a repeat of length k implies one of every shorter length
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if occurs_twice(mid) else (lo, mid - 1)
+    return {"repeated_8grams": round(repeated / max(1, len(grams)), 3), "longest_repeat": lo}
+
+
+def measure(
+    novel: Path, chapters: list[int], home: Path, summary_settings: dict[str, Any] | None = None
+) -> dict[str, Any]:
     from kb.sections import document_sections, section_text
     from kb.services import build_services
     from kb.settings import load_settings
@@ -72,11 +111,18 @@ def measure(novel: Path, chapters: list[int], home: Path) -> dict[str, Any]:
     src.mkdir(parents=True, exist_ok=True)
     doc = src / f"{novel.stem.split('.')[0]}.txt"
     doc.write_text(text[:end], encoding="utf-8")
-    services = build_services(load_settings(home=home / "home", env={}))
-    out: dict[str, Any] = {"novel": novel.name, "load_before": os.getloadavg(), "chapters": []}
+    settings = load_settings(home=home / "home", env={}, overrides={"summary": summary_settings or {}})
+    services = build_services(settings)
+    out: dict[str, Any] = {
+        "novel": novel.name,
+        "summary_settings": settings.summary.model_dump(),
+        "load_before": os.getloadavg(),
+        "chapters": [],
+    }
     try:
         services.ingestor.add("bench", [doc])
         summaries = services.summaries
+        summaries.llm_factory().warm_up()  # the model's load is not timed (the first chapter's full run)
         entry, chunks = summaries.document("bench", None)
         sections = {s.number: s for s in document_sections(chunks) if s.number is not None}
         for number in chapters:
@@ -106,6 +152,8 @@ def measure(novel: Path, chapters: list[int], home: Path) -> dict[str, Any]:
                     "tokens_in": stats.get("tokens_in"),
                     "tokens_out": stats.get("tokens_out"),
                     "names_kept": round(sum(n in result.summary for n in names) / max(1, len(names)), 2),
+                    **repetition(result.summary),
+                    "load": os.getloadavg()[0],
                     "summary": result.summary,
                 }
                 print(f"{section.label} {mode}: {seconds:.0f} s, {result.llm_calls} calls", flush=True)
@@ -130,10 +178,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--chapters", type=int, nargs="+", default=[2])
     p.add_argument("--home", help="data home to use (default: a temporary folder)")
     p.add_argument("--json", help="write the results here")
+    p.add_argument("--repeat-penalty", type=float, help="summary.repeat_penalty for this run")
+    p.add_argument("--repeat-last-n", type=int, help="summary.repeat_last_n for this run")
     args = p.parse_args(argv)
     novel = SHARED_DATA / "novels" / args.novel
+    chosen = {"repeat_penalty": args.repeat_penalty, "repeat_last_n": args.repeat_last_n}
     with tempfile.TemporaryDirectory(prefix="kbqa-summaries-") as tmp:
-        results = measure(novel, args.chapters, Path(args.home or tmp))
+        results = measure(
+            novel,
+            args.chapters,
+            Path(args.home or tmp),
+            {k: v for k, v in chosen.items() if v is not None},
+        )
     text = json.dumps(results, ensure_ascii=False, indent=1)
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -128,6 +128,7 @@ class MapReducer:
         temperature: float,
         stop: threading.Event | None = None,
         memo: Memo | None = None,
+        sampling: Mapping[str, Any] | None = None,
     ) -> None:
         self.llm = llm
         self.count = count_tokens
@@ -137,6 +138,8 @@ class MapReducer:
         self.temperature = temperature
         self.stop = stop
         self.memo = memo
+        self.sampling = dict(sampling or {})
+        """Extra options of every call (``repeat_penalty``, ``repeat_last_n``: models.llm.base)."""
         self.calls = 0
         self.tokens_in = 0
         self.tokens_out = 0
@@ -244,7 +247,7 @@ class MapReducer:
         started = time.perf_counter()
         self.calls += 1
         pieces: list[str] = []
-        it = self.llm.stream(messages, temperature=self.temperature, max_tokens=max_tokens)
+        it = self.llm.stream(messages, temperature=self.temperature, max_tokens=max_tokens, **self.sampling)
         try:
             for chunk in it:
                 text = _text_of(chunk)

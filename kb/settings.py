@@ -294,6 +294,22 @@ class SummarySettings(_Section):
         6, ge=1, description="'representative' mode: chunks per chapter given to the model."
     )
     temperature: float = Field(0.2, ge=0.0, le=2.0, description="Sampling temperature of summaries.")
+    repeat_penalty: float = Field(
+        1.0,
+        ge=1.0,
+        le=2.0,
+        description="llama.cpp's repeat penalty for summary calls: a token among the last repeat_last_n "
+        "tokens of the answer gets its score divided by this; 1.0 = off. Measured: it ends a looping "
+        "summary but shortens summaries and drops names, hence off (docs/BENCHMARKS.md, summaries). "
+        "Other backends ignore it; cached summaries are not re-made when it changes.",
+    )
+    repeat_last_n: int = Field(
+        64,
+        ge=0,
+        le=4096,
+        description="How many of the answer's last tokens the repeat penalty looks at (llama.cpp's "
+        "penalty window; 64 is its default).",
+    )
 
 
 class AgentSettings(_Section):

@@ -350,6 +350,11 @@ class SummaryService:
             temperature=s.temperature,
             stop=stop,
             memo=memo,
+            sampling=(
+                {"repeat_penalty": s.repeat_penalty, "repeat_last_n": s.repeat_last_n}
+                if s.repeat_penalty != 1.0
+                else None
+            ),
         )
 
     def stream_chapter(

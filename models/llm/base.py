@@ -32,6 +32,19 @@ DEFAULT_BUNDLED_LLM = BUNDLED_QWEN_15B
 
 _TRUTHY = {"1", "true", "yes", "on"}
 
+SAMPLING_OPTIONS = ("repeat_penalty", "repeat_last_n")
+"""Optional per-call sampling options (``llm.stream(..., repeat_penalty=1.1)``): llama.cpp honours
+them (directly and through the model process); the other backends ignore them."""
+
+
+def sampling_options(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The :data:`SAMPLING_OPTIONS` given (not None) in a call's ``kwargs``.
+
+    >>> sampling_options({"temperature": 0.2, "repeat_penalty": 1.1, "repeat_last_n": None})
+    {'repeat_penalty': 1.1}
+    """
+    return {k: kwargs[k] for k in SAMPLING_OPTIONS if kwargs.get(k) is not None}
+
 
 def is_bundled_name(model: str) -> bool:
     """``bundled:...`` names refer to :data:`models.bundled.BUNDLED_LLMS`."""

@@ -23,6 +23,7 @@ from models.llm.base import (
     _TRUTHY,
     CARD_LLM,
     DEFAULT_BUNDLED_LLM,
+    SAMPLING_OPTIONS,
     LocalChatModel,
     cuda_available,
     estimate_tokens,
@@ -384,6 +385,8 @@ def _openai_compatible_chat(settings: LLMConfig) -> BaseChatModel:
             """Nothing to load here (the server loads its model); the first request checks the server."""
 
         def _get_request_payload(self, input_: Any, *, stop: list[str] | None = None, **kwargs: Any) -> dict:
+            # llama.cpp's sampling options are not OpenAI fields (OpenAI rejects unknown ones)
+            kwargs = {k: v for k, v in kwargs.items() if k not in SAMPLING_OPTIONS}
             payload = super()._get_request_payload(input_, stop=stop, **kwargs)
             if "max_completion_tokens" in payload:
                 payload["max_tokens"] = payload.pop("max_completion_tokens")

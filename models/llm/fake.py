@@ -79,11 +79,18 @@ class FakeChatModel(LocalChatModel):
 
     _calls: int = PrivateAttr(default=0)
     _calls_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+    _options: list[dict[str, Any]] = PrivateAttr(default_factory=list)
 
     @property
     def calls(self) -> int:
         """Model calls so far (each ``stream``/``invoke``)."""
         return self._calls
+
+    @property
+    def call_options(self) -> list[dict[str, Any]]:
+        """The generation options (``temperature``, ``max_tokens``, ``repeat_penalty`` ...) each call
+        got, in call order; tests check what reached the model."""
+        return list(self._options)
 
     def _next_text(self, messages: list[BaseMessage]) -> str:
         with self._calls_lock:
@@ -112,6 +119,8 @@ class FakeChatModel(LocalChatModel):
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
         _, max_tokens = self._params(kwargs)
+        with self._calls_lock:
+            self._options.append(dict(kwargs))
         text = self._next_text(messages)
         finish = "length" if len(text) > max_tokens else "stop"
         stops = StopFilter(stop)

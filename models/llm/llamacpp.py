@@ -20,7 +20,13 @@ from models.bundled import (
 )
 from models.cpu import physical_cores
 from models.errors import ModelConfigError, ModelUnavailableError
-from models.llm.base import DEFAULT_BUNDLED_LLM, LocalChatModel, is_bundled_name, to_role_messages
+from models.llm.base import (
+    DEFAULT_BUNDLED_LLM,
+    LocalChatModel,
+    is_bundled_name,
+    sampling_options,
+    to_role_messages,
+)
 
 # --------------------------------------------------------------------------------------------------
 # llama.cpp
@@ -165,22 +171,32 @@ class LlamaCppChat(LocalChatModel):
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
         temperature, max_tokens = self._params(kwargs)
+        options = sampling_options(kwargs)
         llama = self._load()
         finish = "stop"
         with self._gen_lock:
-            stream = llama.create_chat_completion(
-                messages=to_role_messages(messages),
-                temperature=temperature,
-                max_tokens=max_tokens,
-                stop=list(stop or []),
-                seed=self.seed,
-                stream=True,
-            )
-            for event in stream:
-                choice = event["choices"][0]
-                piece = choice.get("delta", {}).get("content")
-                if piece:
-                    yield self._chunk(piece, run_manager)
-                if choice.get("finish_reason"):
-                    finish = choice["finish_reason"]
+            # llama.cpp's penalties look at the last ``Llama.last_n_tokens_size`` tokens the answer
+            # sampled (read when each generation builds its sampler): set per call, then restored.
+            window = llama.last_n_tokens_size
+            if "repeat_last_n" in options:
+                llama.last_n_tokens_size = int(options["repeat_last_n"])
+            try:
+                stream = llama.create_chat_completion(
+                    messages=to_role_messages(messages),
+                    temperature=temperature,
+                    max_tokens=max_tokens,
+                    stop=list(stop or []),
+                    seed=self.seed,
+                    repeat_penalty=float(options.get("repeat_penalty", 1.0)),
+                    stream=True,
+                )
+                for event in stream:
+                    choice = event["choices"][0]
+                    piece = choice.get("delta", {}).get("content")
+                    if piece:
+                        yield self._chunk(piece, run_manager)
+                    if choice.get("finish_reason"):
+                        finish = choice["finish_reason"]
+            finally:
+                llama.last_n_tokens_size = window
         yield self._last_chunk(finish)

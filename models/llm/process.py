@@ -43,6 +43,7 @@ from pydantic import Field, PrivateAttr
 
 from models.errors import BundledModelError, ModelConfigError, ModelCrashedError, ModelUnavailableError
 from models.llm import LocalChatModel, to_role_messages
+from models.llm.base import sampling_options
 
 __all__ = ["HOLD_OFF_S", "MAX_START_CRASHES", "WorkerChatModel", "describe_exit"]
 
@@ -456,6 +457,7 @@ class WorkerChatModel(LocalChatModel):
                 "temperature": temperature,
                 "max_tokens": max_tokens,
                 "stop": list(stop or []),
+                **sampling_options(kwargs),
             }
         )
         finished = False

@@ -12,7 +12,7 @@ Parent → worker::
     {"op": "load", "spec": {...ChatSpec...}}                      first line, once
     {"op": "tokens", "id": 7, "texts": ["...", ...]}
     {"op": "chat", "id": 8, "messages": [{"role", "content"}], "temperature": 0.1,
-     "max_tokens": 512, "stop": ["..."]}
+     "max_tokens": 512, "stop": ["..."]}          optional: "repeat_penalty", "repeat_last_n"
     {"op": "cancel", "id": 8}                                     stop generating request 8
     {"op": "stats", "id": 9}                                      answers, cancelled, pieces so far
 
@@ -107,8 +107,10 @@ class _Worker:
         if self.is_cancelled(rid):
             self.channel.send({"id": rid, "done": "cancelled"})
             return
+        from models.llm.base import sampling_options
+
         kwargs = {"temperature": request.get("temperature"), "max_tokens": request.get("max_tokens")}
-        kwargs = {k: v for k, v in kwargs.items() if v is not None}
+        kwargs = {k: v for k, v in kwargs.items() if v is not None} | sampling_options(request)
         stream = self.chat._stream(_messages(request["messages"]), stop=request.get("stop") or None, **kwargs)
         finish = "stop"
         try:
