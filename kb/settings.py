@@ -180,7 +180,9 @@ class LLMSettings(_Section):
     )
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="transformers only.")
     base_url: str = Field("http://127.0.0.1:8000/v1", description="openai only: server URL.")
-    api_key: str = Field("not-needed", description="openai only: API key.")
+    api_key: SecretStr = Field(
+        SecretStr("not-needed"), description="openai only: API key (shown as ********** in dumps and logs)."
+    )
     fake_reply: str | None = Field(
         None, description="fake only: scripted reply; None = quote the first context sentence."
     )

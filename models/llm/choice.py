@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from langchain_core.language_models.chat_models import BaseChatModel
+from pydantic import SecretStr
 
 from models.bundled import (
     BUNDLED_LLMS,
@@ -50,7 +51,7 @@ class LLMConfig(Protocol):
     dtype: Literal["auto", "float32", "float16", "bfloat16"]
     device: Literal["auto", "cpu", "cuda"]
     base_url: str
-    api_key: str
+    api_key: SecretStr
     fake_reply: str | None
     fake_token_delay_ms: float
     process: Literal["auto", "worker", "in-process"]
@@ -400,7 +401,7 @@ def _openai_compatible_chat(settings: LLMConfig) -> BaseChatModel:
     return OpenAICompatibleChat(
         base_url=settings.base_url,
         model=settings.model,
-        api_key=settings.api_key,
+        api_key=settings.api_key.get_secret_value(),
         streaming=True,
         temperature=settings.temperature,
         max_tokens=settings.max_tokens,

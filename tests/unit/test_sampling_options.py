@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from langchain_core.messages import HumanMessage
+from pydantic import SecretStr
 
 from kb.cli import main
 from kb.services import build_services
@@ -147,7 +148,7 @@ def test_openai_compatible_payload_leaves_them_out() -> None:
     class Settings:
         base_url = "http://127.0.0.1:9/v1"
         model = "m"
-        api_key = "x"
+        api_key = SecretStr("x")
         temperature = 0.1
         max_tokens = 20
         n_ctx = 4096

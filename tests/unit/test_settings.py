@@ -64,3 +64,10 @@ def test_bad_yaml_is_a_clear_error(tmp_path: Path) -> None:
 def test_profiles_and_expand_env() -> None:
     assert {"card", "mock", "small"} <= set(available_profiles())
     assert expand_env(["${A}", "${B:b}", 3], {"A": "a"}) == ["a", "b", 3]
+
+
+def test_the_llm_api_key_is_kept_out_of_dumps_and_reprs(tmp_path: Path) -> None:
+    s = load_settings(home=tmp_path, env={"KBQA_LLM__API_KEY": "sk-very-secret"})
+    assert s.llm.api_key.get_secret_value() == "sk-very-secret"
+    assert "sk-very-secret" not in repr(s)
+    assert "sk-very-secret" not in s.model_dump_json()

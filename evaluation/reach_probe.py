@@ -1,0 +1,269 @@
+"""Paraphrase reach, measured (issue #14, item 4): two ideas tried on the novel dev set, same run as
+the baseline, scored with the project's metric (a gold answer in the first ``--budget`` characters
+of the context the app builds).
+
+* ``sentences`` — multi-granularity: each of the first ``--candidates`` fused hits is split into
+  sentence windows (up to 60 and 120 characters) and its best window's cosine with the question
+  (the app's embedder; windows embedded on the fly, which is what a sentence-window index would
+  store) is mixed with the hit's fused score: ``a * fused + (1 - a) * window`` (both min-max
+  normalised over the candidates), for several ``a``; ``a = 1`` is the baseline.
+* ``hyde`` — the app's LLM writes a short hypothetical answer (HyDE / query2doc); the search runs on
+  the question followed by it. The answers are kept in ``--hypotheses`` (a JSON file, reused when it
+  exists, so scoring can be rerun without the model) with the seconds each took: the latency
+  HyDE adds to every question.
+
+Run::
+
+    python -m evaluation.reach_probe --home /tmp/wt14home sentences --json out.json
+    python -m evaluation.reach_probe --home /tmp/wt14home hyde --hypotheses hyde.json --json out.json
+
+The novels' knowledge bases are built in ``--home`` if missing (reused when they are there, as by
+``python -m evaluation --home H eval``). Results: docs/RETRIEVAL.md, "Paraphrase reach".
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from statistics import mean, median
+from typing import Any, TextIO
+
+import numpy as np
+
+from evaluation.metrics import contains_answer, percentile
+from evaluation.paths import DEFAULT_NOVELS_DIR
+
+SENTENCE_END = re.compile(r"(?<=[。！？!?；;\n])")
+WEIGHTS = (1.0, 0.8, 0.6, 0.4, 0.2, 0.0)
+WINDOW_CHARS = (60, 120)
+BOOK_NAMES = {"xiyouji": "西游记", "hongloumeng": "红楼梦", "sanguo": "三国演义", "nahan": "呐喊"}
+HYDE_PROMPT = "请根据你对《{book}》原文的了解，用一两句接近原著的话直接回答下面的问题（不要解释）。\n问题：{question}\n回答："
+
+
+def sentence_windows(text: str, max_chars: int) -> list[str]:
+    """Consecutive sentences of ``text`` joined into windows of at most ``max_chars`` characters
+    (a longer sentence is a window of its own).
+
+    >>> sentence_windows("甲。乙乙。丙丙丙。", 5)
+    ['甲。乙乙。', '丙丙丙。']
+    """
+    out: list[str] = []
+    current = ""
+    for sentence in (s.strip() for s in SENTENCE_END.split(text)):
+        if not sentence:
+            continue
+        if current and len(current) + len(sentence) > max_chars:
+            out.append(current)
+            current = sentence
+        else:
+            current += sentence
+    if current:
+        out.append(current)
+    return out or [text]
+
+
+def minmax(values: Sequence[float]) -> np.ndarray:
+    """Scores scaled to [0, 1] (all zeros when they are equal).
+
+    >>> minmax([2.0, 4.0, 3.0]).tolist()
+    [0.0, 1.0, 0.5]
+    """
+    x = np.asarray(values, dtype=np.float64)
+    lo, hi = (x.min(), x.max()) if len(x) else (0.0, 0.0)
+    return (x - lo) / (hi - lo) if hi > lo else np.zeros_like(x)
+
+
+def _novel_kbs(services: Any, questions: Sequence[Any], folder: Path) -> dict[str, str]:
+    from evaluation.evaluate import build_novel_kb, novel_kb_name
+
+    kbs: dict[str, str] = {}
+    for name in sorted({q.novel for q in questions}):
+        path = (folder / name).resolve()
+        kbs[name] = novel_kb_name(services, path)
+        build_novel_kb(services, path, kbs[name], reuse=True)
+    return kbs
+
+
+def _scorer(services: Any, budget: int) -> Callable[[str, Sequence[Any], Sequence[str]], bool]:
+    from evaluation.evaluate import app_context_fn
+
+    context_fn, _ = app_context_fn(services)
+    return lambda kb, hits, answers: contains_answer(context_fn(kb, "", list(hits))[:budget], answers)
+
+
+def _rates(oks: dict[str, list[bool]]) -> dict[str, float]:
+    return {split: round(mean(v), 4) for split, v in oks.items() if v}
+
+
+def probe_sentences(
+    services: Any, questions: Sequence[Any], kbs: dict[str, str], *, candidates: int, top_k: int, budget: int
+) -> dict[str, Any]:
+    """hit@budget by split for every (window size, weight ``a``) and the added query time."""
+    scored = _scorer(services, budget)
+    results: dict[str, dict[str, list[bool]]] = {}
+    extra_ms: list[float] = []
+    for q in questions:
+        kb = kbs[q.novel]
+        hits = services.retriever.retrieve(kb, q.question, top_k=candidates)
+        if not hits:
+            continue
+        embedder = services.kbs.embedder_for(kb)
+        started = time.perf_counter()
+        query = np.asarray(embedder.encode_query(q.question), dtype=np.float64)
+        best: dict[int, np.ndarray] = {}
+        for size in WINDOW_CHARS:
+            owners, texts = [], []
+            for i, hit in enumerate(hits):
+                windows = sentence_windows(hit.text, size)
+                texts += windows
+                owners += [i] * len(windows)
+            cos = np.asarray(embedder.encode_passages(texts), dtype=np.float64) @ query
+            per_hit = np.full(len(hits), -1.0)
+            np.maximum.at(per_hit, owners, cos)
+            best[size] = per_hit
+        extra_ms.append((time.perf_counter() - started) * 1000 / len(WINDOW_CHARS))
+        fused = minmax([h.score for h in hits])
+        for size, per_hit in best.items():
+            window = minmax(per_hit)
+            for a in WEIGHTS:
+                order = np.argsort(-(a * fused + (1 - a) * window), kind="stable")[:top_k]
+                ok = scored(kb, [hits[i] for i in order], q.answers)
+                row = results.setdefault(f"windows {size} a={a}", {"all": [], "tune": [], "report": []})
+                row["all"].append(ok)
+                if q.split:
+                    row[q.split].append(ok)
+    return {
+        "candidates": candidates,
+        "rows": {label: _rates(oks) for label, oks in results.items()},
+        "added_ms_p50": round(percentile(extra_ms, 50), 1) if extra_ms else None,
+    }
+
+
+def hypotheses(
+    services: Any, questions: Sequence[Any], path: Path | None, progress: TextIO | None = None
+) -> dict[str, dict[str, Any]]:
+    """``{question id: {"text", "seconds"}}``: kept ones from ``path``, the rest written by the LLM
+    (and saved to ``path`` every 10 questions, so an interrupted run resumes)."""
+    from langchain_core.messages import HumanMessage
+
+    kept: dict[str, dict[str, Any]] = {}
+    if path is not None and path.is_file():
+        kept = json.loads(path.read_text(encoding="utf-8"))
+    todo = [q for q in questions if q.qid not in kept]
+    for n, q in enumerate(todo, 1):
+        book = BOOK_NAMES.get(q.novel.split(".")[0], Path(q.novel).stem)
+        started = time.perf_counter()
+        stream = services.llm.stream(
+            [HumanMessage(HYDE_PROMPT.format(book=book, question=q.question))], temperature=0.0, max_tokens=60
+        )
+        try:
+            text = "".join(str(getattr(c, "content", c)) for c in stream)
+        finally:
+            stream.close()
+        kept[q.qid] = {"text": text.strip(), "seconds": round(time.perf_counter() - started, 2)}
+        if progress is not None:
+            print(f"hyde {n}/{len(todo)}: {kept[q.qid]['seconds']} s", file=progress, flush=True)
+        if path is not None and (n % 10 == 0 or n == len(todo)):
+            path.write_text(json.dumps(kept, ensure_ascii=False, indent=0), encoding="utf-8")
+    return kept
+
+
+def probe_hyde(
+    services: Any,
+    questions: Sequence[Any],
+    kbs: dict[str, str],
+    hypos: dict[str, dict[str, Any]],
+    *,
+    top_k: int,
+    budget: int,
+) -> dict[str, Any]:
+    """hit@budget by split: the question alone (baseline), question + hypothesis, hypothesis alone;
+    the LLM's seconds per question against the baseline retrieval's."""
+    scored = _scorer(services, budget)
+    rows: dict[str, dict[str, list[bool]]] = {}
+    retrieval_ms: list[float] = []
+    for q in questions:
+        if q.qid not in hypos:
+            continue
+        kb, hypo = kbs[q.novel], hypos[q.qid]["text"]
+        queries = {"question (baseline)": q.question, "question + hypothesis": f"{q.question}\n{hypo}"}
+        queries["hypothesis alone"] = hypo or q.question
+        for label, query in queries.items():
+            started = time.perf_counter()
+            hits = services.retriever.retrieve(kb, query, top_k=top_k)
+            if label.endswith("(baseline)"):
+                retrieval_ms.append((time.perf_counter() - started) * 1000)
+            ok = scored(kb, hits, q.answers)
+            row = rows.setdefault(label, {"all": [], "tune": [], "report": []})
+            row["all"].append(ok)
+            if q.split:
+                row[q.split].append(ok)
+    seconds = [hypos[q.qid]["seconds"] for q in questions if q.qid in hypos]
+    llm_p50 = median(seconds) if seconds else None
+    base_p50 = percentile(retrieval_ms, 50) if retrieval_ms else None
+    return {
+        "questions": len(seconds),
+        "rows": {label: _rates(oks) for label, oks in rows.items()},
+        "llm_seconds_p50": llm_p50,
+        "llm_seconds_p95": percentile(seconds, 95) if seconds else None,
+        "retrieval_ms_p50": round(base_p50, 1) if base_p50 is not None else None,
+        "added_latency_x": round(llm_p50 * 1000 / base_p50, 1) if llm_p50 and base_p50 else None,
+    }
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m evaluation.reach_probe", description=__doc__.split("\n\n")[0])
+    p.add_argument("--home", help="data home (the novels' knowledge bases are kept there)")
+    p.add_argument("--profile", help="settings profile (mock: hash embedder and fake LLM)")
+    p.add_argument("--novel-qa", default="tests/data/novel_dev.json")
+    p.add_argument("--novels-dir", default=None, help="default ../shared/data/novels")
+    p.add_argument("--split", choices=("tune", "report", "all"), default="all")
+    p.add_argument("--limit", type=int, help="only the first N questions")
+    p.add_argument("--top-k", type=int, default=5)
+    p.add_argument("--budget", type=int, default=1000)
+    p.add_argument("--json", help="write the results here too")
+    sub = p.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("sentences", help="sentence-window scores mixed into the ranking")
+    s.add_argument("--candidates", type=int, default=30)
+    h = sub.add_parser("hyde", help="search with an LLM-written hypothetical answer")
+    h.add_argument("--hypotheses", help="JSON file of the LLM's answers (reused, completed)")
+    return p
+
+
+def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
+    """Run a probe; prints one line per configuration and returns 0."""
+    from evaluation.novel_sets import load_novel_qa
+    from kb.services import build_services
+    from kb.settings import load_settings
+
+    out = out or sys.stdout
+    args = build_parser().parse_args(list(argv) if argv is not None else None)
+    services = build_services(load_settings(home=args.home, profile=args.profile))
+    questions = [q for q in load_novel_qa(args.novel_qa) if args.split in ("all", q.split)][: args.limit]
+    kbs = _novel_kbs(services, questions, Path(args.novels_dir) if args.novels_dir else DEFAULT_NOVELS_DIR)
+    try:
+        if args.command == "sentences":
+            result = probe_sentences(
+                services, questions, kbs, candidates=args.candidates, top_k=args.top_k, budget=args.budget
+            )
+        else:
+            path = Path(args.hypotheses) if args.hypotheses else None
+            hypos = hypotheses(services, questions, path, progress=sys.stderr)
+            result = probe_hyde(services, questions, kbs, hypos, top_k=args.top_k, budget=args.budget)
+    finally:
+        services.close()
+    for label, rates in result["rows"].items():
+        print(f"{label:<28} " + "  ".join(f"{k} {v:.1%}" for k, v in rates.items()), file=out)
+    print(json.dumps({k: v for k, v in result.items() if k != "rows"}), file=out)
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, ensure_ascii=False, indent=1), encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
