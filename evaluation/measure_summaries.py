@@ -63,6 +63,15 @@ def bigram_f1(candidate: str, reference: str) -> float:
     return 2 * precision * recall / (precision + recall)
 
 
+def names_kept(summary: str, names: list[str]) -> float:
+    """The share of ``names`` that ``summary`` mentions (2 decimals).
+
+    >>> names_kept("甲生遇见乙女", ["甲生", "乙女", "丙翁"])
+    0.67
+    """
+    return round(sum(n in summary for n in names) / max(1, len(names)), 2)
+
+
 def repetition(text: str, n: int = 8) -> dict[str, float | int]:
     """How much ``text`` repeats itself: the share of its character ``n``-grams (letters and digits
     only) seen earlier in it, and the length of its longest stretch that occurs twice.
@@ -151,7 +160,7 @@ def measure(
                     "llm_calls": result.llm_calls,
                     "tokens_in": stats.get("tokens_in"),
                     "tokens_out": stats.get("tokens_out"),
-                    "names_kept": round(sum(n in result.summary for n in names) / max(1, len(names)), 2),
+                    "names_kept": names_kept(result.summary, names),
                     **repetition(result.summary),
                     "load": os.getloadavg()[0],
                     "summary": result.summary,

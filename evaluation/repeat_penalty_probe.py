@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from evaluation.measure_summaries import person_names, repetition
+from evaluation.measure_summaries import names_kept, person_names, repetition
 
 
 def probe(
@@ -75,7 +75,7 @@ def probe(
                         "seconds": round(seconds, 1),
                         "llm_calls": engine.calls,
                         "tokens_out": engine.tokens_out,
-                        "names_kept": round(sum(x in summary for x in names) / max(1, len(names)), 2),
+                        "names_kept": names_kept(summary, names),
                         **repetition(summary),
                         "load": os.getloadavg()[0],
                         "summary": summary,

@@ -57,6 +57,18 @@ def excerpt(src: Path, dest: Path, chars: int, encoding: str) -> Path:
     return dest
 
 
+def mock_home_with_book(tmp_path: Path, text: str, kb: str = "k") -> Path:
+    """A data home (``tmp_path/home``, profile ``mock``) whose knowledge base ``kb`` holds ``text``
+    as ``book.txt``, added through the CLI as a user would."""
+    from kb.cli import main
+
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "book.txt").write_text(text, encoding="utf-8")
+    assert main(["--home", str(tmp_path / "home"), "--profile", "mock", "add", "--kb", kb, str(src)]) == 0
+    return tmp_path / "home"
+
+
 def cli_process(home: Path, *argv: str) -> subprocess.Popen:
     """``python -m kb --home HOME --profile mock ARGV`` as a child process (stdout/stderr piped)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("KBQA_")}

@@ -24,7 +24,8 @@ NOVEL = (
 
 
 @pytest.fixture
-def novel_set(tmp_path: Path) -> tuple[Path, Path]:
+def probe_argv(tmp_path: Path) -> list[str]:
+    """The probe's arguments for a small novel and two questions (one per split), mock profile."""
     folder = tmp_path / "novels"
     folder.mkdir()
     (folder / "xiyouji.tiny.txt").write_text(NOVEL, encoding="utf-8")
@@ -52,7 +53,8 @@ def novel_set(tmp_path: Path) -> tuple[Path, Path]:
     ]
     qa = tmp_path / "qa.json"
     qa.write_text(json.dumps({"questions": questions}, ensure_ascii=False), encoding="utf-8")
-    return qa, folder
+    home = str(tmp_path / "h")
+    return ["--home", home, "--profile", "mock", "--novel-qa", str(qa), "--novels-dir", str(folder)]
 
 
 def test_sentence_windows_and_minmax() -> None:
@@ -61,20 +63,9 @@ def test_sentence_windows_and_minmax() -> None:
     assert minmax([1.0, 1.0]).tolist() == [0.0, 0.0]
 
 
-def test_sentence_probe_scores_every_configuration(tmp_path: Path, novel_set: tuple[Path, Path]) -> None:
-    qa, folder = novel_set
+def test_sentence_probe_scores_every_configuration(tmp_path: Path, probe_argv: list[str]) -> None:
     out, result = io.StringIO(), tmp_path / "sentences.json"
-    argv = [
-        "--home",
-        str(tmp_path / "h"),
-        "--profile",
-        "mock",
-        "--novel-qa",
-        str(qa),
-        "--novels-dir",
-        str(folder),
-    ]
-    assert main([*argv, "--json", str(result), "sentences", "--candidates", "10"], out) == 0
+    assert main([*probe_argv, "--json", str(result), "sentences", "--candidates", "10"], out) == 0
     rows = json.loads(result.read_text(encoding="utf-8"))["rows"]
     assert set(rows) == {f"windows {w} a={a}" for w in (60, 120) for a in (1.0, 0.8, 0.6, 0.4, 0.2, 0.0)}
     assert all(set(r) == {"all", "tune", "report"} for r in rows.values())
@@ -83,21 +74,10 @@ def test_sentence_probe_scores_every_configuration(tmp_path: Path, novel_set: tu
     assert "windows 60 a=0.0" in out.getvalue()
 
 
-def test_hyde_probe_writes_and_reuses_hypotheses(tmp_path: Path, novel_set: tuple[Path, Path]) -> None:
-    qa, folder = novel_set
+def test_hyde_probe_writes_and_reuses_hypotheses(tmp_path: Path, probe_argv: list[str]) -> None:
     hypos = tmp_path / "hypos.json"
-    argv = [
-        "--home",
-        str(tmp_path / "h"),
-        "--profile",
-        "mock",
-        "--novel-qa",
-        str(qa),
-        "--novels-dir",
-        str(folder),
-    ]
     out = io.StringIO()
-    assert main([*argv, "hyde", "--hypotheses", str(hypos)], out) == 0
+    assert main([*probe_argv, "hyde", "--hypotheses", str(hypos)], out) == 0
     kept = json.loads(hypos.read_text(encoding="utf-8"))
     assert set(kept) == {"t1", "r1"} and all(v["seconds"] >= 0 for v in kept.values())
     assert "question (baseline)" in out.getvalue() and "question + hypothesis" in out.getvalue()
@@ -107,7 +87,7 @@ def test_hyde_probe_writes_and_reuses_hypotheses(tmp_path: Path, novel_set: tupl
     result = tmp_path / "r.json"
     assert (
         main(
-            [*argv, "--split", "tune", "--json", str(result), "hyde", "--hypotheses", str(hypos)],
+            [*probe_argv, "--split", "tune", "--json", str(result), "hyde", "--hypotheses", str(hypos)],
             io.StringIO(),
         )
         == 0

@@ -15,13 +15,13 @@ import pytest
 from langchain_core.messages import HumanMessage
 from pydantic import SecretStr
 
-from kb.cli import main
 from kb.services import build_services
 from kb.settings import load_settings
 from models.llm import FakeChatModel
 from models.llm.llamacpp import LlamaCppChat
 from models.llm.process import WorkerChatModel
 from models.llm.worker import _Channel, _Worker
+from tests.helpers import mock_home_with_book
 
 BOOK = "".join(
     f"第{n}回 {name}\n" + f"{name}是第{n}回的主人公。" + "他走了很远的路，见了很多人。" * 60 + "\n"
@@ -31,11 +31,7 @@ BOOK = "".join(
 
 @pytest.fixture
 def home(tmp_path: Path) -> Path:
-    src = tmp_path / "src"
-    src.mkdir()
-    (src / "book.txt").write_text(BOOK, encoding="utf-8")
-    assert main(["--home", str(tmp_path / "home"), "--profile", "mock", "add", "--kb", "k", str(src)]) == 0
-    return tmp_path / "home"
+    return mock_home_with_book(tmp_path, BOOK)
 
 
 def summary_calls(home: Path, **summary: Any) -> list[dict[str, Any]]:

@@ -21,7 +21,7 @@ from kb.services import build_services
 from kb.settings import load_settings
 from kb.summaries import PROMPT_VERSION, ChapterPrompts, SummaryDone, SummaryService
 from models.llm import FakeChatModel, message_text
-from tests.helpers import cli_process
+from tests.helpers import cli_process, mock_home_with_book
 
 PROMPTS = ChapterPrompts("测试书", "第一回 开始", "zh")
 
@@ -144,11 +144,7 @@ BOOK = "".join(
 
 @pytest.fixture
 def home(tmp_path: Path) -> Path:
-    src = tmp_path / "src"
-    src.mkdir()
-    (src / "book.txt").write_text(BOOK, encoding="utf-8")
-    assert main(["--home", str(tmp_path / "home"), "--profile", "mock", "add", "--kb", "k", str(src)]) == 0
-    return tmp_path / "home"
+    return mock_home_with_book(tmp_path, BOOK)
 
 
 def services(home: Path, **llm: Any) -> Any:
