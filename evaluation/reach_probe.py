@@ -96,6 +96,14 @@ def _scorer(services: Any, budget: int) -> Callable[[str, Sequence[Any], Sequenc
     return lambda kb, hits, answers: contains_answer(context_fn(kb, "", list(hits))[:budget], answers)
 
 
+def _record(table: dict[str, dict[str, list[bool]]], label: str, split: str | None, ok: bool) -> None:
+    """Count one question's outcome in row ``label``: in ``all`` and in its split."""
+    row = table.setdefault(label, {"all": [], "tune": [], "report": []})
+    row["all"].append(ok)
+    if split:
+        row[split].append(ok)
+
+
 def _rates(oks: dict[str, list[bool]]) -> dict[str, float]:
     return {split: round(mean(v), 4) for split, v in oks.items() if v}
 
@@ -133,10 +141,7 @@ def probe_sentences(
             for a in WEIGHTS:
                 order = np.argsort(-(a * fused + (1 - a) * window), kind="stable")[:top_k]
                 ok = scored(kb, [hits[i] for i in order], q.answers)
-                row = results.setdefault(f"windows {size} a={a}", {"all": [], "tune": [], "report": []})
-                row["all"].append(ok)
-                if q.split:
-                    row[q.split].append(ok)
+                _record(results, f"windows {size} a={a}", q.split, ok)
     return {
         "candidates": candidates,
         "rows": {label: _rates(oks) for label, oks in results.items()},
@@ -199,10 +204,7 @@ def probe_hyde(
             if label.endswith("(baseline)"):
                 retrieval_ms.append((time.perf_counter() - started) * 1000)
             ok = scored(kb, hits, q.answers)
-            row = rows.setdefault(label, {"all": [], "tune": [], "report": []})
-            row["all"].append(ok)
-            if q.split:
-                row[q.split].append(ok)
+            _record(rows, label, q.split, ok)
     seconds = [hypos[q.qid]["seconds"] for q in questions if q.qid in hypos]
     llm_p50 = median(seconds) if seconds else None
     base_p50 = percentile(retrieval_ms, 50) if retrieval_ms else None
