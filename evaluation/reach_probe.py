@@ -11,11 +11,23 @@ of the context the app builds).
   the question followed by it. The answers are kept in ``--hypotheses`` (a JSON file, reused when it
   exists, so scoring can be rerun without the model) with the seconds each took: the latency
   HyDE adds to every question.
+* ``embedders`` — a second embedding model (``--model``: a name or local folder, e.g. m3e-small): the
+  novels are indexed again with it in ``--other-home``; rows: the app's hybrid search with each
+  model, and a weighted fusion of both dense lists and BM25 (min-max, as ``retrieval.fusion:
+  weighted``) for a grid of weights.
+* ``bm25`` — the keyword index rebuilt in memory with other BM25 constants ``k1``/``b`` (the app
+  bakes them into the index at write time), hybrid and keyword-only.
+* ``packing`` — how the same hits are packed into the context budget: the app's (neighbouring hits
+  merged into one passage in reading order, cut around its best hit), a merged passage that
+  overflows split back into its hits in rank order, or no merging at all; for several ``top_k``.
 
 Run::
 
     python -m evaluation.reach_probe --home /tmp/wt14home sentences --json out.json
     python -m evaluation.reach_probe --home /tmp/wt14home hyde --hypotheses hyde.json --json out.json
+    python -m evaluation.reach_probe --home /tmp/wt14home embedders --model /path/to/m3e-small --other-home /tmp/m3ehome
+    python -m evaluation.reach_probe --home /tmp/wt14home bm25
+    python -m evaluation.reach_probe --home /tmp/wt14home packing
 
 The novels' knowledge bases are built in ``--home`` if missing (reused when they are there, as by
 ``python -m evaluation --home H eval``). Results: docs/RETRIEVAL.md, "Paraphrase reach".
@@ -41,6 +53,10 @@ from evaluation.paths import DEFAULT_NOVELS_DIR
 SENTENCE_END = re.compile(r"(?<=[。！？!?；;\n])")
 WEIGHTS = (1.0, 0.8, 0.6, 0.4, 0.2, 0.0)
 WINDOW_CHARS = (60, 120)
+FUSION_WEIGHTS = (0.0, 0.1, 0.2, 0.3)
+BM25_K1 = (0.6, 0.9, 1.2, 1.5, 2.0, 3.0)
+BM25_B = (0.3, 0.75, 1.0)
+PACKING_TOP_K = (4, 5, 6, 8)
 BOOK_NAMES = {"xiyouji": "西游记", "hongloumeng": "红楼梦", "sanguo": "三国演义", "nahan": "呐喊"}
 HYDE_PROMPT = "请根据你对《{book}》原文的了解，用一两句接近原著的话直接回答下面的问题（不要解释）。\n问题：{question}\n回答："
 
@@ -218,6 +234,132 @@ def probe_hyde(
     }
 
 
+def probe_embedders(
+    services: Any,
+    other: Any,
+    questions: Sequence[Any],
+    kbs: dict[str, str],
+    other_kbs: dict[str, str],
+    *,
+    candidates: int,
+    top_k: int,
+    budget: int,
+) -> dict[str, Any]:
+    """hit@budget by split: each model's hybrid search, and ``w1 * dense1 + w2 * dense2 + rest * BM25``."""
+    from kb.fusion import weighted_fuse
+
+    scored = _scorer(services, budget)
+    rows: dict[str, dict[str, list[bool]]] = {}
+    grid = [(a, b) for a in FUSION_WEIGHTS for b in FUSION_WEIGHTS if a + b <= 0.6]
+    for q in questions:
+        kb, okb = kbs[q.novel], other_kbs[q.novel]
+        for label, svc, name in (("this model", services, kb), ("other model", other, okb)):
+            _record(
+                rows,
+                f"{label}: hybrid (app)",
+                q.split,
+                scored(kb, svc.retriever.retrieve(name, q.question, top_k=top_k), q.answers),
+            )
+        lists = (
+            services.retriever.retrieve(kb, q.question, top_k=candidates, mode="dense"),
+            other.retriever.retrieve(okb, q.question, top_k=candidates, mode="dense"),
+            services.retriever.retrieve(kb, q.question, top_k=candidates, mode="keyword"),
+        )
+        # same splitter and files: the other knowledge base has the same chunk texts and ids
+        by_text = {h.text: h for hits in lists for h in hits}
+        scores = [{h.text: h.score for h in hits} for hits in lists]
+        for a, b in grid:
+            fused = weighted_fuse(scores, [a, b, 1.0 - a - b])[:top_k]
+            ok = scored(kb, [by_text[t] for t, _ in fused], q.answers)
+            _record(rows, f"fused: this {a} other {b} bm25 {1.0 - a - b:.1f}", q.split, ok)
+    return {"candidates": candidates, "rows": {label: _rates(oks) for label, oks in rows.items()}}
+
+
+def probe_bm25(
+    services: Any, questions: Sequence[Any], kbs: dict[str, str], *, top_k: int, budget: int
+) -> dict[str, Any]:
+    """hit@budget by split for every (k1, b), hybrid and keyword-only; the live snapshots get an
+    in-memory index built with those constants (nothing on disk changes)."""
+    from vector_store.keyword import KeywordIndex
+
+    scored = _scorer(services, budget)
+    rows: dict[str, dict[str, list[bool]]] = {}
+    snaps = {kb: services.kbs.snapshot(kb) for kb in set(kbs.values())}
+    texts = {kb: [c.text for c in snap.chunks] for kb, snap in snaps.items()}
+    kept = {kb: snap.keyword for kb, snap in snaps.items()}
+    for k1 in BM25_K1:
+        for b in BM25_B:
+            for kb, snap in snaps.items():
+                snap._keyword = KeywordIndex.from_texts(texts[kb], tokenizer=kept[kb].tokenizer, k1=k1, b=b)
+            for q in questions:
+                kb = kbs[q.novel]
+                for mode in ("hybrid", "keyword"):
+                    hits = services.retriever.retrieve(kb, q.question, top_k=top_k, mode=mode)
+                    _record(rows, f"k1={k1} b={b} {mode}", q.split, scored(kb, hits, q.answers))
+    for kb, snap in snaps.items():
+        snap._keyword = kept[kb]
+    return {"rows": {label: _rates(oks) for label, oks in rows.items()}}
+
+
+def split_on_overflow(hits: Sequence[Any], snapshot: Any, budget: int) -> str:
+    """The context with the app's merged passages, except that a merged passage which does not fit
+    the room left is replaced by its member hits' own passages, in rank order."""
+    from kb.context import (
+        MIN_TAIL_CHARS,
+        PASSAGE_SEPARATOR,
+        cut_passage,
+        passage_header,
+        passages_from_hits,
+        render_context,
+    )
+
+    queue = passages_from_hits(hits, snapshot)
+    out: list[Any] = []
+    used = 0
+    while queue:
+        passage = queue.pop(0)
+        overhead = (len(PASSAGE_SEPARATOR) if out else 0) + len(passage_header(len(out) + 1, passage)) + 1
+        room = budget - used - overhead
+        if room >= len(passage.text):
+            out.append(passage)
+            used += overhead + len(passage.text)
+            continue
+        members = [h for h in hits if h.chunk_id in passage.chunk_ids]
+        if len(members) > 1:
+            queue = [passages_from_hits([h], snapshot)[0] for h in members] + queue
+            continue
+        if room >= MIN_TAIL_CHARS or (not out and room > 0):
+            out.append(cut_passage(passage, room))
+        break
+    return render_context(out)
+
+
+def probe_packing(
+    services: Any, questions: Sequence[Any], kbs: dict[str, str], *, budget: int
+) -> dict[str, Any]:
+    """hit@budget by split for three ways of packing the same hits, at several ``top_k``."""
+    from kb.context import build_context, fit_passages, passages_from_hits, render_context
+
+    packers: dict[str, Callable[[Sequence[Any], Any], str]] = {
+        "merged (app)": lambda hits, snap: build_context(hits, snap, context_chars=budget).text,
+        "split on overflow": lambda hits, snap: split_on_overflow(hits, snap, budget),
+        "unmerged": lambda hits, snap: render_context(
+            fit_passages([passages_from_hits([h], snap)[0] for h in hits], budget)
+        ),
+    }
+    rows: dict[str, dict[str, list[bool]]] = {}
+    for q in questions:
+        kb = kbs[q.novel]
+        snap = services.kbs.snapshot(kb)
+        for k in PACKING_TOP_K:
+            hits = services.retriever.retrieve(kb, q.question, top_k=k)
+            for label, pack in packers.items():
+                _record(
+                    rows, f"{label} top_k={k}", q.split, contains_answer(pack(hits, snap)[:budget], q.answers)
+                )
+    return {"rows": {label: _rates(oks) for label, oks in rows.items()}}
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m evaluation.reach_probe", description=__doc__.split("\n\n")[0])
     p.add_argument("--home", help="data home (the novels' knowledge bases are kept there)")
@@ -234,6 +376,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--candidates", type=int, default=30)
     h = sub.add_parser("hyde", help="search with an LLM-written hypothetical answer")
     h.add_argument("--hypotheses", help="JSON file of the LLM's answers (reused, completed)")
+    e = sub.add_parser("embedders", help="a second embedding model, alone and fused with the first")
+    e.add_argument("--model", required=True, help="the other embedding model (name or local folder)")
+    e.add_argument("--other-home", required=True, help="data home for the novels indexed with it")
+    e.add_argument("--candidates", type=int, default=30)
+    sub.add_parser("bm25", help="other BM25 constants k1 and b")
+    sub.add_parser("packing", help="other ways of packing the hits into the context budget")
     return p
 
 
@@ -247,20 +395,46 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     args = build_parser().parse_args(list(argv) if argv is not None else None)
     services = build_services(load_settings(home=args.home, profile=args.profile))
     questions = [q for q in load_novel_qa(args.novel_qa) if args.split in ("all", q.split)][: args.limit]
-    kbs = _novel_kbs(services, questions, Path(args.novels_dir) if args.novels_dir else DEFAULT_NOVELS_DIR)
+    novels = Path(args.novels_dir) if args.novels_dir else DEFAULT_NOVELS_DIR
+    kbs = _novel_kbs(services, questions, novels)
     try:
         if args.command == "sentences":
             result = probe_sentences(
                 services, questions, kbs, candidates=args.candidates, top_k=args.top_k, budget=args.budget
             )
-        else:
+        elif args.command == "hyde":
             path = Path(args.hypotheses) if args.hypotheses else None
             hypos = hypotheses(services, questions, path, progress=sys.stderr)
             result = probe_hyde(services, questions, kbs, hypos, top_k=args.top_k, budget=args.budget)
+        elif args.command == "embedders":
+            other = build_services(
+                load_settings(
+                    home=args.other_home, profile=args.profile, overrides={"embedding": {"model": args.model}}
+                )
+            )
+            try:
+                other_kbs = _novel_kbs(other, questions, novels)
+                result = probe_embedders(
+                    services,
+                    other,
+                    questions,
+                    kbs,
+                    other_kbs,
+                    candidates=args.candidates,
+                    top_k=args.top_k,
+                    budget=args.budget,
+                )
+            finally:
+                other.close()
+            result["model"] = args.model
+        elif args.command == "bm25":
+            result = probe_bm25(services, questions, kbs, top_k=args.top_k, budget=args.budget)
+        else:
+            result = probe_packing(services, questions, kbs, budget=args.budget)
     finally:
         services.close()
     for label, rates in result["rows"].items():
-        print(f"{label:<28} " + "  ".join(f"{k} {v:.1%}" for k, v in rates.items()), file=out)
+        print(f"{label:<36} " + "  ".join(f"{k} {v:.1%}" for k, v in rates.items()), file=out)
     print(json.dumps({k: v for k, v in result.items() if k != "rows"}), file=out)
     if args.json:
         Path(args.json).write_text(json.dumps(result, ensure_ascii=False, indent=1), encoding="utf-8")

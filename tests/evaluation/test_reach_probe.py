@@ -95,3 +95,76 @@ def test_hyde_probe_writes_and_reuses_hypotheses(tmp_path: Path, probe_argv: lis
     data = json.loads(result.read_text(encoding="utf-8"))
     assert data["questions"] == 1
     assert data["rows"]["hypothesis alone"]["tune"] == 1.0
+
+
+def test_embedders_probe_fuses_a_second_model(tmp_path: Path, probe_argv: list[str]) -> None:
+    result = tmp_path / "e.json"
+    other = tmp_path / "other-home"
+    argv = [*probe_argv, "--json", str(result), "embedders", "--model", "hash-64", "--other-home", str(other)]
+    assert main(argv, io.StringIO()) == 0
+    data = json.loads(result.read_text(encoding="utf-8"))
+    rows = data["rows"]
+    assert data["model"] == "hash-64"
+    assert {"this model: hybrid (app)", "other model: hybrid (app)"} <= set(rows)
+    fused = [label for label in rows if label.startswith("fused:")]
+    assert len(fused) == 16  # 4 x 4 weights, none above 0.6 in total
+    # both dense weights 0: BM25 alone, which finds the literal question's chunk
+    assert rows["fused: this 0.0 other 0.0 bm25 1.0"]["report"] == 1.0
+    # the novel was indexed again, with the other model, in the other home
+    assert (other / "kb").is_dir() and any((other / "kb").iterdir())
+
+
+def test_bm25_probe_rebuilds_the_index_per_constant_and_restores_it(
+    tmp_path: Path, probe_argv: list[str]
+) -> None:
+    result = tmp_path / "b.json"
+    assert main([*probe_argv, "--json", str(result), "bm25"], io.StringIO()) == 0
+    rows = json.loads(result.read_text(encoding="utf-8"))["rows"]
+    assert set(rows) == {
+        f"k1={k1} b={b} {mode}"
+        for k1 in (0.6, 0.9, 1.2, 1.5, 2.0, 3.0)
+        for b in (0.3, 0.75, 1.0)
+        for mode in ("hybrid", "keyword")
+    }
+    assert rows["k1=1.5 b=0.75 keyword"]["report"] == 1.0
+
+
+def test_packing_probe_compares_three_packings(tmp_path: Path, probe_argv: list[str]) -> None:
+    result = tmp_path / "p.json"
+    assert main([*probe_argv, "--json", str(result), "packing"], io.StringIO()) == 0
+    rows = json.loads(result.read_text(encoding="utf-8"))["rows"]
+    labels = ("merged (app)", "split on overflow", "unmerged")
+    assert set(rows) == {f"{label} top_k={k}" for label in labels for k in (4, 5, 6, 8)}
+
+
+def test_split_on_overflow_keeps_the_second_hit_that_a_merged_cut_loses() -> None:
+    """Three consecutive chunks retrieved as 1st, 3rd and 2nd: the app merges them into one passage
+    in reading order and cuts it around the best hit, which loses the far end; split packing keeps
+    the hits in rank order, so the second-ranked chunk at the far end stays in the context."""
+    from evaluation.reach_probe import split_on_overflow
+    from kb.context import build_context
+    from kb.results import Hit
+    from vector_store import ChunkRecord
+
+    texts = ["甲" * 100, "乙" * 100, "丙" * 90 + "答案在这里啊啊"]
+    chunks = [
+        ChunkRecord(chunk_id=f"d#{i}", doc_id="d", index=i, text=t, start=100 * i, end=100 * i + len(t))
+        for i, t in enumerate(texts)
+    ]
+
+    class Snap:
+        def __init__(self) -> None:
+            self.chunks = chunks
+
+        def rows_of(self, doc_id: str) -> list[int]:
+            return [0, 1, 2]
+
+    def hit(i: int, score: float) -> Hit:
+        c = chunks[i]
+        return Hit(c.text, "d.txt", None, score, c.chunk_id, "d", i, start=c.start, end=c.end)
+
+    hits = [hit(0, 0.9), hit(2, 0.8), hit(1, 0.7)]  # ranks 1, 2, 3
+    merged = build_context(hits, Snap(), context_chars=230).text
+    split = split_on_overflow(hits, Snap(), 230)
+    assert "答案" not in merged and "答案" in split
+    assert len(split) <= 230
