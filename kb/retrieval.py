@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 import numpy as np
 
 from kb.chapters import ChapterRef, chapter_number, find_chapter_reference
-from kb.fusion import rrf_fuse, rrf_max, weighted_fuse
+from kb.fusion import rrf_fuse, rrf_max, scene_boost, weighted_fuse
 from kb.results import Hit
 from models.rerank import Reranker
 from vector_store.keyword import STOP_WORDS, KeywordTokenizer
@@ -242,6 +242,8 @@ class Retriever:
                     c.dense = float(cos)
         if vector is not None:
             ranked = [c for c in ranked if c.dense is not None and c.dense >= threshold]
+        if cfg.scene_weight > 0 and mode == "hybrid":  # fused scores in [0, 1]; dense/keyword keep theirs
+            ranked = self._scene(snap, ranked[:n], cfg.scene_radius, cfg.scene_weight)
         if self.reranker is not None:
             ranked = self._rerank(self.reranker, snap, question, ranked[:n])
         return [self._hit(snap, c) for c in ranked[:top_k]], expansion
@@ -316,6 +318,18 @@ class Retriever:
             cand.score = score / best
             out.append(cand)
         return out
+
+    @staticmethod
+    def _scene(snap: StoreSnapshot, ranked: list[_Candidate], radius: int, weight: float) -> list[_Candidate]:
+        """Candidates re-scored by :func:`kb.fusion.scene_boost` (their scene's support); best first."""
+        chunks = [snap.chunks[c.row] for c in ranked]
+        boosted = scene_boost(
+            [(ch.doc_id, ch.index, c.score) for ch, c in zip(chunks, ranked, strict=True)], radius, weight
+        )
+        for c, score in zip(ranked, boosted, strict=True):
+            c.score = score
+        order = {id(c): i for i, c in enumerate(ranked)}
+        return sorted(ranked, key=lambda c: (-c.score, order[id(c)]))
 
     def _overview(
         self, kb: str, snap: StoreSnapshot, question: str, rows: list[int], top_k: int, mode: Mode

@@ -152,6 +152,16 @@ class RetrievalSettings(_Section):
         description="'kb' converts the question to the knowledge base's script (OpenCC) before embedding "
         "it; 'as-is' embeds it unchanged (e5 is multilingual). Measured in docs/BENCHMARKS.md.",
     )
+    scene_weight: float = Field(
+        0.2,
+        ge=0.0,
+        description="Lift each candidate by this share of the best other candidate within scene_radius "
+        "chunks of the same document (a scene several candidates point to; 0 = off). Chosen on the "
+        "development sets (docs/RETRIEVAL.md, 'Scene support').",
+    )
+    scene_radius: int = Field(
+        5, ge=1, description="How many chunks on either side count as the same scene for scene_weight."
+    )
 
 
 class LLMSettings(_Section):

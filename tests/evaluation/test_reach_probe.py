@@ -168,3 +168,124 @@ def test_split_on_overflow_keeps_the_second_hit_that_a_merged_cut_loses() -> Non
     split = split_on_overflow(hits, Snap(), 230)
     assert "答案" not in merged and "答案" in split
     assert len(split) <= 230
+
+
+def test_best_window_takes_the_span_with_most_term_weight() -> None:
+    from evaluation.reach_probe import best_window
+
+    text = (
+        "开头说的是天气。" * 5
+        + "悟空拿起金箍棒。"
+        + "中间是闲话。" * 5
+        + "八戒拿起钉耙，悟空拿起金箍棒打妖怪。"
+        + "结尾。" * 5
+    )
+    terms = {"悟空": 1.0, "金箍棒": 2.0, "妖怪": 1.5}
+    a, b = best_window(text, terms, 20, (0, 10))
+    assert b - a == 20
+    assert "妖怪" in text[a:b] and "金箍棒" in text[a:b]  # the later span has all three terms
+    # no term found: the span around the focus
+    assert best_window(text, {"沙僧": 1.0}, 10, (40, 50)) == (40, 50)
+    # a text no longer than the width is kept whole
+    assert best_window("短文。", terms, 10, (0, 3)) == (0, 3)
+
+
+def test_compress_probe_scores_every_width(tmp_path: Path, probe_argv: list[str]) -> None:
+    result = tmp_path / "c.json"
+    assert main([*probe_argv, "--json", str(result), "compress"], io.StringIO()) == 0
+    rows = json.loads(result.read_text(encoding="utf-8"))["rows"]
+    expected = {f"app top_k={k}" for k in (5, 8, 12)} | {
+        f"compress {w}{kf} top_k={k}" for w in (120, 200) for kf in ("", " keep-first") for k in (5, 8, 12)
+    }
+    assert set(rows) == expected
+    # the literal question's answer is in the span its terms point to
+    assert rows["compress 120 top_k=5"]["report"] == 1.0
+
+
+CILIN_TREE = {
+    "D": {
+        "tag": "抽象事物",
+        "sub": {
+            "a": {
+                "tag": "x",
+                "sub": {
+                    "01": {
+                        "tag": "x",
+                        "sub": {
+                            "A": {
+                                "tag": "x",
+                                "sub": {
+                                    "01=": ["本事", "本领", "能耐", "技"],  # 技: one character, left out
+                                    "02#": ["武艺", "手艺"],  # related, not synonyms
+                                    "03@": ["绝活"],
+                                    "04=": ["a1", "a2", "a3", "a4", "a5"],  # too big for max_group 4
+                                },
+                            }
+                        },
+                    }
+                },
+            }
+        },
+    }
+}
+
+
+def test_synonym_groups_reads_only_small_equal_groups(tmp_path: Path) -> None:
+    from evaluation.reach_probe import synonym_groups
+
+    path = tmp_path / "cilin_tree.json"
+    path.write_text(json.dumps(CILIN_TREE, ensure_ascii=False), encoding="utf-8")
+    groups = synonym_groups(path, max_group=4)
+    assert groups == {"本事": {"本领", "能耐"}, "本领": {"本事", "能耐"}, "能耐": {"本事", "本领"}}
+
+
+def test_synonyms_probe_adds_thesaurus_terms(tmp_path: Path, probe_argv: list[str]) -> None:
+    tree = json.loads(json.dumps(CILIN_TREE))
+    tree["D"]["sub"]["a"]["sub"]["01"]["sub"]["A"]["sub"]["05="] = ["本事", "学艺"]  # 学艺 is in the novel
+    cilin = tmp_path / "cilin_tree.json"
+    cilin.write_text(json.dumps(tree, ensure_ascii=False), encoding="utf-8")
+    result = tmp_path / "y.json"
+    argv = [*probe_argv, "--json", str(result), "synonyms", "--cilin", str(cilin), "--weights", "0.5", "1.0"]
+    assert main(argv, io.StringIO()) == 0
+    data = json.loads(result.read_text(encoding="utf-8"))
+    assert set(data["rows"]) == {"synonyms weight 0.0", "synonyms weight 0.5", "synonyms weight 1.0"}
+    assert data["groups"] == 9 and data["max_group"] == 8  # 本事 本领 能耐 学艺 a1-a5
+    # the tune question's 本事 gains 学艺 (the index knows it; 本领 and 能耐 it does not), the
+    # report question's words have no synonyms: 1 and 0 terms added
+    assert data["synonyms_added_median"] == 0.5
+
+
+def test_neighbourhood_probe_scores_every_pool_radius_and_weight(
+    tmp_path: Path, probe_argv: list[str]
+) -> None:
+    result = tmp_path / "n.json"
+    assert (
+        main([*probe_argv, "--json", str(result), "neighbourhood", "--candidates", "10"], io.StringIO()) == 0
+    )
+    rows = json.loads(result.read_text(encoding="utf-8"))["rows"]
+    assert set(rows) == {"app"} | {
+        f"{pool} radius {r} beta {b}"
+        for pool in ("sum", "max")
+        for r in (1, 3, 10, 20, "chapter")
+        for b in (0.05, 0.1, 0.2, 0.3, 0.5)
+    }
+    assert rows["app"]["report"] == 1.0
+
+
+def test_neighbourhood_rerank_sum_and_max_pools() -> None:
+    from types import SimpleNamespace as H
+
+    from evaluation.reach_probe import neighbourhood_rerank
+
+    hits = [
+        H(score=1.0, doc_id="d", index=0, chapter="一"),
+        H(score=0.7, doc_id="d", index=20, chapter="二"),
+        H(score=0.6, doc_id="d", index=21, chapter="二"),
+        H(score=0.6, doc_id="d", index=22, chapter="二"),
+    ]
+    # sum: 0.7 + 0.5 * (0.6 + 0.6) = 1.3 beats the isolated 1.0; max: 0.7 + 0.5 * 0.6 = 1.0 ties it,
+    # and a tie keeps the retriever's order
+    assert [h.index for h in neighbourhood_rerank(hits, 3, 0.5, "sum")][:2] == [20, 21]
+    assert [h.index for h in neighbourhood_rerank(hits, 3, 0.5, "max")][:2] == [0, 20]
+    # the same chapter counts as the neighbourhood when radius is None
+    assert [h.index for h in neighbourhood_rerank(hits, None, 0.5, "max")][:2] == [0, 20]

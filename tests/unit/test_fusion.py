@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from kb.fusion import rrf_fuse, rrf_max, weighted_fuse
+from kb.fusion import rrf_fuse, rrf_max, scene_boost, weighted_fuse
 
 
 @pytest.mark.parametrize(
@@ -64,3 +64,35 @@ def test_rrf_max_is_the_score_of_an_item_first_everywhere(k, weights) -> None:
     assert fused[0] == ("a", pytest.approx(rrf_max(k, 2, weights)))
     with pytest.raises(ValueError, match="weights"):
         rrf_max(k, 3, [1.0])
+
+
+@pytest.mark.parametrize(
+    ("items", "radius", "weight", "expected"),
+    [
+        ([], 3, 0.5, []),
+        # alone in its document: only scaled into [0, 1]
+        ([("d", 0, 1.0)], 3, 0.5, [1.0 / 1.5]),
+        # a neighbour within the radius lends its score (the best one, not the sum)
+        (
+            [("d", 0, 0.4), ("d", 2, 0.8), ("d", 3, 0.6)],
+            3,
+            1.0,
+            [(0.4 + 0.8) / 2, (0.8 + 0.6) / 2, (0.6 + 0.8) / 2],
+        ),
+        # out of reach: too far away, or another document at the same position
+        ([("d", 0, 0.4), ("d", 5, 0.8), ("e", 0, 0.9)], 3, 1.0, [0.2, 0.4, 0.45]),
+        # weight 0: the scores as they were
+        ([("d", 0, 0.4), ("d", 1, 0.8)], 3, 0.0, [0.4, 0.8]),
+    ],
+)
+def test_scene_boost_table(items, radius, weight, expected) -> None:
+    got = scene_boost(items, radius, weight)
+    assert got == pytest.approx(expected)
+    assert all(0.0 <= x <= 1.0 for x in got)
+
+
+def test_scene_boost_lifts_a_supported_chunk_over_an_isolated_better_one() -> None:
+    """The worked case: an isolated chunk sharing a rare word (0.9) and a chunk of a scene that the
+    retrievers also found two chunks away (0.8, neighbour 0.6): the scene wins at weight 0.25."""
+    isolated, scene, neighbour = scene_boost([("a", 40, 0.9), ("b", 10, 0.8), ("b", 12, 0.6)], 10, 0.25)
+    assert scene > isolated > neighbour

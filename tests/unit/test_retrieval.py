@@ -13,7 +13,7 @@ import pytest
 
 from kb.chapters import ChapterRef, chapter_number, chinese_to_int, find_chapter_reference, int_to_chinese
 from kb.cli import main
-from kb.fusion import rrf_fuse, weighted_fuse
+from kb.fusion import rrf_fuse, scene_boost, weighted_fuse
 from kb.retrieval import chapter_rows, is_overview, spread
 from kb.services import Services, build_services
 from kb.settings import load_settings
@@ -213,7 +213,7 @@ def test_modes_give_their_own_scores(home: Path) -> None:
 
 @pytest.mark.parametrize("fusion", ["rrf", "weighted"])
 def test_hybrid_fuses_the_two_candidate_lists(home: Path, fusion: str) -> None:
-    s = _services(home, candidates=12, rrf_k=10)
+    s = _services(home, candidates=12, rrf_k=10, scene_weight=0.0)  # the fusion alone
     kbs = s.kbs
     chunks = sorted(kbs.snapshot("hlm").chunks, key=lambda c: (c.doc_id, c.index))
     embedded: dict[str, str] = {}
@@ -256,13 +256,17 @@ def test_mode_comes_from_settings(home: Path) -> None:
 
 
 def test_threshold_applies_to_the_dense_cosine(home: Path) -> None:
-    s = _services(home)
+    s = _services(home, scene_weight=0.0)  # the fused order alone: dropping keeps the others' order
     q = "林黛玉抛父进京都"
     everything = s.retriever.retrieve("hlm", q, top_k=100, mode="hybrid")
     cut = sorted(h.dense_score for h in everything)[len(everything) // 2]
     kept = s.retriever.retrieve("hlm", q, top_k=100, mode="hybrid", score_threshold=cut)
     assert kept and len(kept) < len(everything)
     assert [h.chunk_id for h in kept] == [h.chunk_id for h in everything if h.dense_score >= cut]
+    # with scene support (the default) a dropped candidate lends no support, so the order may
+    # change, but exactly the same chunks are kept
+    with_scene = _services(home).retriever.retrieve("hlm", q, top_k=100, mode="hybrid", score_threshold=cut)
+    assert {h.chunk_id for h in with_scene} == {h.chunk_id for h in kept}
     # keyword mode has no cosine to compare with: the threshold does not apply
     assert s.retriever.retrieve("hlm", q, top_k=5, mode="keyword", score_threshold=0.99)
     assert s.retriever.retrieve("hlm", q, top_k=5, mode="dense", score_threshold=1.01) == []
@@ -353,3 +357,28 @@ def test_missing_reranker_is_a_clear_error(home: Path, tmp_path: Path) -> None:
     s = _services(home, reranker=str(tmp_path / "no-such-model"))
     with pytest.raises(ModelUnavailableError, match="not available offline"):
         s.retriever.retrieve("hlm", "孙悟空")
+
+
+def test_scene_weight_rescores_the_fused_candidates_by_their_neighbourhood(home: Path) -> None:
+    """With ``scene_weight`` the hybrid candidates are re-scored by kb.fusion.scene_boost over their
+    (document, chunk position, fused score), and re-sorted; 0 leaves the fused ranking alone."""
+    plain = _services(home, candidates=12, scene_weight=0.0)
+    boosted = _services(home, candidates=12, scene_weight=0.5, scene_radius=2)
+    snap = plain.kbs.snapshot("hlm")
+    by_id = {c.chunk_id: c for c in snap.chunks}
+    for q in ["林黛玉抛父进京都", "冷子兴演说荣国府", "贾雨村风尘怀闺秀"]:
+        fused = plain.retriever.retrieve("hlm", q, top_k=12)  # the first `candidates` fused hits
+        items = [(h.doc_id, by_id[h.chunk_id].index, h.score) for h in fused]
+        lifted = scene_boost(items, 2, 0.5)
+        expected = sorted(
+            zip(lifted, (h.chunk_id for h in fused), range(len(fused)), strict=True),
+            key=lambda t: (-t[0], t[2]),
+        )
+        got = boosted.retriever.retrieve("hlm", q, top_k=5)
+        assert [h.chunk_id for h in got] == [c for _, c, _ in expected[:5]], q
+        assert [h.score for h in got] == pytest.approx([s for s, _, _ in expected[:5]])
+    # somewhere the neighbourhood changes the order (else this test would not show the stage works)
+    q = "林黛玉抛父进京都"
+    assert [h.chunk_id for h in plain.retriever.retrieve("hlm", q, top_k=8)] != [
+        h.chunk_id for h in boosted.retriever.retrieve("hlm", q, top_k=8)
+    ]
