@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Hashable, Mapping, Sequence
 from typing import TypeVar
 
-__all__ = ["rrf_fuse", "rrf_max", "scene_boost", "weighted_fuse"]
+__all__ = ["rrf_fuse", "rrf_max", "scene_boost", "scene_support", "weighted_fuse"]
 
 K = TypeVar("K", bound=Hashable)
 
@@ -88,32 +88,36 @@ def rrf_max(k: int, lists: int, weights: Sequence[float] | None = None) -> float
     return sum(weights) / (k + 1)
 
 
+def scene_support(items: Sequence[tuple[str, int, float]], radius: int) -> list[float]:
+    """For each candidate ``(document id, chunk position, score)``: the highest score among the
+    *other* candidates of the same document at most ``radius`` chunks away (0.0 if none).
+
+    >>> scene_support([("d", 0, 1.0), ("d", 9, 0.9), ("d", 11, 0.5), ("e", 9, 0.95)], 3)
+    [0.0, 0.5, 0.9, 0.0]
+    """
+    by_doc: dict[str, list[tuple[int, int, float]]] = {}
+    for i, (doc, pos, score) in enumerate(items):
+        by_doc.setdefault(doc, []).append((pos, i, score))
+    out = [0.0] * len(items)
+    for members in by_doc.values():
+        for pos, i, _ in members:
+            out[i] = max((s for p, j, s in members if j != i and abs(p - pos) <= radius), default=0.0)
+    return out
+
+
 def scene_boost(items: Sequence[tuple[str, int, float]], radius: int, weight: float) -> list[float]:
     """Scores lifted by the best other candidate of the same scene (issue #14).
 
     ``items`` are candidates as ``(document id, chunk position in the document, score)`` with
     scores in [0, 1]; each gets ``(score + weight * support) / (1 + weight)``, where ``support`` is
-    the highest score among the *other* candidates of the same document at most ``radius`` chunks
-    away. Why: in a novel the passage that answers a paraphrased question often shares few words
-    with it, while the sentences around it (the same scene, a few chunks on either side) match
-    well; a candidate whose neighbourhood the retrievers also found is more likely the right one
-    than an isolated chunk that happens to share a word. Results stay in [0, 1].
+    :func:`scene_support`: the highest score among the *other* candidates of the same document at
+    most ``radius`` chunks away. Why: in a novel the passage that answers a paraphrased question
+    often shares few words with it, while the sentences around it (the same scene, a few chunks on
+    either side) match well; a candidate whose neighbourhood the retrievers also found is more
+    likely the right one than an isolated chunk that happens to share a word. Results stay in [0, 1].
 
     >>> scene_boost([("d", 0, 1.0), ("d", 9, 0.9), ("d", 11, 0.5), ("e", 9, 0.95)], 3, 0.5)
     [0.6666666666666666, 0.7666666666666666, 0.6333333333333333, 0.6333333333333333]
     """
-    by_doc: dict[str, list[tuple[int, int, float]]] = {}
-    for i, (doc, pos, score) in enumerate(items):
-        by_doc.setdefault(doc, []).append((pos, i, score))
-    out = [score / (1.0 + weight) for _, _, score in items]
-    for members in by_doc.values():
-        if len(members) < 2:
-            continue
-        members.sort()
-        for pos, i, score in members:
-            support = max(
-                (s for p, j, s in members if j != i and abs(p - pos) <= radius),
-                default=0.0,
-            )
-            out[i] = (score + weight * support) / (1.0 + weight)
-    return out
+    support = scene_support(items, radius)
+    return [(score + weight * s) / (1.0 + weight) for (_, _, score), s in zip(items, support, strict=True)]

@@ -118,6 +118,9 @@ class Hit:
     """BM25 score (None when the chunk was not a keyword candidate)."""
     rerank_score: float | None = None
     """Cross-encoder score (None without a reranker). ``score`` is what the hits are ranked by."""
+    scene_support: float | None = None
+    """The best fused score of another candidate within ``retrieval.scene_radius`` chunks, which
+    lifted this one (0.0: none near; None when scene support is off or the mode is not hybrid)."""
 
     @classmethod
     def of_chunk(
@@ -129,6 +132,7 @@ class Hit:
         dense_score: float | None = None,
         keyword_score: float | None = None,
         rerank_score: float | None = None,
+        scene_support: float | None = None,
     ) -> Hit:
         """The hit for a stored chunk; its ``source`` is the document's (``documents``: a snapshot's)."""
         doc = documents.get(chunk.doc_id)
@@ -146,6 +150,7 @@ class Hit:
             dense_score=dense_score,
             keyword_score=keyword_score,
             rerank_score=rerank_score,
+            scene_support=scene_support,
         )
 
     def to_json(self) -> dict:
@@ -157,7 +162,7 @@ class Hit:
             "chunk_id": self.chunk_id,
             "page": self.page,
         }
-        for key in ("dense_score", "keyword_score", "rerank_score"):
+        for key in ("dense_score", "keyword_score", "rerank_score", "scene_support"):
             value = getattr(self, key)
             if value is not None:
                 out[key] = round(float(value), 6)

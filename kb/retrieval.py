@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 import numpy as np
 
 from kb.chapters import ChapterRef, chapter_number, find_chapter_reference
-from kb.fusion import rrf_fuse, rrf_max, scene_boost, weighted_fuse
+from kb.fusion import rrf_fuse, rrf_max, scene_support, weighted_fuse
 from kb.results import Hit
 from models.rerank import Reranker
 from vector_store.keyword import STOP_WORDS, KeywordTokenizer
@@ -130,6 +130,7 @@ class _Candidate:
     dense: float | None = None
     keyword: float | None = None
     rerank: float | None = None
+    scene: float | None = None
 
 
 class Retriever:
@@ -323,11 +324,12 @@ class Retriever:
     def _scene(snap: StoreSnapshot, ranked: list[_Candidate], radius: int, weight: float) -> list[_Candidate]:
         """Candidates re-scored by :func:`kb.fusion.scene_boost` (their scene's support); best first."""
         chunks = [snap.chunks[c.row] for c in ranked]
-        boosted = scene_boost(
-            [(ch.doc_id, ch.index, c.score) for ch, c in zip(chunks, ranked, strict=True)], radius, weight
+        support = scene_support(
+            [(ch.doc_id, ch.index, c.score) for ch, c in zip(chunks, ranked, strict=True)], radius
         )
-        for c, score in zip(ranked, boosted, strict=True):
-            c.score = score
+        for c, s in zip(ranked, support, strict=True):
+            c.score = (c.score + weight * s) / (1.0 + weight)
+            c.scene = s
         order = {id(c): i for i, c in enumerate(ranked)}
         return sorted(ranked, key=lambda c: (-c.score, order[id(c)]))
 
@@ -356,6 +358,7 @@ class Retriever:
             dense_score=c.dense,
             keyword_score=c.keyword,
             rerank_score=c.rerank,
+            scene_support=c.scene,
         )
 
     def _chapter_titles(self, snap: StoreSnapshot) -> list[str | None]:

@@ -96,8 +96,15 @@ def render_hits(hits: Sequence[Any], elapsed_ms: float | None = None) -> str:
     cards = []
     for rank, h in enumerate(hits, 1):
         where = _where(h.source, getattr(h, "chapter", None), getattr(h, "page", None))
+        support = getattr(h, "scene_support", None)
+        scene = (
+            f' <span class="kb-muted" title="best neighbouring candidate within retrieval.scene_radius">'
+            f"(场景 scene {float(support):.3f})</span>"
+            if support
+            else ""
+        )
         cards.append(
-            f'<div class="kb-hit"><div>#{rank} · score <b>{float(h.score):.4f}</b> · {where} '
+            f'<div class="kb-hit"><div>#{rank} · score <b>{float(h.score):.4f}</b>{scene} · {where} '
             f'<span class="kb-muted">({esc(getattr(h, "chunk_id", ""))})</span></div>'
             f'<div class="kb-hit-text">{esc(h.text)}</div></div>'
         )

@@ -298,6 +298,14 @@ def test_sources_and_hits_escape_document_text_and_names() -> None:
     assert "score 0.500" in sources and "[2]" in sources
 
 
+def test_hits_show_the_scene_support_that_lifted_them() -> None:
+    lifted, alone = _passage("甲", "a.txt"), _passage("乙", "b.txt")
+    lifted.scene_support, alone.scene_support = 0.8125, 0.0
+    html = render.render_hits([lifted, alone], 1.0)
+    assert html.count("scene 0.812") == 1 and html.index("scene 0.812") < html.index("b.txt")
+    assert "scene" not in render.render_hits([_passage("丙", "c.txt")], 1.0)  # the stage off: no field
+
+
 def test_tables_escape_names_and_reasons() -> None:
     entry = SimpleNamespace(
         doc_id="<b>x</b>.txt", chunks=3, chars=1200, added_at=0, metadata={"encoding": "<u>"}

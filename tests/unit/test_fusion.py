@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from kb.fusion import rrf_fuse, rrf_max, scene_boost, weighted_fuse
+from kb.fusion import rrf_fuse, rrf_max, scene_boost, scene_support, weighted_fuse
 
 
 @pytest.mark.parametrize(
@@ -96,3 +96,10 @@ def test_scene_boost_lifts_a_supported_chunk_over_an_isolated_better_one() -> No
     retrievers also found two chunks away (0.8, neighbour 0.6): the scene wins at weight 0.25."""
     isolated, scene, neighbour = scene_boost([("a", 40, 0.9), ("b", 10, 0.8), ("b", 12, 0.6)], 10, 0.25)
     assert scene > isolated > neighbour
+
+
+def test_scene_support_is_the_best_other_candidate_in_reach() -> None:
+    items = [("d", 5, 0.3), ("d", 7, 0.9), ("d", 8, 0.6), ("d", 30, 1.0), ("e", 6, 0.8)]
+    # d5 sees d7 and d8 (best 0.9); d7 sees d5 and d8; d8 sees d5 and d7; d30 and e6 are alone
+    assert scene_support(items, 3) == [0.9, 0.6, 0.9, 0.0, 0.0]
+    assert scene_support(items, 0) == [0.0] * 5  # radius 0: only the chunk itself, never counted

@@ -13,7 +13,7 @@ import pytest
 
 from kb.chapters import ChapterRef, chapter_number, chinese_to_int, find_chapter_reference, int_to_chinese
 from kb.cli import main
-from kb.fusion import rrf_fuse, scene_boost, weighted_fuse
+from kb.fusion import rrf_fuse, scene_boost, scene_support, weighted_fuse
 from kb.retrieval import chapter_rows, is_overview, spread
 from kb.services import Services, build_services
 from kb.settings import load_settings
@@ -377,6 +377,13 @@ def test_scene_weight_rescores_the_fused_candidates_by_their_neighbourhood(home:
         got = boosted.retriever.retrieve("hlm", q, top_k=5)
         assert [h.chunk_id for h in got] == [c for _, c, _ in expected[:5]], q
         assert [h.score for h in got] == pytest.approx([s for s, _, _ in expected[:5]])
+        # each hit says what lifted it; without the stage the field is unset
+        support = dict(zip((h.chunk_id for h in fused), scene_support(items, 2), strict=True))
+        assert [h.scene_support for h in got] == pytest.approx([support[h.chunk_id] for h in got])
+        assert all(h.scene_support is None for h in fused)
+        assert all("scene_support" in h.to_json() for h in got) and all(
+            "scene_support" not in h.to_json() for h in fused
+        )
     # somewhere the neighbourhood changes the order (else this test would not show the stage works)
     q = "林黛玉抛父进京都"
     assert [h.chunk_id for h in plain.retriever.retrieve("hlm", q, top_k=8)] != [
