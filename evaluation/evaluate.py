@@ -497,6 +497,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "dense_query_script": "as-is",
         "dense_weight": 0.5,
         "scene_weight": 0.0,
+        "candidates": 30,
     },
 }
 """Named retrieval settings for ``--variant``: ``main`` = the defaults before issue #14 (no script

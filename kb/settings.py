@@ -112,7 +112,12 @@ class RetrievalSettings(_Section):
         "measured on the novel dev set's tune split and CMRC, docs/BENCHMARKS.md).",
     )
     rrf_k: int = Field(60, ge=1, description="Reciprocal-rank-fusion constant.")
-    candidates: int = Field(30, ge=1, description="Candidates taken from each retriever before fusion.")
+    candidates: int = Field(
+        60,
+        ge=1,
+        description="Candidates taken from each retriever before fusion (and re-scored by scene support; "
+        "60 since issue #14, 30 before: docs/BENCHMARKS.md, 'Fifth session').",
+    )
     reranker: str | None = Field(
         None, description="Optional cross-encoder (hub name or local path) to rerank candidates."
     )
