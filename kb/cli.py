@@ -255,7 +255,8 @@ def _search(services: Any, args: argparse.Namespace, out: TextIO) -> int:
         print(f"feedback terms: {', '.join(expansion.feedback)}", file=out)
     for rank, h in enumerate(hits, 1):
         where = f"{h.source}" + (f" · {h.chapter}" if h.chapter else "")
-        print(f"[{rank}] {h.score:.3f}  {where}  ({h.chunk_id})", file=out)
+        scene = f" (scene {h.scene_support:.3f})" if h.scene_support else ""
+        print(f"[{rank}] {h.score:.3f}{scene}  {where}  ({h.chunk_id})", file=out)
         print(f"    {h.text[:200]}", file=out)
     if not hits:
         print("no matching chunks", file=out)

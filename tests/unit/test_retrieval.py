@@ -316,7 +316,14 @@ def test_cli_search_shows_the_component_scores(home: Path) -> None:
     )
     assert code == 0
     hits = json.loads(out.getvalue())["hits"]
-    assert hits and {"score", "dense_score", "keyword_score"} <= set(hits[0])
+    assert hits and {"score", "dense_score", "keyword_score", "scene_support"} <= set(hits[0])
+    # the text output names the support of the hits a neighbour lifted, and only theirs
+    out = io.StringIO()
+    assert main(["--home", str(home), "--profile", "mock", "search", "--kb", "hlm", "孙悟空"], out=out) == 0
+    lines = [line for line in out.getvalue().splitlines() if line.startswith("[")]
+    lifted = [h for h in hits if h.get("scene_support")]
+    assert lifted and sum("(scene " in line for line in lines) == len(lifted)
+    assert f"(scene {lifted[0]['scene_support']:.3f})" in out.getvalue()
 
 
 # ====================================================================================== reranking
