@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 import numpy as np
 
 from kb.chapters import ChapterRef, chapter_number, find_chapter_reference
-from kb.fusion import rrf_fuse, rrf_max, scene_support, weighted_fuse
+from kb.fusion import rrf_fuse, rrf_max, scene_boost, scene_support, weighted_fuse
 from kb.results import Hit
 from models.rerank import Reranker
 from vector_store.keyword import STOP_WORDS, KeywordTokenizer
@@ -323,13 +323,11 @@ class Retriever:
     @staticmethod
     def _scene(snap: StoreSnapshot, ranked: list[_Candidate], radius: int, weight: float) -> list[_Candidate]:
         """Candidates re-scored by :func:`kb.fusion.scene_boost` (their scene's support); best first."""
-        chunks = [snap.chunks[c.row] for c in ranked]
-        support = scene_support(
-            [(ch.doc_id, ch.index, c.score) for ch, c in zip(chunks, ranked, strict=True)], radius
-        )
-        for c, s in zip(ranked, support, strict=True):
-            c.score = (c.score + weight * s) / (1.0 + weight)
-            c.scene = s
+        items = [(snap.chunks[c.row].doc_id, snap.chunks[c.row].index, c.score) for c in ranked]
+        for c, score, support in zip(
+            ranked, scene_boost(items, radius, weight), scene_support(items, radius), strict=True
+        ):
+            c.score, c.scene = score, support
         order = {id(c): i for i, c in enumerate(ranked)}
         return sorted(ranked, key=lambda c: (-c.score, order[id(c)]))
 
