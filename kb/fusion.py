@@ -100,8 +100,15 @@ def scene_support(items: Sequence[tuple[str, int, float]], radius: int) -> list[
         by_doc.setdefault(doc, []).append((pos, i, score))
     out = [0.0] * len(items)
     for members in by_doc.values():
-        for pos, i, _ in members:
-            out[i] = max((s for p, j, s in members if j != i and abs(p - pos) <= radius), default=0.0)
+        members.sort()  # by position: the ones in reach are a contiguous run on either side
+        for m, (pos, i, _) in enumerate(members):
+            best = 0.0
+            for step in (-1, 1):
+                k = m + step
+                while 0 <= k < len(members) and abs(members[k][0] - pos) <= radius:
+                    best = max(best, members[k][2])
+                    k += step
+            out[i] = best
     return out
 
 

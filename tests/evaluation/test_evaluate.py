@@ -365,3 +365,14 @@ def test_int8_embeddings_retrieve_like_fp32(small_squad: Path, bundled_e5_dir: P
     fp32, int8 = results["fp32/b32"], results["int8/b32"]
     assert int8["cosine_to_first"] > 0.99
     assert abs(int8["hit_at_budget"] - fp32["hit_at_budget"]) <= 0.1
+
+
+def test_reported_rates_are_rounded_once() -> None:
+    """189 of 237 is 79.747%: the rows keep enough decimals that printing them gives 79.7%, not the
+    79.8% of a value first rounded to four decimals (0.7975)."""
+    from evaluation.evaluate import QuestionResult, breakdown, summary_row
+
+    results = [QuestionResult(f"q{i}", 1 if i < 189 else None, i < 189, 1.0) for i in range(237)]
+    assert f"{summary_row(results)['hit_at_budget']:.1%}" == "79.7%"
+    rows = breakdown(results, {r.qid: "kind" for r in results})
+    assert f"{rows['kind']['hit_at_budget']:.1%}" == "79.7%" and f"{rows['kind']['hit_at_k']:.1%}" == "79.7%"

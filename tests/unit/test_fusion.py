@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from kb.fusion import rrf_fuse, rrf_max, scene_boost, scene_support, weighted_fuse
 
@@ -103,3 +105,24 @@ def test_scene_support_is_the_best_other_candidate_in_reach() -> None:
     # d5 sees d7 and d8 (best 0.9); d7 sees d5 and d8; d8 sees d5 and d7; d30 and e6 are alone
     assert scene_support(items, 3) == [0.9, 0.6, 0.9, 0.0, 0.0]
     assert scene_support(items, 0) == [0.0] * 5  # radius 0: only the chunk itself, never counted
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from("abc"), st.integers(0, 40), st.floats(0.0, 1.0)),
+        max_size=30,
+        unique_by=lambda t: (t[0], t[1]),  # one candidate per chunk
+    ),
+    st.integers(0, 12),
+)
+def test_scene_support_equals_the_plain_definition(items, radius) -> None:
+    """The sorted scan gives what the definition says: the best other candidate in reach."""
+    plain = [
+        max(
+            (s for j, (d2, p2, s) in enumerate(items) if j != i and d2 == d and abs(p2 - p) <= radius),
+            default=0.0,
+        )
+        for i, (d, p, _) in enumerate(items)
+    ]
+    assert scene_support(items, radius) == plain
