@@ -546,11 +546,14 @@ def variant_services(services: Any, updates: dict[str, Any]) -> Any:
 
     from kb.retrieval import Retriever
     from kb.service import KnowledgeBaseService
+    from kb.services import build_store_catalog
     from kb.settings import RetrievalSettings
 
     retrieval = RetrievalSettings.model_validate({**services.settings.retrieval.model_dump(), **updates})
     settings = services.settings.model_copy(update={"retrieval": retrieval})
-    kbs = KnowledgeBaseService(settings, services.kbs.embedders)
+    # the catalog carries the keyword tokenizer (``keyword_script``): built from these settings, or a
+    # variant such as ``main`` (no script folding) would search with the default, folding one
+    kbs = KnowledgeBaseService(settings, services.kbs.embedders, build_store_catalog(settings))
     return SimpleNamespace(
         settings=settings, kbs=kbs, retriever=Retriever(settings, kbs, services.retriever.reranker)
     )

@@ -376,3 +376,25 @@ def test_reported_rates_are_rounded_once() -> None:
     assert f"{summary_row(results)['hit_at_budget']:.1%}" == "79.7%"
     rows = breakdown(results, {r.qid: "kind" for r in results})
     assert f"{rows['kind']['hit_at_budget']:.1%}" == "79.7%" and f"{rows['kind']['hit_at_k']:.1%}" == "79.7%"
+
+
+def test_a_variant_searches_with_its_own_keyword_script(tmp_path: Path) -> None:
+    """``variant_services`` builds its store catalog from the variant's settings: ``main``
+    (``keyword_script: off``) gets the unfolded tokenizer, so a traditional question matches
+    simplified text on the keyword side only through the characters both scripts share."""
+    from evaluation.evaluate import parse_variant, variant_services
+    from kb.services import build_services
+    from kb.settings import load_settings
+
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "a.txt").write_text("孙悟空大闹天宫。\n\n猪八戒背媳妇。\n", encoding="utf-8")
+    services = build_services(load_settings(home=tmp_path / "home", profile="mock", env={}))
+    services.ingestor.add("kb", [folder])
+    main = variant_services(services, parse_variant("main")[1])
+    assert services.kbs.snapshot("kb").tokenizer.normalizer.id  # folded (OpenCC)
+    assert not main.kbs.snapshot("kb").tokenizer.normalizer.id  # width only: main's tokenisation
+    question = "孫悟空"  # traditional: folded, it is the simplified text's word 孙悟空 and its parts
+    folded = services.retriever.retrieve("kb", question, mode="keyword")
+    unfolded = main.retriever.retrieve("kb", question, mode="keyword")  # only 悟空, 悟, 空 match
+    assert folded[0].keyword_score > unfolded[0].keyword_score > 0
