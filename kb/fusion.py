@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Hashable, Mapping, Sequence
 from typing import TypeVar
 
-__all__ = ["rrf_fuse", "rrf_max", "scene_boost", "scene_support", "weighted_fuse"]
+__all__ = ["rrf_fuse", "rrf_max", "scene_boost", "scene_lift", "scene_support", "weighted_fuse"]
 
 K = TypeVar("K", bound=Hashable)
 
@@ -127,4 +127,13 @@ def scene_boost(items: Sequence[tuple[str, int, float]], radius: int, weight: fl
     [0.6666666666666666, 0.7666666666666666, 0.6333333333333333, 0.6333333333333333]
     """
     support = scene_support(items, radius)
-    return [(score + weight * s) / (1.0 + weight) for (_, _, score), s in zip(items, support, strict=True)]
+    return [scene_lift(score, s, weight) for (_, _, score), s in zip(items, support, strict=True)]
+
+
+def scene_lift(score: float, support: float, weight: float) -> float:
+    """One candidate's lifted score: ``(score + weight * support) / (1 + weight)``, in [0, 1].
+
+    >>> scene_lift(0.5, 0.9, 0.5)
+    0.6333333333333333
+    """
+    return (score + weight * support) / (1.0 + weight)

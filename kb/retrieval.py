@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 import numpy as np
 
 from kb.chapters import ChapterRef, chapter_number, find_chapter_reference
-from kb.fusion import rrf_fuse, rrf_max, scene_boost, scene_support, weighted_fuse
+from kb.fusion import rrf_fuse, rrf_max, scene_lift, scene_support, weighted_fuse
 from kb.results import Hit
 from models.rerank import Reranker
 from vector_store.keyword import STOP_WORDS, KeywordTokenizer
@@ -322,12 +322,11 @@ class Retriever:
 
     @staticmethod
     def _scene(snap: StoreSnapshot, ranked: list[_Candidate], radius: int, weight: float) -> list[_Candidate]:
-        """Candidates re-scored by :func:`kb.fusion.scene_boost` (their scene's support); best first."""
+        """Candidates re-scored as :func:`kb.fusion.scene_boost` does (their scene's support, kept
+        on each candidate for the hit); best first."""
         items = [(snap.chunks[c.row].doc_id, snap.chunks[c.row].index, c.score) for c in ranked]
-        for c, score, support in zip(
-            ranked, scene_boost(items, radius, weight), scene_support(items, radius), strict=True
-        ):
-            c.score, c.scene = score, support
+        for c, support in zip(ranked, scene_support(items, radius), strict=True):
+            c.score, c.scene = scene_lift(c.score, support, weight), support
         order = {id(c): i for i, c in enumerate(ranked)}
         return sorted(ranked, key=lambda c: (-c.score, order[id(c)]))
 
