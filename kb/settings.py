@@ -231,6 +231,14 @@ class LLMSettings(_Section):
         description="worker only: longest wait for the model process to load its weights (the first "
         "start also joins a bundled GGUF from its pip parts) before the load is reported as failed.",
     )
+    stall_timeout_s: float = Field(
+        600.0,
+        gt=0.0,
+        description="worker only: a model process that is alive but sends nothing for this long while a "
+        "request waits on it (a hung native call, a deadlock, a stopped process) is killed; the answer "
+        "ends with a clear error and the next question starts a new process. Generous on purpose: "
+        "reading a long prompt on a slow CPU sends nothing until the first token.",
+    )
 
 
 class ChatSettings(_Section):

@@ -57,6 +57,7 @@ class LLMConfig(Protocol):
     process: Literal["auto", "worker", "in-process"]
     extra_buffers: Literal["auto", "on", "off"]
     load_timeout_s: float
+    stall_timeout_s: float
 
 
 # --------------------------------------------------------------------------------------------------
@@ -352,6 +353,7 @@ def build_chat_model(
         max_tokens=settings.max_tokens,
         log_dir=None if log_dir is None else str(log_dir),
         load_timeout_s=settings.load_timeout_s,
+        stall_timeout_s=settings.stall_timeout_s,
     )
 
 

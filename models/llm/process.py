@@ -14,7 +14,12 @@ path on Intel Xeons, issue #12; the OOM killer; ``kill -9``). Here such a death:
   :data:`HOLD_OFF_S` seconds with "the model process crashed 3 times on start: …".
 
 Every wait on the child also watches the child: a dead process is noticed within
-:data:`POLL_S`, never after a timeout.
+:data:`POLL_S`, never after a timeout. A process that is alive but silent — a hung native call, a
+deadlock, a process stopped with SIGSTOP — is noticed too: when a request is waiting and the process
+has sent nothing at all for ``stall_timeout_s`` (``llm.stall_timeout_s``), it is killed and the
+request ends with a :class:`~models.errors.ModelCrashedError` saying it hung; the
+next request starts a new process. Silence is counted per process, not per request, so a request
+queued behind another's long answer is not mistaken for a hang.
 """
 
 from __future__ import annotations
@@ -63,6 +68,7 @@ _ERRORS: dict[str, type[Exception]] = {
     "BundledModelError": BundledModelError,
 }
 _DEAD = object()
+_STALLED = object()
 _LIVE: weakref.WeakSet[_Process] = weakref.WeakSet()
 
 
@@ -167,6 +173,8 @@ class _Process:
         self.dead = threading.Event()
         self.ready_info: dict[str, Any] | None = None
         self.crash: ModelCrashedError | None = None
+        self.last_heard = time.monotonic()
+        """When the process last sent anything (monotonic clock); the stall check reads it."""
         _LIVE.add(self)
         threading.Thread(target=self._route, name=f"kbqa-llm-{self.proc.pid}", daemon=True).start()
 
@@ -180,6 +188,7 @@ class _Process:
     def _route(self) -> None:
         try:
             for line in self._reader:
+                self.last_heard = time.monotonic()
                 message = json.loads(line)
                 rid = message.get("id")
                 if rid is None:
@@ -218,8 +227,10 @@ class _Process:
         except OSError:
             return False
 
-    def get(self, q: queue.Queue[Any], deadline: float | None = None) -> Any:
-        """The next message on ``q``; ``_DEAD`` as soon as the process is gone; ``None`` at the deadline."""
+    def get(self, q: queue.Queue[Any], deadline: float | None = None, stall_s: float | None = None) -> Any:
+        """The next message on ``q``; ``_DEAD`` as soon as the process is gone; ``None`` at the
+        deadline; ``_STALLED`` when the process has sent nothing at all for ``stall_s`` seconds."""
+        since = time.monotonic()
         while True:
             try:
                 return q.get(timeout=POLL_S)
@@ -231,8 +242,11 @@ class _Process:
                     return q.get(timeout=1.0)
                 except queue.Empty:
                     return _DEAD
-            if deadline is not None and time.monotonic() > deadline:
+            now = time.monotonic()
+            if deadline is not None and now > deadline:
                 return None
+            if stall_s is not None and now - max(self.last_heard, since) > stall_s:
+                return _STALLED
 
     def log_lines(self) -> list[str]:
         """What this process wrote to its log (its last 64 KiB), blank lines dropped."""
@@ -285,6 +299,7 @@ class WorkerChatModel(LocalChatModel):
     n_ctx: int = Field(4096, ge=256)
     log_dir: str | None = None
     load_timeout_s: float = Field(900.0, gt=0)
+    stall_timeout_s: float = Field(600.0, gt=0)
 
     _process: _Process | None = PrivateAttr(default=None)
     _start_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
@@ -321,6 +336,24 @@ class WorkerChatModel(LocalChatModel):
         cause = describe_exit(status)
         last = f"; {summary[:200]}" if summary else ""
         message = f"the model process (pid {process.pid}) {cause} {when}{last}; log: {process.log_path}"
+        self._last_crash = message
+        self._crashes_in_a_row += 1
+        process.crash = ModelCrashedError(message, tail)
+        return process.crash
+
+    def _stalled(self, process: _Process, when: str) -> ModelCrashedError:
+        """Kill a process that went silent with a request waiting; the error says so."""
+        if process.crash is not None:
+            return process.crash
+        process.proc.kill()
+        process.exit_status()
+        summary, tail = crash_report(process.log_lines())
+        last = f"; {summary[:200]}" if summary else ""
+        message = (
+            f"the model process (pid {process.pid}) hung {when}: it sent nothing for "
+            f"{self.stall_timeout_s:g} s (llm.stall_timeout_s), so it was stopped and the next question "
+            f"starts a new one{last}; log: {process.log_path}"
+        )
         self._last_crash = message
         self._crashes_in_a_row += 1
         process.crash = ModelCrashedError(message, tail)
@@ -425,9 +458,11 @@ class WorkerChatModel(LocalChatModel):
         """One request with one reply; :class:`ModelCrashedError` if the process dies meanwhile."""
         process, rid, q = self._request(message)
         try:
-            reply = process.get(q)
+            reply = process.get(q, stall_s=self.stall_timeout_s)
         finally:
             process.close_request(rid)
+        if reply is _STALLED:
+            raise self._stalled(process, when)
         if reply is _DEAD:
             raise self._crashed(process, when)
         if "error" in reply:
@@ -463,7 +498,10 @@ class WorkerChatModel(LocalChatModel):
         finished = False
         try:
             while True:
-                reply = process.get(q)
+                reply = process.get(q, stall_s=self.stall_timeout_s)
+                if reply is _STALLED:
+                    finished = True
+                    raise self._stalled(process, "while answering")
                 if reply is _DEAD:
                     finished = True
                     raise self._crashed(process, "while answering")

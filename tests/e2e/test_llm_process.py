@@ -33,8 +33,16 @@ from tests.helpers import REPO, stream_until, wait_for
 REPLY = "长江是中国第一长河，全长约六千三百公里，流经十一个省级行政区，最后注入东海。" * 2
 
 
-def fake_worker(tmp_path: Path, delay_ms: float = 0.0, reply: str | None = REPLY) -> WorkerChatModel:
-    settings = LLMSettings(backend="fake", process="worker", fake_reply=reply, fake_token_delay_ms=delay_ms)
+def fake_worker(
+    tmp_path: Path, delay_ms: float = 0.0, reply: str | None = REPLY, stall_timeout_s: float = 300.0
+) -> WorkerChatModel:
+    settings = LLMSettings(
+        backend="fake",
+        process="worker",
+        fake_reply=reply,
+        fake_token_delay_ms=delay_ms,
+        stall_timeout_s=stall_timeout_s,
+    )
     chat = build_chat_model(settings, tmp_path, log_dir=tmp_path / "logs")
     assert isinstance(chat, WorkerChatModel)
     return chat
@@ -129,6 +137,50 @@ def test_a_killed_model_process_ends_the_answer_with_its_cause_and_restarts(
     assert chat.invoke("再问").content == REPLY
     assert chat.pid not in (None, first_pid) and chat.status()["starts"] == 2
     assert gone(first_pid)
+
+
+def test_a_model_process_that_hangs_is_killed_and_the_next_request_gets_a_new_one(tmp_path: Path) -> None:
+    chat = fake_worker(tmp_path, delay_ms=20, stall_timeout_s=1.0)
+    try:
+        stream = chat.stream("问")
+        received = [next(stream).content for _ in range(5)]
+        first_pid = chat.pid
+        assert first_pid is not None
+        os.kill(first_pid, signal.SIGSTOP)  # alive but silent: what a hung native call looks like
+        with pytest.raises(ModelCrashedError) as err:
+            for chunk in stream:
+                received.append(chunk.content)
+        message = str(err.value)
+        assert "\n" not in message
+        assert f"pid {first_pid}" in message and "hung while answering" in message
+        assert "llm.stall_timeout_s" in message and str(chat.log_path) in message
+        assert gone(first_pid)  # killed (and reaped), not left stopped
+        assert "".join(received) == REPLY[: len(received)]
+        assert chat.status()["state"].startswith("crashed") and "hung" in chat.status()["last_crash"]
+        assert chat.invoke("再问").content == REPLY
+        assert chat.pid not in (None, first_pid)
+    finally:
+        chat.shutdown()
+
+
+def test_a_request_queued_behind_a_long_answer_is_not_taken_for_a_hang(tmp_path: Path) -> None:
+    # each answer streams for ~1.6 s; the second request hears nothing of its own for that long,
+    # but the process is talking (to the first), so silence is not counted against it
+    chat = fake_worker(tmp_path, delay_ms=20, stall_timeout_s=0.8)
+    try:
+        chat.warm_up()
+        answers: list[str] = []
+        threads = [
+            threading.Thread(target=lambda: answers.append(str(chat.invoke("问").content))) for _ in range(2)
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+        assert answers == [REPLY, REPLY] and chat.status()["starts"] == 1
+        assert "last_crash" not in chat.status()
+    finally:
+        chat.shutdown()
 
 
 def test_a_model_process_killed_while_idle_is_replaced_on_the_next_request(chat: WorkerChatModel) -> None:

@@ -72,7 +72,7 @@ def test_the_model_process_sends_the_options(monkeypatch: pytest.MonkeyPatch, tm
     sent: list[dict[str, Any]] = []
 
     class Process:
-        def get(self, q: Any) -> dict[str, Any]:
+        def get(self, q: Any, stall_s: float | None = None) -> dict[str, Any]:
             return {"done": "stop"}
 
         def close_request(self, rid: int) -> None:
