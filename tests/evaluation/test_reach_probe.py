@@ -289,3 +289,30 @@ def test_neighbourhood_rerank_sum_and_max_pools() -> None:
     assert [h.index for h in neighbourhood_rerank(hits, 3, 0.5, "max")][:2] == [0, 20]
     # the same chapter counts as the neighbourhood when radius is None
     assert [h.index for h in neighbourhood_rerank(hits, None, 0.5, "max")][:2] == [0, 20]
+
+
+def test_chapters_probe_scores_every_signal_and_weight(tmp_path: Path, probe_argv: list[str]) -> None:
+    result = tmp_path / "c.json"
+    assert main([*probe_argv, "--json", str(result), "chapters", "--candidates", "10"], io.StringIO()) == 0
+    rows = json.loads(result.read_text(encoding="utf-8"))["rows"]
+    assert set(rows) == {"app"} | {
+        f"{signal} w {w}" for signal in ("dense", "keyword", "both") for w in (0.05, 0.1, 0.2, 0.3, 0.5)
+    }
+    assert rows["app"]["report"] == 1.0
+
+
+def test_chapter_boost_lifts_hits_of_the_chapter_whose_title_matches() -> None:
+    from types import SimpleNamespace as H
+
+    from evaluation.reach_probe import chapter_boost
+
+    hits = [
+        H(score=0.9, chapter="第一回 花果山"),
+        H(score=0.8, chapter="第二回 龙宫"),
+        H(score=0.85, chapter=None),
+    ]
+    titles = {"第一回 花果山": 0.0, "第二回 龙宫": 1.0}
+    # (0.8 + 0.2 * 1) / 1.2 = 0.833 beats 0.9 / 1.2 = 0.75 and 0.85 / 1.2 = 0.708
+    assert [h.score for h in chapter_boost(hits, titles, 0.2)] == [0.8, 0.9, 0.85]
+    # weight 0 keeps the retriever's order
+    assert [h.score for h in chapter_boost(hits, titles, 0.0)] == [0.9, 0.85, 0.8]
