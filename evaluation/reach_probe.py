@@ -30,6 +30,11 @@ of the context the app builds).
   ``--candidates`` hits are re-ranked by ``(score + w * title score of their chapter) / (1 + w)``.
 * ``dense-aliases`` — the question's aliases (what the alias table adds to the keyword side) given to
   the dense side too: appended to the question, or replacing the name the question used.
+* ``context-embed`` — contextual chunk embeddings without an LLM: each chunk embedded with what
+  surrounds it (the last/first ``w`` characters of its neighbouring chunks in the document, or its
+  chapter title before it), so a chunk that says 「他」 or 「那怪」 carries the name said just before
+  it; the stored text, BM25 and the context are unchanged. The vectors are computed in memory and
+  the live snapshots search them (nothing on disk changes).
 * ``neighbourhood`` — the first ``--candidates`` fused hits re-ranked by the support of other
   candidates near them (sum or max of their scores within a radius of chunks, or the chapter); run it
   with ``KBQA_RETRIEVAL__SCENE_WEIGHT=0`` to compare with the fused ranking alone (the app's
@@ -47,6 +52,7 @@ Run::
     KBQA_RETRIEVAL__SCENE_WEIGHT=0 python -m evaluation.reach_probe --home /tmp/wt14home neighbourhood
     python -m evaluation.reach_probe --home /tmp/wt14home chapters
     python -m evaluation.reach_probe --home /tmp/wt14home dense-aliases
+    python -m evaluation.reach_probe --home /tmp/wt14home context-embed --widths 60 150
 
 The novels' knowledge bases are built in ``--home`` if missing (reused when they are there, as by
 ``python -m evaluation --home H eval``). Results: docs/RETRIEVAL.md, "Paraphrase reach".
@@ -700,6 +706,85 @@ def probe_dense_aliases(
     return {"rows": {label: _rates(oks) for label, oks in rows.items()}}
 
 
+def contextual_texts(chunks: Sequence[Any], width: int | None) -> list[str]:
+    """Each chunk's text with its surroundings, for embedding: the last ``width`` characters of the
+    previous chunk of the same document and the first ``width`` of the next (``width=None``: the
+    chapter title before the text instead; ``0``: the text alone). Chunks overlap, so the neighbour's part that the chunk
+    already holds is skipped (by offsets).
+
+    >>> from types import SimpleNamespace as C
+    >>> cs = [C(doc_id="d", index=0, text="甲乙丙丁", start=0, end=4, chapter="第一回"),
+    ...       C(doc_id="d", index=1, text="丁戊己庚", start=3, end=7, chapter="第一回")]
+    >>> contextual_texts(cs, 2)
+    ['甲乙丙丁戊己', '乙丙丁戊己庚']
+    >>> contextual_texts(cs, None)[1]
+    '第一回\\n丁戊己庚'
+    """
+    if width is None:
+        return [f"{c.chapter}\n{c.text}" if c.chapter else c.text for c in chunks]
+    at = {(c.doc_id, c.index): c for c in chunks}
+    out = []
+    for c in chunks:
+        prev, nxt = at.get((c.doc_id, c.index - 1)), at.get((c.doc_id, c.index + 1))
+        before = prev.text[: max(0, c.start - prev.start)][-width:] if prev and width else ""
+        after = nxt.text[max(0, c.end - nxt.start) :][:width] if nxt and width else ""
+        out.append(before + c.text + after)
+    return out
+
+
+def probe_context_embed(
+    services: Any,
+    questions: Sequence[Any],
+    kbs: dict[str, str],
+    *,
+    widths: Sequence[int],
+    top_k: int,
+    budget: int,
+) -> dict[str, Any]:
+    """hit@budget by split and kind for the app's hybrid search over contextual chunk embeddings
+    (:func:`contextual_texts`: neighbours' ``widths`` characters, and the chapter title), hybrid and
+    dense-only; the embedding seconds per knowledge base are reported."""
+    import faiss
+
+    scored = _scorer(services, budget)
+    snaps = {kb: services.kbs.snapshot(kb) for kb in set(kbs.values())}
+    kept = {kb: snap.index for kb, snap in snaps.items()}
+    rows: dict[str, dict[str, list[bool]]] = {}
+    seconds: dict[str, float] = {}
+    variants: list[tuple[str, int | None]] = [("app", 0), *((f"neighbours {w}", w) for w in widths)]
+    variants.append(("chapter title", None))
+    try:
+        for label, width in variants:
+            if label != "app":
+                for kb, snap in snaps.items():
+                    started = time.perf_counter()
+                    texts = contextual_texts(snap.chunks, width)
+                    vectors = np.asarray(
+                        services.kbs.embedder_for(kb).encode_passages(texts), dtype=np.float32
+                    )
+                    faiss.normalize_L2(vectors)
+                    index = faiss.IndexFlatIP(vectors.shape[1])
+                    index.add(vectors)
+                    snap.index = index
+                    seconds[f"{label}: {kb}"] = round(time.perf_counter() - started, 1)
+            for q in questions:
+                kb = kbs[q.novel]
+                for mode in ("hybrid", "dense"):
+                    hits = services.retriever.retrieve(kb, q.question, top_k=top_k, mode=mode)
+                    ok = scored(kb, hits, q.answers)
+                    _record(rows, f"{label} {mode}", q.split, ok)
+                    if mode == "hybrid":
+                        _record(rows, f"{label} hybrid: {q.kind}", None, ok)
+    finally:
+        for kb, snap in snaps.items():
+            snap.index = kept[kb]
+    return {
+        "widths": list(widths),
+        "embed_s": seconds,
+        "rows": {label: _rates(oks) for label, oks in rows.items()},
+    }
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m evaluation.reach_probe", description=__doc__.split("\n\n")[0])
     p.add_argument("--home", help="data home (the novels' knowledge bases are kept there)")
@@ -726,6 +811,8 @@ def build_parser() -> argparse.ArgumentParser:
     ch = sub.add_parser("chapters", help="candidates lifted by their chapter title's score")
     ch.add_argument("--candidates", type=int, default=60)
     sub.add_parser("dense-aliases", help="the question's aliases given to the dense side too")
+    ce = sub.add_parser("context-embed", help="chunks embedded with their neighbours' text or chapter title")
+    ce.add_argument("--widths", type=int, nargs="+", default=[60, 150], help="neighbour characters per side")
     nb = sub.add_parser("neighbourhood", help="candidates lifted by other candidates near them")
     nb.add_argument("--candidates", type=int, default=30)
     y = sub.add_parser("synonyms", help="thesaurus synonyms of the question's terms on the keyword side")
@@ -789,6 +876,10 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
             )
         elif args.command == "dense-aliases":
             result = probe_dense_aliases(services, questions, kbs, top_k=args.top_k, budget=args.budget)
+        elif args.command == "context-embed":
+            result = probe_context_embed(
+                services, questions, kbs, widths=args.widths, top_k=args.top_k, budget=args.budget
+            )
         elif args.command == "synonyms":
             groups = synonym_groups(Path(args.cilin), args.max_group)
             result = probe_synonyms(

@@ -333,3 +333,32 @@ def test_aliased_query_appends_or_replaces_the_names() -> None:
     assert aliased_query("林妹妹住在哪里？", aliases, "append") == "林妹妹住在哪里？ 林黛玉 黛玉"
     assert aliased_query("林妹妹住在哪里？", aliases, "replace") == "林黛玉住在哪里？"
     assert aliased_query("宝玉住在哪里？", {}, "append") == "宝玉住在哪里？"
+
+
+def test_context_embed_probe_searches_contextual_vectors_and_restores_the_index(
+    tmp_path: Path, probe_argv: list[str]
+) -> None:
+    result = tmp_path / "e.json"
+    assert main([*probe_argv, "--json", str(result), "context-embed", "--widths", "30"], io.StringIO()) == 0
+    data = json.loads(result.read_text(encoding="utf-8"))
+    labels = {"app", "neighbours 30", "chapter title"}
+    assert {f"{v} {m}" for v in labels for m in ("hybrid", "dense")} <= set(data["rows"])
+    assert data["rows"]["app hybrid"]["report"] == 1.0
+    assert data["embed_s"] and all(k.startswith(("neighbours 30", "chapter title")) for k in data["embed_s"])
+
+
+def test_contextual_texts_skip_the_overlap_and_stop_at_the_document() -> None:
+    from types import SimpleNamespace as C
+
+    from evaluation.reach_probe import contextual_texts
+
+    text = "一二三四五六七八九十"
+    chunks = [
+        C(doc_id="a", index=0, text=text[0:5], start=0, end=5, chapter=None),
+        C(doc_id="a", index=1, text=text[3:8], start=3, end=8, chapter="第二回"),
+        C(doc_id="b", index=0, text="甲乙", start=0, end=2, chapter=None),
+    ]
+    # the neighbour's overlap with the chunk is not repeated; another document is not a neighbour
+    assert contextual_texts(chunks, 2) == ["一二三四五六七", "二三四五六七八", "甲乙"]
+    assert contextual_texts(chunks, None) == ["一二三四五", "第二回\n四五六七八", "甲乙"]
+    assert contextual_texts(chunks, 0) == ["一二三四五", "四五六七八", "甲乙"]
