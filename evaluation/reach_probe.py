@@ -551,6 +551,15 @@ def probe_synonyms(
     }
 
 
+def rerank_by(hits: Sequence[Any], scores: Sequence[float]) -> list[Any]:
+    """``hits`` sorted by ``scores`` (one per hit), best first; ties keep the hits' order.
+
+    >>> rerank_by(["a", "b", "c"], [0.5, 0.9, 0.5])
+    ['b', 'a', 'c']
+    """
+    return [hits[i] for i in sorted(range(len(hits)), key=lambda i: (-scores[i], i))]
+
+
 def neighbourhood_rerank(
     hits: Sequence[Any], radius: int | None, beta: float, pool: str = "sum"
 ) -> list[Any]:
@@ -574,8 +583,7 @@ def neighbourhood_rerank(
             and (o.chapter == h.chapter if radius is None else abs(o.index - h.index) <= radius)
         )
 
-    keyed = [(h.score + beta * support(h), -i, h) for i, h in enumerate(hits)]
-    return [h for _, _, h in sorted(keyed, key=lambda t: (t[0], t[1]), reverse=True)]
+    return rerank_by(hits, [h.score + beta * support(h) for h in hits])
 
 
 def probe_neighbourhood(
@@ -607,11 +615,9 @@ def chapter_boost(hits: Sequence[Any], title_scores: dict[str, float], weight: f
     >>> [h.chapter for h in chapter_boost(hits, {"一": 0.0, "二": 1.0}, 0.2)]
     ['二', '一', None]
     """
-    keyed = [
-        ((h.score + weight * title_scores.get(h.chapter or "", 0.0)) / (1 + weight), -i, h)
-        for i, h in enumerate(hits)
-    ]
-    return [h for _, _, h in sorted(keyed, key=lambda t: (t[0], t[1]), reverse=True)]
+    return rerank_by(
+        hits, [(h.score + weight * title_scores.get(h.chapter or "", 0.0)) / (1 + weight) for h in hits]
+    )
 
 
 def probe_chapters(
@@ -637,16 +643,13 @@ def probe_chapters(
         hits = retriever.retrieve(kb, q.question, top_k=candidates)
         _record(rows, "app", q.split, scored(kb, hits[:top_k], q.answers))
         titles, vectors, index = tables[kb]
-        if not titles:
-            for signal in CHAPTER_SIGNALS:
-                for w in CHAPTER_WEIGHTS:
-                    _record(rows, f"{signal} w {w}", q.split, scored(kb, hits[:top_k], q.answers))
-            continue
-        qvec = services.kbs.embedder_for(kb).encode_query(retriever._dense_query(snap, q.question))
-        dense = minmax(vectors @ np.asarray(qvec, dtype=np.float32))
-        extra, _ = retriever._expand(kb, snap, q.question)
-        keyword = minmax(index.scores(q.question, extra or None))
-        signals = {"dense": dense, "keyword": keyword, "both": (dense + keyword) / 2}
+        signals = {signal: np.zeros(0) for signal in CHAPTER_SIGNALS}  # no titles: every hit gets 0
+        if titles:
+            qvec = services.kbs.embedder_for(kb).encode_query(retriever._dense_query(snap, q.question))
+            dense = minmax(vectors @ np.asarray(qvec, dtype=np.float32))
+            extra, _ = retriever._expand(kb, snap, q.question)
+            keyword = minmax(index.scores(q.question, extra or None))
+            signals = {"dense": dense, "keyword": keyword, "both": (dense + keyword) / 2}
         for signal in CHAPTER_SIGNALS:
             by_title = dict(zip(titles, signals[signal].tolist(), strict=True))
             for w in CHAPTER_WEIGHTS:
@@ -690,10 +693,8 @@ def probe_dense_aliases(
                 text = plain(snap, query)
                 if how == "app":
                     return text
-                found = retriever.alias_table(by_snapshot[id(snap)], snap).expand(
-                    snap.tokenizer.normalize(query)
-                )
-                return aliased_query(text, found.matched, how)
+                _, expansion = retriever._expand(by_snapshot[id(snap)], snap, query)
+                return aliased_query(text, expansion.aliases, how)
 
             retriever._dense_query = dense_query
             for q in questions:

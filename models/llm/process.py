@@ -331,15 +331,7 @@ class WorkerChatModel(LocalChatModel):
     def _crashed(self, process: _Process, when: str) -> ModelCrashedError:
         if process.crash is not None:  # already reported by another request to the same process
             return process.crash
-        status = process.exit_status()
-        summary, tail = crash_report(process.log_lines())
-        cause = describe_exit(status)
-        last = f"; {summary[:200]}" if summary else ""
-        message = f"the model process (pid {process.pid}) {cause} {when}{last}; log: {process.log_path}"
-        self._last_crash = message
-        self._crashes_in_a_row += 1
-        process.crash = ModelCrashedError(message, tail)
-        return process.crash
+        return self._failed(process, f"{describe_exit(process.exit_status())} {when}")
 
     def _stalled(self, process: _Process, when: str) -> ModelCrashedError:
         """Kill a process that went silent with a request waiting; the error says so."""
@@ -347,13 +339,18 @@ class WorkerChatModel(LocalChatModel):
             return process.crash
         process.proc.kill()
         process.exit_status()
+        return self._failed(
+            process,
+            f"hung {when}: it sent nothing for {self.stall_timeout_s:g} s (llm.stall_timeout_s), so it "
+            "was stopped and the next question starts a new one",
+        )
+
+    def _failed(self, process: _Process, what: str) -> ModelCrashedError:
+        """Record the end of ``process`` (``what`` happened to it) as its one error, with its log's
+        summary and tail; counted as a crash for the restart back-off."""
         summary, tail = crash_report(process.log_lines())
         last = f"; {summary[:200]}" if summary else ""
-        message = (
-            f"the model process (pid {process.pid}) hung {when}: it sent nothing for "
-            f"{self.stall_timeout_s:g} s (llm.stall_timeout_s), so it was stopped and the next question "
-            f"starts a new one{last}; log: {process.log_path}"
-        )
+        message = f"the model process (pid {process.pid}) {what}{last}; log: {process.log_path}"
         self._last_crash = message
         self._crashes_in_a_row += 1
         process.crash = ModelCrashedError(message, tail)
