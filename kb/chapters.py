@@ -41,6 +41,9 @@ UNIT_CHARS = "回章节節卷幕场場"
 """What a Chinese chapter heading counts in: 第N回/章/节/節/卷, and a play's 第N幕/场/場."""
 _UNIT_ALIASES = {"節": "节", "場": "场"}
 _CN_CHAPTER_RE = re.compile(rf"第\s*([{NUMERAL_CHARS}]{{1,10}})\s*([{UNIT_CHARS}])")
+_TIMES_AFTER = frozenset("被把将又再还也才就便都叫让给將還讓給纔")
+"""Words that cannot follow a chapter reference but do follow 第N回 meaning "the Nth time"
+(「第三回被孙悟空打死」, 「第二回又来」): a passive or disposal marker or an adverb."""
 _EN_CHAPTER_RE = re.compile(
     r"\bchapter\s+(\d{1,4}|[ivxlcdm]{1,12}|" + "|".join(_EN_NUMBERS) + r")\b", re.IGNORECASE
 )
@@ -145,9 +148,12 @@ def find_chapter_reference(question: str) -> ChapterRef | None:
     ChapterRef(number=27, unit='回', start=0, end=5)
     >>> find_chapter_reference("What happens in Chapter III?").number
     3
+    >>> find_chapter_reference("白骨精第三回被打死后剩下什么？") is None  # the third time
+    True
     """
-    m = _CN_CHAPTER_RE.search(question)
-    if m:
+    for m in _CN_CHAPTER_RE.finditer(question):
+        if m.group(2) == "回" and question[m.end() : m.end() + 1] in _TIMES_AFTER:
+            continue  # 「尸魔第三回被打死」: the third time, not chapter three
         number = parse_number(m.group(1))
         if number is not None:
             unit = _UNIT_ALIASES.get(m.group(2), m.group(2))

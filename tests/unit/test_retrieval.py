@@ -91,6 +91,8 @@ def test_bad_numerals_are_refused() -> None:
         ("第二十七回", 27, "回"),
         ("红楼梦第 27 回中宝钗在做什么？", 27, "回"),
         ("第3回里林黛玉见到了谁", 3, "回"),
+        ("妖精第一回被打死，第二十七回里写的是谁", 27, "回"),  # the first 第N回 is "the Nth time"
+        ("第五章被谁改写了", 5, "章"),  # only 回 also counts times
         ("第一百二十回的结局", 120, "回"),
         ("第五章主要内容", 5, "章"),
         ("第二節", 2, "节"),
@@ -106,7 +108,17 @@ def test_find_chapter_reference_table(question: str, number: int, unit: str) -> 
 
 @pytest.mark.parametrize(
     "question",
-    ["林黛玉是谁", "第一次见面在哪里", "the chapter did not say", "回到第几", "第x回", "第三者插足"],
+    [
+        "林黛玉是谁",
+        "第一次见面在哪里",
+        "the chapter did not say",
+        "回到第几",
+        "第x回",
+        "第三者插足",
+        "尸魔第三回被孙悟空打死后，地上只剩下了什么？",  # 第三回 = the third time
+        "他第二回又来了",
+        "妖精第三回還是被打死了",
+    ],
 )
 def test_questions_without_chapter(question: str) -> None:
     assert find_chapter_reference(question) is None
