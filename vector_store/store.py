@@ -29,8 +29,9 @@ Why this shape:
   manifest) gets its BM25 index built in memory from the chunk texts on load (logged); the next
   write persists it. The on-disk format number is unchanged: the additions are optional files.
   A keyword index of an older *keyword* layout (``KeywordIndexStale``: layout 1, before script
-  folding) is migrated on load: rebuilt from the stored chunks and written into the live version
-  when the writer lock is free at that moment (:meth:`VectorStore.migrate_keyword`).
+  folding) is migrated on load: rebuilt from the stored chunks and published as a new version
+  (same documents, same vectors) when the writer lock is free at that moment
+  (:meth:`VectorStore.migrate_keyword`); a crash mid-way leaves the old version live.
 * **Readers never block**: they read ``CURRENT`` and load that version; writers keep the previous
   version's files until a later write, so a reader that raced a write still sees one complete state.
 
@@ -569,7 +570,7 @@ class VectorStore:
                 keyword = self._load_keyword(version, len(chunks))
             except KeywordIndexStale as exc:
                 log.warning("%s %s: %s", self.path.name, version, exc)
-                keyword = self.migrate_keyword(version, per_segment)
+                keyword, version = self.migrate_keyword(version, per_segment)
             return Snapshot(version, documents, chunks, index, dim, keyword=keyword, tokenizer=self.tokenizer)
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -613,14 +614,16 @@ class VectorStore:
 
     def migrate_keyword(
         self, version: str, per_segment: Sequence[tuple[str, Sequence[ChunkRecord]]]
-    ) -> KeywordIndex:
+    ) -> tuple[KeywordIndex, str]:
         """Rebuild the keyword index of ``version`` from its stored chunks (an index of an older
-        layout), and persist it into that version if it is still live and no writer holds the lock.
+        layout) and, if that version is still live and no writer holds the lock, publish it.
 
-        The segments' term counts are recomputed and saved first (content-addressed files, as at
-        ingest); then ``keyword.npz`` and the manifest's ``keyword`` entry are replaced atomically.
-        FAISS files and segments are untouched. When a writer is busy, the index is served from
-        memory and the writer's commit persists a fresh one.
+        Returns the index and the version it now belongs to. The segments' term counts are
+        recomputed and saved first (content-addressed files, as at ingest); then a new version
+        listing the same documents is committed the normal way (:meth:`commit`: a complete
+        folder, then ``CURRENT`` replaced), so a crash at any point leaves the old version live
+        and loadable - nothing is rewritten in place. When a writer is busy, the index is served
+        from memory and that writer's commit persists a fresh one.
         """
         from filelock import Timeout
 
@@ -630,27 +633,21 @@ class VectorStore:
         try:
             with self.lock(timeout=0):
                 if self.current_version() != version:
-                    return keyword
-                folder = self.path / "versions" / version
-                keyword.save(folder / KEYWORD_FILE)
-                manifest = self.manifest(version)
-                manifest["keyword"] = _keyword_entry(keyword)
-                _write_bytes_atomic(
-                    folder / "manifest.json",
-                    json.dumps(manifest, ensure_ascii=False, indent=1).encode("utf-8"),
-                )
+                    return keyword, version
+                migrated = self.commit(self.documents(version))
         except Timeout:
             log.info("%s: a writer is busy; the migrated keyword index stays in memory", self.path.name)
-            return keyword
+            return keyword, version
         log.warning(
-            "%s %s: keyword index migrated to tokenizer %s (%d chunks, %.1f s)",
+            "%s: keyword index of %s migrated to tokenizer %s as %s (%d chunks, %.1f s)",
             self.path.name,
             version,
             keyword.tokenizer_id,
+            migrated,
             len(keyword),
             time.perf_counter() - started,
         )
-        return keyword
+        return keyword, migrated
 
     def segment_terms(self, segment: str, chunks: Sequence[ChunkRecord] | None = None) -> TermCounts:
         """The segment's term counts; computed from its chunks and saved when missing or stale."""

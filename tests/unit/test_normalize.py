@@ -155,29 +155,59 @@ def test_old_layout_is_refused_as_stale_not_corrupt(tmp_path: Path) -> None:
 
 def test_old_keyword_index_is_migrated_on_load(tmp_path: Path) -> None:
     store, version = _old_store(tmp_path)
-    faiss_before = (store.path / "versions" / version / "index.faiss").read_bytes()
+    old_folder = store.path / "versions" / version
+    old_files = {p.name: p.read_bytes() for p in old_folder.iterdir()}
     chunks_before = (store.path / "segments" / "seg-d.jsonl").read_bytes()
     snap = VectorStore(store.path).load()  # a fresh reader, as after an upgrade
-    assert snap.version == version  # no new version: the live one is migrated in place
+    # published as a new version of the same documents; the old one is not touched
+    assert snap.version != version and store.current_version() == snap.version
+    assert {p.name: p.read_bytes() for p in old_folder.iterdir()} == old_files
+    assert store.documents(snap.version) == store.documents(version)
     hits = snap.search_keyword("孫悟空大鬧天宮", 1)  # traditional question, simplified text
     assert hits and hits[0].chunk.chunk_id == "d#0"
     # persisted: the file, the segment's counts and the manifest name the new layout and tokenizer
     new_id = KeywordTokenizer().id
-    with np.load(store.path / "versions" / version / "keyword.npz", allow_pickle=False) as data:
+    with np.load(store.path / "versions" / snap.version / "keyword.npz", allow_pickle=False) as data:
         assert int(data["format"]) == KEYWORD_FORMAT == 2
         assert data["tokenizer"].tobytes().decode() == new_id
         assert data["normalizer"].tobytes().decode() == Normalizer().id
     assert TermCounts.load(store.terms_path("seg-d")).tokenizer == new_id
-    entry = store.manifest(version)["keyword"]
+    entry = store.manifest(snap.version)["keyword"]
     assert entry["tokenizer"] == new_id and entry["normalizer"] == Normalizer().id
-    # FAISS files and segments do not change
-    assert (store.path / "versions" / version / "index.faiss").read_bytes() == faiss_before
+    # same vectors, same chunks
+    assert (store.path / "versions" / snap.version / "index.faiss").read_bytes() == old_files["index.faiss"]
     assert (store.path / "segments" / "seg-d.jsonl").read_bytes() == chunks_before
-    # the next load reads the migrated file as it is
+    # the next load reads the migrated version as it is
     again = VectorStore(store.path).load()
-    assert (
-        again.keyword.tokenizer_id == new_id and again.search_keyword("諸葛亮", 1)[0].chunk.chunk_id == "d#2"
-    )
+    assert again.version == snap.version and again.keyword.tokenizer_id == new_id
+    assert again.search_keyword("諸葛亮", 1)[0].chunk.chunk_id == "d#2"
+
+
+def test_a_crash_during_migration_leaves_the_old_version_live(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The process dies after the new version's folder is written, before CURRENT is replaced."""
+    import vector_store.store as store_module
+
+    store, version = _old_store(tmp_path)
+    old_folder = store.path / "versions" / version
+    old_files = {p.name: p.read_bytes() for p in old_folder.iterdir()}
+    real_write = store_module._write_bytes_atomic
+
+    def crash_on_current(path: Path, data: bytes) -> None:
+        if path.name == "CURRENT":
+            raise KeyboardInterrupt("killed")  # not an Exception: nothing may catch it and go on
+        real_write(path, data)
+
+    monkeypatch.setattr(store_module, "_write_bytes_atomic", crash_on_current)
+    with pytest.raises(KeyboardInterrupt):
+        VectorStore(store.path).load()
+    monkeypatch.undo()
+    assert store.current_version() == version
+    assert {p.name: p.read_bytes() for p in old_folder.iterdir()} == old_files
+    snap = VectorStore(store.path).load()  # after the restart: migrated again, published this time
+    assert snap.version != version and store.current_version() == snap.version
+    assert snap.search_keyword("孫悟空", 1)[0].chunk.chunk_id == "d#0"
 
 
 def test_migration_while_a_writer_holds_the_lock_stays_in_memory(tmp_path: Path) -> None:
@@ -186,8 +216,9 @@ def test_migration_while_a_writer_holds_the_lock_stays_in_memory(tmp_path: Path)
     before = path.read_bytes()
     with store.lock():  # a writer (another process in real life) is busy
         snap = VectorStore(store.path).load()
-    assert snap.search_keyword("孫悟空", 1)[0].chunk.chunk_id == "d#0"  # served from memory
-    assert path.read_bytes() == before  # not written under someone else's lock
-    VectorStore(store.path).load()  # lock free now: migrated
-    with np.load(path, allow_pickle=False) as data:
+    assert snap.version == version and snap.search_keyword("孫悟空", 1)[0].chunk.chunk_id == "d#0"
+    assert path.read_bytes() == before and store.current_version() == version  # nothing written
+    migrated = VectorStore(store.path).load()  # lock free now: migrated
+    assert migrated.version != version and store.current_version() == migrated.version
+    with np.load(store.path / "versions" / migrated.version / "keyword.npz", allow_pickle=False) as data:
         assert int(data["format"]) == KEYWORD_FORMAT
