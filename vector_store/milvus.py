@@ -64,10 +64,10 @@ from vector_store.store import (
     ORPHAN_GRACE_S,
     ChunkRecord,
     DocumentEntry,
-    KeywordRows,
-    ModelMismatchError,
     SearchHit,
+    SnapshotRows,
     StoreError,
+    StoreIdentity,
 )
 from vector_store.summaries import SummaryCache
 
@@ -359,7 +359,7 @@ def _lite_locked(path: Path) -> bool:
     return False
 
 
-class MilvusSnapshot(KeywordRows):
+class MilvusSnapshot(SnapshotRows):
     """One published version: its chunks (in memory, row order) and searches that go to Milvus.
 
     Dense search and ``cosine`` ask Milvus, restricted to this version's segments (and to ``rows``
@@ -368,7 +368,7 @@ class MilvusSnapshot(KeywordRows):
 
     def __init__(
         self,
-        store: MilvusStore | None,
+        store: MilvusStore,
         version: str,
         documents: dict[str, DocumentEntry],
         chunks: list[ChunkRecord],
@@ -386,28 +386,15 @@ class MilvusSnapshot(KeywordRows):
         self.keyword = keyword
         self._version_filter = f"segment in {_quoted(sorted({e.segment for e in documents.values()}))}"
         """Every search is restricted to this version's segments (deleted or uncommitted rows never match)."""
-        self._by_doc: dict[str, list[int]] = {}
-        for row, chunk in enumerate(chunks):
-            self._by_doc.setdefault(chunk.doc_id, []).append(row)
-
-    def __len__(self) -> int:
-        return len(self.chunks)
+        self._index_rows()
 
     @property
     def tokenizer(self) -> KeywordTokenizer:
         return self.keyword.tokenizer
 
-    def _query(self, vector: np.ndarray) -> np.ndarray:
-        query = np.asarray(vector, dtype=np.float32).reshape(-1)
-        if query.shape[0] != self.dimension:
-            raise ModelMismatchError(
-                f"query vector has dimension {query.shape[0]}, knowledge base has {self.dimension}"
-            )
-        return query
-
     def search(self, vector: np.ndarray, k: int, rows: Sequence[int] | None = None) -> list[SearchHit]:
         """Top-``k`` rows by inner product (= cosine of normalised vectors), from Milvus."""
-        if not self.chunks or k <= 0 or self._store is None:
+        if not self.chunks or k <= 0:
             return []
         query = self._query(vector)
         expr = self._version_filter
@@ -426,21 +413,11 @@ class MilvusSnapshot(KeywordRows):
                 hits.append(SearchHit(self.chunks[row], float(score), row))
         return hits
 
-    def cosine(self, vector: np.ndarray, rows: Sequence[int]) -> np.ndarray:
-        query = self._query(vector)
-        if len(rows) == 0 or self._store is None:
-            return np.zeros(0, dtype=np.float32)
-        vectors = self._store.vectors_of([self._pks[int(r)] for r in rows])
-        return (vectors @ query).astype(np.float32)
-
-    def vectors(self, rows: Sequence[int]) -> np.ndarray:
-        """The stored (L2-normalised) vectors of ``rows`` (e.g. to find a chapter's typical chunks)."""
-        if len(rows) == 0 or self._store is None:
-            return np.zeros((0, self.dimension), dtype=np.float32)
-        return np.asarray(self._store.vectors_of([self._pks[int(r)] for r in rows]), dtype=np.float32)
+    def _stored_vectors(self, rows: np.ndarray) -> np.ndarray:
+        return self._store.vectors_of([self._pks[int(r)] for r in rows])
 
 
-class MilvusStore:
+class MilvusStore(StoreIdentity):
     """One knowledge base in Milvus (see the module docstring for the layout)."""
 
     def __init__(self, catalog: MilvusCatalog, name: str) -> None:
@@ -627,23 +604,6 @@ class MilvusStore:
             self._loaded = False
         shutil.rmtree(self.summaries().folder, ignore_errors=True)
 
-    @property
-    def model_id(self) -> str:
-        return str(self.info()["embedding"]["model_id"])
-
-    @property
-    def dimension(self) -> int:
-        return int(self.info()["embedding"]["dimension"])
-
-    def check_model(self, model_id: str, dimension: int) -> None:
-        emb = self.info()["embedding"]
-        if emb["model_id"] != model_id or int(emb["dimension"]) != int(dimension):
-            raise ModelMismatchError(
-                f"knowledge base {self.name!r} was built with embedding model {emb['model_id']!r} "
-                f"(dimension {emb['dimension']}), not {model_id!r} (dimension {dimension}); "
-                "use that model or rebuild the knowledge base"
-            )
-
     def lock(self, timeout: float = 600.0) -> Any:
         """A file lock serialising this machine's writers of this knowledge base."""
         from filelock import FileLock
@@ -685,13 +645,6 @@ class MilvusStore:
         if not isinstance(data, dict) or data.get("format") != FORMAT_VERSION:
             raise StoreError(f"version {version}: unsupported format")
         return data
-
-    def documents(self, version: str | None = None) -> dict[str, DocumentEntry]:
-        docs = self.manifest(version).get("documents", {})
-        try:
-            return {doc_id: DocumentEntry(**entry) for doc_id, entry in docs.items()}
-        except TypeError as exc:
-            raise StoreError(f"manifest of {self.name!r} is corrupt ({exc})") from exc
 
     # ---------------------------------------------------------------- segments
     def _markers(self, segments: Sequence[str]) -> dict[str, dict[str, Any]]:

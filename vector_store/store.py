@@ -178,14 +178,50 @@ def read_json(path: Path) -> dict[str, Any]:
     return data
 
 
-class KeywordRows:
-    """What every snapshot does the same way over its ``chunks``, its BM25 ``keyword`` index and
-    ``_by_doc`` (doc id -> rows): keyword search, feedback terms, a document's rows. Shared by the
-    FAISS :class:`Snapshot` and :class:`vector_store.milvus.MilvusSnapshot`."""
+class SnapshotRows:
+    """What every snapshot does the same way over its ``chunks`` (row order), its BM25 ``keyword``
+    index and its stored vectors: keyword search, feedback terms, a document's rows, the query
+    check, ``cosine`` and ``vectors``. Shared by the FAISS :class:`Snapshot` and
+    :class:`vector_store.milvus.MilvusSnapshot`, which differ only in where a row's vector is read
+    (:meth:`_stored_vectors`) and in dense search itself."""
 
     chunks: list[ChunkRecord]
     keyword: KeywordIndex
+    dimension: int
     _by_doc: dict[str, list[int]]
+
+    def _index_rows(self) -> None:
+        """``_by_doc`` from ``chunks`` (call once ``chunks`` is set)."""
+        self._by_doc = {}
+        for row, chunk in enumerate(self.chunks):
+            self._by_doc.setdefault(chunk.doc_id, []).append(row)
+
+    def __len__(self) -> int:
+        return len(self.chunks)
+
+    def _query(self, vector: np.ndarray) -> np.ndarray:
+        """The query as a flat float32 vector of this knowledge base's dimension."""
+        query = np.asarray(vector, dtype=np.float32).reshape(-1)
+        if query.shape[0] != self.dimension:
+            raise ModelMismatchError(
+                f"query vector has dimension {query.shape[0]}, knowledge base has {self.dimension}"
+            )
+        return query
+
+    def _stored_vectors(self, rows: np.ndarray) -> np.ndarray:
+        """The stored vectors of ``rows`` (int64, not empty), one per row."""
+        raise NotImplementedError
+
+    def vectors(self, rows: Sequence[int]) -> np.ndarray:
+        """The stored (L2-normalised) vectors of ``rows`` (e.g. to find a chapter's typical chunks)."""
+        if len(rows) == 0:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        return np.asarray(self._stored_vectors(np.asarray(rows, dtype=np.int64)), dtype=np.float32)
+
+    def cosine(self, vector: np.ndarray, rows: Sequence[int]) -> np.ndarray:
+        """Cosine similarity of the query vector with the given rows' chunk vectors."""
+        query = self._query(vector)
+        return (self.vectors(rows) @ query).astype(np.float32)
 
     def search_keyword(
         self,
@@ -211,7 +247,7 @@ class KeywordRows:
         return self._by_doc.get(doc_id, [])
 
 
-class Snapshot(KeywordRows):
+class Snapshot(SnapshotRows):
     """An immutable, fully loaded version of a knowledge base, safe to search from many threads.
 
     Holds the chunks, the FAISS index (dense) and the BM25 :class:`KeywordIndex` (keyword), all in
@@ -237,17 +273,12 @@ class Snapshot(KeywordRows):
         self._keyword = keyword
         self._tokenizer = tokenizer
         self._keyword_lock = threading.Lock()
-        self._by_doc: dict[str, list[int]] = {}
-        for row, chunk in enumerate(chunks):
-            self._by_doc.setdefault(chunk.doc_id, []).append(row)
+        self._index_rows()
         if keyword is not None and len(keyword) != len(chunks):
             raise StoreError(
                 f"keyword index has {len(keyword)} rows, version {version} has {len(chunks)} chunks; "
                 "rebuild the knowledge base"
             )
-
-    def __len__(self) -> int:
-        return len(self.chunks)
 
     @property
     def keyword(self) -> KeywordIndex:
@@ -274,14 +305,6 @@ class Snapshot(KeywordRows):
             return self._keyword.tokenizer
         return self._tokenizer or default_tokenizer()
 
-    def _query(self, vector: np.ndarray) -> np.ndarray:
-        query = np.asarray(vector, dtype=np.float32).reshape(1, -1)
-        if query.shape[1] != self.dimension:
-            raise ModelMismatchError(
-                f"query vector has dimension {query.shape[1]}, knowledge base has {self.dimension}"
-            )
-        return query
-
     def search(
         self, vector: np.ndarray, k: int, rows: Sequence[int] | np.ndarray | None = None
     ) -> list[SearchHit]:
@@ -291,7 +314,7 @@ class Snapshot(KeywordRows):
         """
         if not self.chunks or k <= 0:
             return []
-        query = self._query(vector)
+        query = self._query(vector)[None, :]
         if rows is None:
             scores, found = self.index.search(query, min(k, len(self.chunks)))
         else:
@@ -308,27 +331,57 @@ class Snapshot(KeywordRows):
             if r >= 0
         ]
 
-    def cosine(self, vector: np.ndarray, rows: Sequence[int]) -> np.ndarray:
-        """Cosine similarity of the query vector with the given rows' chunk vectors."""
-        query = self._query(vector)
-        if len(rows) == 0:
-            return np.zeros(0, dtype=np.float32)
-        vectors = self.index.reconstruct_batch(np.asarray(rows, dtype=np.int64))
-        return (vectors @ query[0]).astype(np.float32)
-
-    def vectors(self, rows: Sequence[int]) -> np.ndarray:
-        """The stored (L2-normalised) vectors of ``rows`` (e.g. to find a chapter's typical chunks)."""
-        if len(rows) == 0:
-            return np.zeros((0, self.dimension), dtype=np.float32)
-        return np.asarray(self.index.reconstruct_batch(np.asarray(rows, dtype=np.int64)), dtype=np.float32)
+    def _stored_vectors(self, rows: np.ndarray) -> np.ndarray:
+        return self.index.reconstruct_batch(rows)
 
 
-class VectorStore:
+class StoreIdentity:
+    """What every store reads the same way from its ``info()`` and ``manifest()``: the embedding
+    model, the check against mixing models, a version's documents. Shared by :class:`VectorStore`
+    and :class:`vector_store.milvus.MilvusStore`."""
+
+    name: str
+
+    def info(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def manifest(self, version: str | None = None) -> dict[str, Any]:
+        raise NotImplementedError
+
+    @property
+    def model_id(self) -> str:
+        return str(self.info()["embedding"]["model_id"])
+
+    @property
+    def dimension(self) -> int:
+        return int(self.info()["embedding"]["dimension"])
+
+    def check_model(self, model_id: str, dimension: int) -> None:
+        """Fail loudly when vectors of another model would be mixed into this knowledge base."""
+        emb = self.info()["embedding"]
+        if emb["model_id"] != model_id or int(emb["dimension"]) != int(dimension):
+            raise ModelMismatchError(
+                f"knowledge base {self.name!r} was built with embedding model "
+                f"{emb['model_id']!r} (dimension {emb['dimension']}), not {model_id!r} "
+                f"(dimension {dimension}); use that model or rebuild the knowledge base"
+            )
+
+    def documents(self, version: str | None = None) -> dict[str, DocumentEntry]:
+        """The documents of ``version`` (default: the live one)."""
+        docs = self.manifest(version).get("documents", {})
+        try:
+            return {doc_id: DocumentEntry(**entry) for doc_id, entry in docs.items()}
+        except TypeError as exc:
+            raise StoreError(f"manifest of {self.name!r} is corrupt ({exc}); rebuild it") from exc
+
+
+class VectorStore(StoreIdentity):
     """One knowledge base folder. Writers call :meth:`commit` under :meth:`write_lock`."""
 
     def __init__(self, path: Path, tokenizer: KeywordTokenizer | None = None) -> None:
         """``tokenizer`` splits chunk texts into keyword terms (default: the shared jieba one)."""
         self.path = Path(path)
+        self.name = self.path.name
         self._tokenizer = tokenizer
 
     @property
@@ -370,24 +423,6 @@ class VectorStore:
             "created_at": time.time(),
         }
         _write_bytes_atomic(self.info_path, json.dumps(info, ensure_ascii=False, indent=2).encode())
-
-    @property
-    def model_id(self) -> str:
-        return str(self.info()["embedding"]["model_id"])
-
-    @property
-    def dimension(self) -> int:
-        return int(self.info()["embedding"]["dimension"])
-
-    def check_model(self, model_id: str, dimension: int) -> None:
-        """Fail loudly when vectors of another model would be mixed into this knowledge base."""
-        emb = self.info()["embedding"]
-        if emb["model_id"] != model_id or int(emb["dimension"]) != int(dimension):
-            raise ModelMismatchError(
-                f"knowledge base {self.path.name!r} was built with embedding model "
-                f"{emb['model_id']!r} (dimension {emb['dimension']}), not {model_id!r} "
-                f"(dimension {dimension}); use that model or rebuild the knowledge base"
-            )
 
     def lock(self, timeout: float = 600.0):
         """Cross-process writer lock (CLI and web app on the same knowledge base are serialised).
@@ -492,10 +527,6 @@ class VectorStore:
         if data.get("format") != FORMAT_VERSION:
             raise StoreError(f"version {version}: unsupported format {data.get('format')!r}")
         return data
-
-    def documents(self, version: str | None = None) -> dict[str, DocumentEntry]:
-        docs = self.manifest(version).get("documents", {})
-        return {doc_id: DocumentEntry(**entry) for doc_id, entry in docs.items()}
 
     def read_chunks(self, segment: str) -> list[ChunkRecord]:
         """Only the chunk records of a segment (its texts survive damaged vectors: see repair)."""
