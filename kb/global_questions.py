@@ -47,6 +47,7 @@ from kb.chapters import find_chapter_reference
 from kb.context import Passage
 from kb.prompt import count_message_tokens, language_of
 from kb.retrieval import spread
+from kb.streaming import TextStream
 
 if TYPE_CHECKING:
     from kb.qa import QAEvent
@@ -387,16 +388,10 @@ class GlobalAnswerer:
             yield retrieved_cls(question, passages)
             pieces: list[str] = []
             ttft: float | None = None
-            stream = llm.stream(messages(keep), temperature=0.1)
-            try:
-                for chunk in stream:
-                    text = getattr(chunk, "content", "")
-                    if isinstance(text, str) and text:
-                        ttft = ttft or (time.perf_counter() - started) * 1000
-                        pieces.append(text)
-                        yield token_cls(text)
-            finally:
-                stream.close()
+            for text in TextStream(llm, messages(keep), temperature=0.1):
+                ttft = ttft or (time.perf_counter() - started) * 1000
+                pieces.append(text)
+                yield token_cls(text)
             note = (
                 f"\n\n（依据 {len(keep)} 章提到「{subject}」的摘要；已缓存 {cached}/{total} 章）"
                 if lang == "zh"

@@ -33,6 +33,7 @@ from langchain_core.messages import BaseMessage
 
 from kb.errors import PromptTooLongError
 from kb.prompt import MESSAGE_OVERHEAD_TOKENS, count_message_tokens
+from kb.streaming import TextStream, Token
 
 __all__ = ["SAFETY_TOKENS", "MapReducer", "Memo", "Progress", "PromptSet", "Stopped", "Token"]
 
@@ -64,13 +65,6 @@ class Progress:
         if self.eta_s is not None:
             text += f" · ETA {format_seconds(self.eta_s)}"
         return text
-
-
-@dataclass(frozen=True)
-class Token:
-    """A piece of the final summary as the model streams it."""
-
-    text: str
 
 
 class Stopped(Exception):
@@ -107,11 +101,6 @@ class Memo(Protocol):
     def get(self, kind: str, text: str) -> str | None: ...
 
     def put(self, kind: str, text: str, summary: str) -> None: ...
-
-
-def _text_of(chunk: Any) -> str:
-    content = getattr(chunk, "content", chunk)
-    return content if isinstance(content, str) else ""
 
 
 class MapReducer:
@@ -247,17 +236,19 @@ class MapReducer:
         started = time.perf_counter()
         self.calls += 1
         pieces: list[str] = []
-        it = self.llm.stream(messages, temperature=self.temperature, max_tokens=max_tokens, **self.sampling)
+
+        def halt() -> bool:
+            self._check_stop()  # raises Stopped
+            return False
+
         try:
-            for chunk in it:
-                text = _text_of(chunk)
-                if text:
-                    pieces.append(text)
-                    if stream:
-                        yield Token(text)
-                self._check_stop()
+            for text in TextStream(
+                self.llm, messages, halt, temperature=self.temperature, max_tokens=max_tokens, **self.sampling
+            ):
+                pieces.append(text)
+                if stream:
+                    yield Token(text)
         finally:
-            it.close()
             self.llm_seconds += time.perf_counter() - started
         answer = "".join(pieces).strip()
         self.tokens_in += prompt

@@ -52,6 +52,7 @@ from kb.prompt import (
     plain_text,
     rewrite_messages,
 )
+from kb.streaming import TextStream, Token
 from models.llm import estimate_tokens
 
 if TYPE_CHECKING:
@@ -126,13 +127,6 @@ class Retrieved:
 
 
 @dataclass(frozen=True)
-class Token:
-    """A piece of the answer as the model streamed it."""
-
-    text: str
-
-
-@dataclass(frozen=True)
 class Done:
     """Last event: the complete answer."""
 
@@ -164,17 +158,6 @@ def model_name(llm: ChatModel) -> str:
         if isinstance(value, str) and value:
             return value
     return str(getattr(llm, "_llm_type", type(llm).__name__))
-
-
-def _text_of(chunk: Any) -> str:
-    content = getattr(chunk, "content", chunk)
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "".join(
-            b if isinstance(b, str) else str(b.get("text", "")) for b in content if isinstance(b, str | dict)
-        )
-    return ""
 
 
 def _as_turn(item: Turn | Sequence[str]) -> Turn:
@@ -243,19 +226,18 @@ class QAService:
         if not history:
             return question
         pieces: list[str] = []
-        stream = llm.stream(
-            rewrite_messages(question, history), temperature=0.0, max_tokens=REWRITE_MAX_TOKENS
+        stream = TextStream(
+            llm,
+            rewrite_messages(question, history),
+            halt=lambda: stop is not None and stop.is_set(),
+            temperature=0.0,
+            max_tokens=REWRITE_MAX_TOKENS,
         )
         try:
-            for chunk in stream:
-                pieces.append(_text_of(chunk))
-                if stop is not None and stop.is_set():
-                    break
+            pieces.extend(stream)
         except ValueError as exc:  # LangChain: "No generation chunks were returned" (empty output)
             log.warning("follow-up rewrite produced nothing (%s); using the question as asked", exc)
             pieces = []
-        finally:
-            stream.close()
         standalone = clean_rewrite("".join(pieces), question, earlier=[t.question for t in history])
         log.info("rewrote follow-up %r -> %r", question, standalone)
         return standalone
@@ -413,25 +395,12 @@ class QAService:
         kwargs: dict[str, Any] = {} if temperature is None else {"temperature": float(temperature)}
         pieces: list[str] = []
         ttft_ms: float | None = None
-        was_stopped = False
-        stream = llm.stream(messages, **kwargs)
-        try:
-            for chunk in stream:
-                if stop is not None and stop.is_set():
-                    was_stopped = True
-                    break
-                text = _text_of(chunk)
-                if not text:
-                    continue
-                if ttft_ms is None:
-                    ttft_ms = (time.perf_counter() - started) * 1000
-                pieces.append(text)
-                yield Token(text)
-                if stop is not None and stop.is_set():
-                    was_stopped = True
-                    break
-        finally:
-            stream.close()
+        stream = TextStream(llm, messages, halt=lambda: stop is not None and stop.is_set(), **kwargs)
+        for text in stream:
+            if ttft_ms is None:
+                ttft_ms = (time.perf_counter() - started) * 1000
+            pieces.append(text)
+            yield Token(text)
         yield finish(
             standalone,
             "".join(pieces).strip(),
@@ -439,7 +408,7 @@ class QAService:
             model=model_name(llm),
             ttft_ms=ttft_ms,
             tokens=len(pieces),
-            stopped=was_stopped,
+            stopped=stream.halted,
         )
 
     def ask(

@@ -49,6 +49,7 @@ from kb.agent.tools import (
 from kb.errors import QAError
 from kb.prompt import language_of
 from kb.results import Hit
+from kb.streaming import TextStream, Token
 
 if TYPE_CHECKING:
     from kb.retrieval import Retriever
@@ -124,11 +125,6 @@ class StepStarted:
 
 
 @dataclass(frozen=True)
-class Token:
-    text: str
-
-
-@dataclass(frozen=True)
 class StepDone:
     step: Step
 
@@ -139,11 +135,6 @@ class AgentDone:
 
 
 AgentEvent = StepStarted | Token | StepDone | AgentDone
-
-
-def _text_of(chunk: Any) -> str:
-    content = getattr(chunk, "content", chunk)
-    return content if isinstance(content, str) else ""
 
 
 def trim(text: str, limit: int) -> str:
@@ -283,20 +274,20 @@ class AgentService:
         max_tokens = (llm.max_tokens or self.settings.llm.max_tokens) if final else cfg.step_max_tokens
         run.calls += 1
         pieces: list[str] = []
-        stream = llm.stream(messages, temperature=0.0, max_tokens=int(max_tokens), stop=list(STOP_SEQUENCES))
-        try:
-            for chunk in stream:
-                if run.is_stopped():
-                    break
-                if self.clock() > deadline:
-                    run.cut = True
-                    break
-                text = _text_of(chunk)
-                if text:
-                    pieces.append(text)
-                    yield Token(text)
-        finally:
-            stream.close()
+
+        def halt() -> bool:
+            if run.is_stopped():
+                return True
+            if self.clock() > deadline:
+                run.cut = True
+                return True
+            return False
+
+        for text in TextStream(
+            llm, messages, halt, temperature=0.0, max_tokens=int(max_tokens), stop=list(STOP_SEQUENCES)
+        ):
+            pieces.append(text)
+            yield Token(text)
         yield "".join(pieces)
 
     def _call_model(
