@@ -121,6 +121,9 @@ class Hit:
     scene_support: float | None = None
     """The best fused score of another candidate within ``retrieval.scene_radius`` chunks, which
     lifted this one (0.0: none near; None when scene support is off or the mode is not hybrid)."""
+    answer_form: bool | None = None
+    """Whether the text holds an answer of the form the question asks for (a number with the asked
+    unit, :mod:`kb.answer_types`), which lifted it; None when the question has no such form."""
 
     @classmethod
     def of_chunk(
@@ -133,6 +136,7 @@ class Hit:
         keyword_score: float | None = None,
         rerank_score: float | None = None,
         scene_support: float | None = None,
+        answer_form: bool | None = None,
     ) -> Hit:
         """The hit for a stored chunk; its ``source`` is the document's (``documents``: a snapshot's)."""
         doc = documents.get(chunk.doc_id)
@@ -151,6 +155,7 @@ class Hit:
             keyword_score=keyword_score,
             rerank_score=rerank_score,
             scene_support=scene_support,
+            answer_form=answer_form,
         )
 
     def to_json(self) -> dict:
@@ -166,6 +171,8 @@ class Hit:
             value = getattr(self, key)
             if value is not None:
                 out[key] = round(float(value), 6)
+        if self.answer_form is not None:
+            out["answer_form"] = self.answer_form
         return out
 
 

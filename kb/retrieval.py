@@ -11,9 +11,11 @@
   weighted sum wins (docs/BENCHMARKS.md).
 
 Then, in order: hits whose dense cosine is below ``score_threshold`` are dropped (dense and hybrid;
-keyword mode embeds nothing, so there is no cosine to compare); the optional cross-encoder
-``reranker`` (a :class:`models.rerank.Reranker`) re-scores the fused candidates; the best ``top_k``
-are returned.
+keyword mode embeds nothing, so there is no cosine to compare); in hybrid mode the candidates are
+lifted by their scene's support (``scene_weight``) and, when the question asks for a number of a
+predictable kind (多重, 多大岁数, 第几名: :mod:`kb.answer_types`), those whose text holds one by
+``answer_type_weight``; the optional cross-encoder ``reranker`` (a :class:`models.rerank.Reranker`)
+re-scores the candidates; the best ``top_k`` are returned.
 
 **Chapter-aware**: a question naming a chapter (「第三回讲了什么」, 「第3回」, "Chapter III") is
 answered from that chapter's chunks only (numbers compared as integers, so 第三回 = 第3回 = Chapter 3).
@@ -34,6 +36,7 @@ pure too and table-tested (``tests/test_retrieval.py``).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import weakref
@@ -43,6 +46,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import numpy as np
 
+from kb.answer_types import AnswerType, answer_type
 from kb.chapters import ChapterRef, chapter_number, find_chapter_reference
 from kb.fusion import rrf_fuse, rrf_max, scene_lift, scene_support, weighted_fuse
 from kb.results import Hit
@@ -115,12 +119,15 @@ class QueryExpansion:
 
     aliases: dict[str, list[str]] = field(default_factory=dict)
     feedback: list[str] = field(default_factory=list)
+    answer_type: str | None = None
+    """The form of answer the question asks for (:mod:`kb.answer_types`: age, weight, count, …),
+    when the answer-type lift ran for it."""
 
     def __bool__(self) -> bool:
-        return bool(self.aliases or self.feedback)
+        return bool(self.aliases or self.feedback or self.answer_type)
 
     def to_json(self) -> dict[str, Any]:
-        return {"aliases": self.aliases, "feedback": self.feedback}
+        return {"aliases": self.aliases, "feedback": self.feedback, "answer_type": self.answer_type}
 
 
 @dataclass
@@ -131,6 +138,7 @@ class _Candidate:
     keyword: float | None = None
     rerank: float | None = None
     scene: float | None = None
+    answer_form: bool | None = None
 
 
 class Retriever:
@@ -245,6 +253,11 @@ class Retriever:
             ranked = [c for c in ranked if c.dense is not None and c.dense >= threshold]
         if cfg.scene_weight > 0 and mode == "hybrid":  # fused scores in [0, 1]; dense/keyword keep theirs
             ranked = self._scene(snap, ranked[:n], cfg.scene_radius, cfg.scene_weight)
+        if cfg.answer_type_weight > 0 and mode == "hybrid":
+            wanted = answer_type(snap.tokenizer.normalize(query))
+            if wanted is not None:
+                ranked = self._answer_form(snap, ranked[:n], wanted, cfg.answer_type_weight)
+                expansion = dataclasses.replace(expansion, answer_type=wanted.label)
         if self.reranker is not None:
             ranked = self._rerank(self.reranker, snap, question, ranked[:n])
         return [self._hit(snap, c) for c in ranked[:top_k]], expansion
@@ -330,6 +343,19 @@ class Retriever:
         order = {id(c): i for i, c in enumerate(ranked)}
         return sorted(ranked, key=lambda c: (-c.score, order[id(c)]))
 
+    @staticmethod
+    def _answer_form(
+        snap: StoreSnapshot, ranked: list[_Candidate], wanted: AnswerType, weight: float
+    ) -> list[_Candidate]:
+        """Candidates whose text holds an answer of the ``wanted`` form lifted by ``weight``; best first."""
+        fold = snap.tokenizer.normalize
+        for c in ranked:
+            c.answer_form = wanted.matches(fold(snap.chunks[c.row].text))
+            if c.answer_form:
+                c.score += weight
+        order = {id(c): i for i, c in enumerate(ranked)}
+        return sorted(ranked, key=lambda c: (-c.score, order[id(c)]))
+
     def _overview(
         self, kb: str, snap: StoreSnapshot, question: str, rows: list[int], top_k: int, mode: Mode
     ) -> list[Hit]:
@@ -356,6 +382,7 @@ class Retriever:
             keyword_score=c.keyword,
             rerank_score=c.rerank,
             scene_support=c.scene,
+            answer_form=c.answer_form,
         )
 
     def _chapter_titles(self, snap: StoreSnapshot) -> list[str | None]:

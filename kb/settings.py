@@ -167,6 +167,14 @@ class RetrievalSettings(_Section):
     scene_radius: int = Field(
         5, ge=1, description="How many chunks on either side count as the same scene for scene_weight."
     )
+    answer_type_weight: float = Field(
+        0.2,
+        ge=0.0,
+        le=1.0,
+        description="When the question asks for a number of a predictable kind (多重, 多大岁数, 第几名, "
+        "多少卷, 哪一天: kb/answer_types.py), lift the hybrid candidates whose text holds one by this much "
+        "(0 = off). Chosen on the development sets (docs/RETRIEVAL.md, 'Answer types').",
+    )
 
 
 class LLMSettings(_Section):

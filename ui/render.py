@@ -103,6 +103,11 @@ def render_hits(hits: Sequence[Any], elapsed_ms: float | None = None) -> str:
             if support
             else ""
         )
+        if getattr(h, "answer_form", None):
+            scene += (
+                ' <span class="kb-muted" title="holds a number of the kind the question asks for">'
+                "(答案形式 answer form ✓)</span>"
+            )
         cards.append(
             f'<div class="kb-hit"><div>#{rank} · score <b>{float(h.score):.4f}</b>{scene} · {where} '
             f'<span class="kb-muted">({esc(getattr(h, "chunk_id", ""))})</span></div>'
@@ -122,6 +127,9 @@ def render_expansion(expansion: Any) -> str:
     feedback = getattr(expansion, "feedback", None) or []
     if feedback:
         parts.append(f"feedback terms: {esc('、'.join(feedback))}")
+    kind = getattr(expansion, "answer_type", None)
+    if kind:
+        parts.append(f"answer type: {esc(kind)}")
     if not parts:
         return ""
     return f'<p class="kb-muted" id="rt-expansion">别名扩展 · query expanded with aliases: {"; ".join(parts)}</p>'

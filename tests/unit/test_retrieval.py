@@ -408,3 +408,38 @@ def test_scene_weight_rescores_the_fused_candidates_by_their_neighbourhood(home:
     assert [h.chunk_id for h in plain.retriever.retrieve("hlm", q, top_k=8)] != [
         h.chunk_id for h in boosted.retriever.retrieve("hlm", q, top_k=8)
     ]
+
+
+def test_answer_type_lifts_candidates_holding_a_number_of_the_asked_kind(home: Path) -> None:
+    """A question asking for an age/date/count lifts the hybrid candidates whose (script-folded)
+    text holds one by ``answer_type_weight``, re-sorted; other questions are left alone."""
+    from kb.answer_types import answer_type
+
+    plain = _services(home, candidates=12, answer_type_weight=0.0)
+    lifted = _services(home, candidates=12, answer_type_weight=0.5)
+    fold = plain.kbs.snapshot("hlm").tokenizer.normalize
+    for q, label in [("贾珠多大岁数进学？", "age"), ("賈政的大女兒生在哪一天？", "date")]:
+        wanted = answer_type(fold(q))
+        assert wanted is not None and wanted.label == label
+        fused = plain.retriever.retrieve("hlm", q, top_k=12)
+        forms = [wanted.matches(fold(h.text)) for h in fused]
+        assert any(forms) and not all(forms)  # else the lift could not change anything
+        expected = sorted(
+            zip(
+                (h.score + 0.5 * f for h, f in zip(fused, forms, strict=True)), range(len(fused)), strict=True
+            ),
+            key=lambda t: (-t[0], t[1]),
+        )
+        got, expansion = lifted.retriever.retrieve_explained("hlm", q, top_k=5)
+        assert [h.chunk_id for h in got] == [fused[i].chunk_id for _, i in expected[:5]], q
+        assert [h.score for h in got] == pytest.approx([s for s, _ in expected[:5]])
+        assert [h.answer_form for h in got] == [forms[i] for _, i in expected[:5]]
+        assert expansion.answer_type == label and expansion.to_json()["answer_type"] == label
+        assert all(h.answer_form is None for h in fused)  # the stage off: nothing set
+    answer = lifted.retriever.retrieve("hlm", "贾珠多大岁数进学？", top_k=1)[0]
+    assert "十四岁进学" in answer.text and answer.to_json()["answer_form"] is True
+    # a question whose answer has no predictable form: the same hits, nothing said
+    q = "冷子兴演说荣国府"
+    got, expansion = lifted.retriever.retrieve_explained("hlm", q, top_k=5)
+    assert [h.chunk_id for h in got] == [h.chunk_id for h in plain.retriever.retrieve("hlm", q, top_k=5)]
+    assert expansion.answer_type is None and all(h.answer_form is None for h in got)
