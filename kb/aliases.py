@@ -20,7 +20,10 @@ their union.
    the passage is about, decided by **co-occurrence**: among the known names that occur within
    :data:`WINDOW` characters before the phrase (speakers - a name followed by 道/曰/笑道 - are not
    the person named), the one that co-occurs most often with the alias anywhere in the document,
-   provided it does so for at least :data:`MIN_COOCCURRENCE` of the alias's occurrences.
+   provided it does so for at least :data:`MIN_COOCCURRENCE` of the alias's occurrences and at
+   least :data:`MIN_TOGETHER` times (an epithet said once is no alias). A phrase whose own sentence
+   names another person between that name and the phrase (「遂超拔林四娘统辖诸姬，又呼为姽婳将军」)
+   is skipped: it is about someone else.
 
 Rejected on purpose: aliases shorter than 2 characters, stop words and pronouns, titles shared by
 many people (大王, 夫人, 将军, …), aliases that are themselves a more frequent known name of
@@ -47,12 +50,15 @@ log = logging.getLogger(__name__)
 
 ALIAS_FORMAT = 1
 """Version of the stored per-document alias JSON (``{"format", "miner", "groups": {name: [aliases]}}``)."""
-MINER_REVISION = 2
+MINER_REVISION = 3
 """Bump when the mining rules change: stored tables of another revision are mined again."""
 MIN_NAME_COUNT = 3
 MIN_ALIAS_COUNT = 3
 WINDOW = 120
 MIN_COOCCURRENCE = 0.3
+MIN_TOGETHER = 2
+"""A naming phrase's alias must occur near the person at least this often (a one-off epithet,
+「都称为罗汉菩萨」 said once of 唐僧, is no alias)."""
 MIN_SPEAKS = 2
 SPEECH_VERBS = ("道", "曰", "笑道", "说", "问", "答", "听了", "听说")
 
@@ -224,13 +230,27 @@ class _Miner:
                 continue
             start = m.start()
             before = self.text[max(0, start - WINDOW) : start]
-            # the person named: the nearest name before the phrase that is not a speaker
+            # the person named: the nearest name before the phrase that is not a speaker, unless
+            # another person-shaped name stands between them in the phrase's sentence
+            # (「遂超拔林四娘统辖诸姬，又呼为姽婳将军」 names 林四娘, who never speaks, not 贾政)
             nearest = [
                 n for n in pattern.finditer(before) if not _SPEECH_AFTER.match(before[n.end() : n.end() + 2])
             ]
+            between = before[nearest[-1].end() :] if nearest else ""
+            sentence = re.split(r"[。！？!?\n]", between)[-1]  # the phrase's own sentence
+            if nearest and self._other_person(sentence, nearest[-1].group(0)):
+                continue
             best = self._best_cooccurring(alias, [nearest[-1].group(0)] if nearest else [], positions)
             if best is not None:
                 self.found[best].add(alias)
+
+    def _other_person(self, text: str, name: str) -> bool:
+        """Whether ``text`` holds a person name (rjieba ``nr`` with a surname) other than ``name``."""
+        import rjieba
+
+        return any(
+            tag == "nr" and is_surname_name(w) and w != name and w not in name for w, tag in rjieba.tag(text)
+        )
 
     def _best_cooccurring(
         self, alias: str, candidates: Iterable[str], positions: Mapping[str, list[int]]
@@ -243,8 +263,9 @@ class _Miner:
             if alias in name or name in alias:
                 continue
             near = positions.get(name, [])
-            share = sum(1 for s in spots if _has_near(near, s, WINDOW)) / len(spots)
-            if share > best_share:
+            together = sum(1 for s in spots if _has_near(near, s, WINDOW))
+            share = together / len(spots)
+            if together >= MIN_TOGETHER and share > best_share:
                 best, best_share = name, share
         return best if best_share >= MIN_COOCCURRENCE else None
 

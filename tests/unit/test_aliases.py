@@ -115,6 +115,27 @@ def test_precision_cases_produce_no_alias(text: str) -> None:
     assert mine_aliases(text) == {}
 
 
+def test_a_naming_phrase_about_another_person_in_its_sentence_is_no_alias_of_the_speaker() -> None:
+    """「遂超拔林四娘统辖诸姬，又呼为姽婳将军」: the title is 林四娘's, who never speaks; the nearest
+    *known* name before it (贾政, who tells the story) must not get it."""
+    told = "贾政道：“听着。”贾政道：“好。”贾政乃道：“恒王最得意，遂超拔林四娘统辖诸姬，又呼为姽婳将军。”"
+    later = "众人听了姽婳将军之事。贾政又说姽婳将军。贾政道：“姽婳将军忠义。”"
+    assert "姽婳将军" not in mine_aliases(told + later).get("贾政", [])
+    # the same phrase with no one else in its sentence still names the nearby person
+    own = "贾政道：“听着。”贾政道：“好。”贾政为人端方，又呼为姽婳将军。"
+    assert mine_aliases(own + later).get("贾政") == ["姽婳将军"]
+
+
+def test_an_epithet_said_once_near_a_person_is_no_alias() -> None:
+    """「都称为罗汉菩萨」 said once of 唐僧; the term's other occurrences are elsewhere (a litany)."""
+    text = (
+        "唐僧道：“多谢。”唐僧道：“善哉。”那几个妇人对唐僧磕头礼拜，都称为“罗汉菩萨”。"
+        + "这是一段很长的别的故事，" * 20
+        + "南无八宝金身罗汉菩萨。南无罗汉菩萨。"
+    )
+    assert mine_aliases(text) == {}
+
+
 def test_an_alias_claimed_by_two_people_is_dropped() -> None:
     text = (
         "张飞道：“来。”张飞道：“走。”张飞勇猛，人皆称为“万人敌”。万人敌万人敌。"
