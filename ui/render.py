@@ -117,7 +117,8 @@ def render_hits(hits: Sequence[Any], elapsed_ms: float | None = None) -> str:
 
 
 def render_expansion(expansion: Any) -> str:
-    """What retrieval added to the query's keyword side (aliases, feedback terms), escaped; '' if nothing.
+    """What retrieval made of the query (aliases and feedback terms added to its keyword side, the
+    answer type it asks for), escaped; '' if nothing.
 
     ``expansion`` is a :class:`kb.retrieval.QueryExpansion`.
     """
@@ -127,12 +128,13 @@ def render_expansion(expansion: Any) -> str:
     feedback = getattr(expansion, "feedback", None) or []
     if feedback:
         parts.append(f"feedback terms: {esc('、'.join(feedback))}")
+    shown = [f"别名扩展 · query expanded with aliases: {'; '.join(parts)}"] if parts else []
     kind = getattr(expansion, "answer_type", None)
     if kind:
-        parts.append(f"answer type: {esc(kind)}")
-    if not parts:
+        shown.append(f"答案类型 · answer type: {esc(kind)} (candidates holding one were lifted)")
+    if not shown:
         return ""
-    return f'<p class="kb-muted" id="rt-expansion">别名扩展 · query expanded with aliases: {"; ".join(parts)}</p>'
+    return f'<p class="kb-muted" id="rt-expansion">{" · ".join(shown)}</p>'
 
 
 def render_documents(entries: Sequence[Any]) -> str:

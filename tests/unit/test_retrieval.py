@@ -443,3 +443,24 @@ def test_answer_type_lifts_candidates_holding_a_number_of_the_asked_kind(home: P
     got, expansion = lifted.retriever.retrieve_explained("hlm", q, top_k=5)
     assert [h.chunk_id for h in got] == [h.chunk_id for h in plain.retriever.retrieve("hlm", q, top_k=5)]
     assert expansion.answer_type is None and all(h.answer_form is None for h in got)
+
+
+def test_cli_and_retrieval_tab_show_the_answer_type(home: Path) -> None:
+    from ui.app import create_app
+
+    q = "贾珠多大岁数进学？"
+    out = io.StringIO()
+    assert (
+        main(["--home", str(home), "--profile", "mock", "search", "--kb", "hlm", "--json", q], out=out) == 0
+    )
+    payload = json.loads(out.getvalue())
+    assert payload["expansion"]["answer_type"] == "age"
+    lifted = [h for h in payload["hits"] if h.get("answer_form")]
+    assert lifted and all("岁" in h["text"] for h in lifted)
+    out = io.StringIO()
+    assert main(["--home", str(home), "--profile", "mock", "search", "--kb", "hlm", q], out=out) == 0
+    text = out.getvalue()
+    assert "answer type: age" in text
+    assert sum("(answer form)" in line for line in text.splitlines() if line.startswith("[")) == len(lifted)
+    html = create_app(_services(home)).retrieval.search("hlm", q, 5, 0.0)
+    assert "answer type: age" in html and html.count("answer form ✓") == len(lifted)
