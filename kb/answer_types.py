@@ -8,6 +8,10 @@ trick of question answering systems (the answer-type classifiers of TREC QA); he
 lift for the candidates whose text holds a number of the asked kind (``retrieval.answer_type_weight``,
 measured in docs/RETRIEVAL.md, 'Answer types').
 
+The same module finds the numbers a question itself names (:func:`question_numbers`: 「1992年4月，
+罗保铭担任什么职务」): a candidate that says that number the same way is lifted too
+(``retrieval.number_match_weight``), which picks the one post of a CV, the one record of a season.
+
 Only questions whose answer is a quantity, an ordinal, an age, a length, a weight, a duration, a sum
 of money or a date get a type; any other question (who, what, where, why) gets None and nothing
 changes for it. The rules read simplified Chinese: the retriever passes the question and the
@@ -103,4 +107,31 @@ def answer_type(question: str) -> AnswerType | None:
     return None
 
 
-__all__ = ["MEASURE_WORDS", "NUMBER", "AnswerType", "answer_type"]
+# ------------------------------------------------------------------ numbers the question names
+_NAMED_NUMBER = r"(?:\d+(?:\.\d+)?|[零〇两一二三四五六七八九十百千万亿]{2,}|[两一二三四五六七八九十百千万])"
+_NAMED_UNIT = r"[年月日号岁回卷斤两里丈尺寸个名次天人只条支匹万亿%]"
+_NAMED = re.compile(
+    rf"(?<![第哪几多零〇两一二三四五六七八九十百千万亿\d])(?:(?:{_NAMED_NUMBER}{_NAMED_UNIT})+|\d{{2,}})"
+)
+_SPECIFIC = re.compile(r"\d|[零〇两一二三四五六七八九十百千万亿]{2,}")
+"""A number specific enough to match on: any digit, or a Chinese numeral of two characters or more
+(十万, 五百; not the 一个 / 三天 / 两人 of every page)."""
+
+
+def question_numbers(question: str) -> list[str]:
+    """The numbers ``question`` itself names, each with its units as written (「1992年4月」,
+    「2008年」, 「十万支」), in order, without repeats: in a passage that says the same number the
+    same way, they pick out the one fact of many alike (a CV's posts by date).
+
+    >>> question_numbers("1992年4月，罗保铭担任什么职务？")
+    ['1992年4月']
+    >>> question_numbers("诸葛亮答应三天交出十万支箭，他借了多少条船？"), question_numbers("唐僧住在哪里？")
+    (['十万支'], [])
+
+    Not numbers named: ordinals and question words (第一次, 哪一天, 几个), and small Chinese numbers
+    with a common unit (一个, 三天, 两人), which every page says.
+    """
+    return [n for n in dict.fromkeys(_NAMED.findall(question)) if len(n) >= 2 and _SPECIFIC.search(n)]
+
+
+__all__ = ["MEASURE_WORDS", "NUMBER", "AnswerType", "answer_type", "question_numbers"]

@@ -255,10 +255,13 @@ def _search(services: Any, args: argparse.Namespace, out: TextIO) -> int:
         print(f"feedback terms: {', '.join(expansion.feedback)}", file=out)
     if expansion.answer_type:
         print(f"answer type: {expansion.answer_type}", file=out)
+    if expansion.numbers:
+        print(f"numbers named: {', '.join(expansion.numbers)}", file=out)
     for rank, h in enumerate(hits, 1):
         where = f"{h.source}" + (f" · {h.chapter}" if h.chapter else "")
         scene = f" (scene {h.scene_support:.3f})" if h.scene_support else ""
         scene += " (answer form)" if h.answer_form else ""
+        scene += f" (numbers {h.number_match:.0%})" if h.number_match else ""
         print(f"[{rank}] {h.score:.3f}{scene}  {where}  ({h.chunk_id})", file=out)
         print(f"    {h.text[:200]}", file=out)
     if not hits:

@@ -124,6 +124,9 @@ class Hit:
     answer_form: bool | None = None
     """Whether the text holds an answer of the form the question asks for (a number with the asked
     unit, :mod:`kb.answer_types`), which lifted it; None when the question has no such form."""
+    number_match: float | None = None
+    """The share of the numbers the question names (「1992年4月」) that the text says the same way,
+    which lifted it; None when the question names none."""
 
     @classmethod
     def of_chunk(
@@ -137,6 +140,7 @@ class Hit:
         rerank_score: float | None = None,
         scene_support: float | None = None,
         answer_form: bool | None = None,
+        number_match: float | None = None,
     ) -> Hit:
         """The hit for a stored chunk; its ``source`` is the document's (``documents``: a snapshot's)."""
         doc = documents.get(chunk.doc_id)
@@ -156,6 +160,7 @@ class Hit:
             rerank_score=rerank_score,
             scene_support=scene_support,
             answer_form=answer_form,
+            number_match=number_match,
         )
 
     def to_json(self) -> dict:
@@ -167,7 +172,7 @@ class Hit:
             "chunk_id": self.chunk_id,
             "page": self.page,
         }
-        for key in ("dense_score", "keyword_score", "rerank_score", "scene_support"):
+        for key in ("dense_score", "keyword_score", "rerank_score", "scene_support", "number_match"):
             value = getattr(self, key)
             if value is not None:
                 out[key] = round(float(value), 6)

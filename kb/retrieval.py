@@ -14,7 +14,8 @@ Then, in order: hits whose dense cosine is below ``score_threshold`` are dropped
 keyword mode embeds nothing, so there is no cosine to compare); in hybrid mode the candidates are
 lifted by their scene's support (``scene_weight``) and, when the question asks for a number of a
 predictable kind (多重, 多大岁数, 第几名: :mod:`kb.answer_types`), those whose text holds one by
-``answer_type_weight``; the optional cross-encoder ``reranker`` (a :class:`models.rerank.Reranker`)
+``answer_type_weight``, and when it names numbers itself (「1992年4月」), those that say them the same
+way by ``number_match_weight``; the optional cross-encoder ``reranker`` (a :class:`models.rerank.Reranker`)
 re-scores the candidates; the best ``top_k`` are returned.
 
 **Chapter-aware**: a question naming a chapter (「第三回讲了什么」, 「第3回」, "Chapter III") is
@@ -46,7 +47,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import numpy as np
 
-from kb.answer_types import AnswerType, answer_type
+from kb.answer_types import AnswerType, answer_type, question_numbers
 from kb.chapters import ChapterRef, chapter_number, find_chapter_reference
 from kb.fusion import rrf_fuse, rrf_max, scene_lift, scene_support, weighted_fuse
 from kb.results import Hit
@@ -122,12 +123,19 @@ class QueryExpansion:
     answer_type: str | None = None
     """The form of answer the question asks for (:mod:`kb.answer_types`: age, weight, count, …),
     when the answer-type lift ran for it."""
+    numbers: list[str] = field(default_factory=list)
+    """The numbers the question names (「1992年4月」), when the number-match lift ran for them."""
 
     def __bool__(self) -> bool:
-        return bool(self.aliases or self.feedback or self.answer_type)
+        return bool(self.aliases or self.feedback or self.answer_type or self.numbers)
 
     def to_json(self) -> dict[str, Any]:
-        return {"aliases": self.aliases, "feedback": self.feedback, "answer_type": self.answer_type}
+        return {
+            "aliases": self.aliases,
+            "feedback": self.feedback,
+            "answer_type": self.answer_type,
+            "numbers": self.numbers,
+        }
 
 
 @dataclass
@@ -139,6 +147,7 @@ class _Candidate:
     rerank: float | None = None
     scene: float | None = None
     answer_form: bool | None = None
+    number_match: float | None = None
 
 
 class Retriever:
@@ -253,11 +262,15 @@ class Retriever:
             ranked = [c for c in ranked if c.dense is not None and c.dense >= threshold]
         if cfg.scene_weight > 0 and mode == "hybrid":  # fused scores in [0, 1]; dense/keyword keep theirs
             ranked = self._scene(snap, ranked[:n], cfg.scene_radius, cfg.scene_weight)
-        if cfg.answer_type_weight > 0 and mode == "hybrid":
-            wanted = answer_type(snap.tokenizer.normalize(query))
-            if wanted is not None:
-                ranked = self._answer_form(snap, ranked[:n], wanted, cfg.answer_type_weight)
-                expansion = dataclasses.replace(expansion, answer_type=wanted.label)
+        if mode == "hybrid" and (cfg.answer_type_weight > 0 or cfg.number_match_weight > 0):
+            folded = snap.tokenizer.normalize(query)
+            wanted = answer_type(folded) if cfg.answer_type_weight > 0 else None
+            numbers = question_numbers(folded) if cfg.number_match_weight > 0 else []
+            if wanted is not None or numbers:
+                ranked = self._number_evidence(snap, ranked[:n], wanted, numbers)
+                expansion = dataclasses.replace(
+                    expansion, answer_type=wanted.label if wanted else None, numbers=numbers
+                )
         if self.reranker is not None:
             ranked = self._rerank(self.reranker, snap, question, ranked[:n])
         return [self._hit(snap, c) for c in ranked[:top_k]], expansion
@@ -343,16 +356,22 @@ class Retriever:
         order = {id(c): i for i, c in enumerate(ranked)}
         return sorted(ranked, key=lambda c: (-c.score, order[id(c)]))
 
-    @staticmethod
-    def _answer_form(
-        snap: StoreSnapshot, ranked: list[_Candidate], wanted: AnswerType, weight: float
+    def _number_evidence(
+        self, snap: StoreSnapshot, ranked: list[_Candidate], wanted: AnswerType | None, numbers: list[str]
     ) -> list[_Candidate]:
-        """Candidates whose text holds an answer of the ``wanted`` form lifted by ``weight``; best first."""
+        """Candidates lifted by ``answer_type_weight`` when their (folded) text holds an answer of
+        the ``wanted`` form, and by ``number_match_weight`` times the share of the question's own
+        ``numbers`` they say the same way; best first (ties keep their order)."""
+        cfg = self.settings.retrieval
         fold = snap.tokenizer.normalize
         for c in ranked:
-            c.answer_form = wanted.matches(fold(snap.chunks[c.row].text))
-            if c.answer_form:
-                c.score += weight
+            text = fold(snap.chunks[c.row].text)
+            if wanted is not None:
+                c.answer_form = wanted.matches(text)
+                c.score += cfg.answer_type_weight * c.answer_form
+            if numbers:
+                c.number_match = sum(n in text for n in numbers) / len(numbers)
+                c.score += cfg.number_match_weight * c.number_match
         order = {id(c): i for i, c in enumerate(ranked)}
         return sorted(ranked, key=lambda c: (-c.score, order[id(c)]))
 
@@ -383,6 +402,7 @@ class Retriever:
             rerank_score=c.rerank,
             scene_support=c.scene,
             answer_form=c.answer_form,
+            number_match=c.number_match,
         )
 
     def _chapter_titles(self, snap: StoreSnapshot) -> list[str | None]:

@@ -175,6 +175,14 @@ class RetrievalSettings(_Section):
         "多少卷, 哪一天: kb/answer_types.py), lift the hybrid candidates whose text holds one by this much "
         "(0 = off). Chosen on the development sets (docs/RETRIEVAL.md, 'Answer types').",
     )
+    number_match_weight: float = Field(
+        0.3,
+        ge=0.0,
+        le=1.0,
+        description="When the question names numbers itself (「1992年4月，…担任什么职务」), lift the hybrid "
+        "candidates by this much times the share of them they say the same way (0 = off). Chosen on the "
+        "development sets (docs/RETRIEVAL.md, 'Answer types').",
+    )
 
 
 class LLMSettings(_Section):

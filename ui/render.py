@@ -108,6 +108,12 @@ def render_hits(hits: Sequence[Any], elapsed_ms: float | None = None) -> str:
                 ' <span class="kb-muted" title="holds a number of the kind the question asks for">'
                 "(答案形式 answer form ✓)</span>"
             )
+        matched = getattr(h, "number_match", None)
+        if matched:
+            scene += (
+                ' <span class="kb-muted" title="says the numbers the question names">'
+                f"(数字 numbers {float(matched):.0%})</span>"
+            )
         cards.append(
             f'<div class="kb-hit"><div>#{rank} · score <b>{float(h.score):.4f}</b>{scene} · {where} '
             f'<span class="kb-muted">({esc(getattr(h, "chunk_id", ""))})</span></div>'
@@ -132,6 +138,9 @@ def render_expansion(expansion: Any) -> str:
     kind = getattr(expansion, "answer_type", None)
     if kind:
         shown.append(f"答案类型 · answer type: {esc(kind)} (candidates holding one were lifted)")
+    numbers = getattr(expansion, "numbers", None) or []
+    if numbers:
+        shown.append(f"数字 · numbers named: {esc('、'.join(numbers))} (candidates saying them were lifted)")
     if not shown:
         return ""
     return f'<p class="kb-muted" id="rt-expansion">{" · ".join(shown)}</p>'

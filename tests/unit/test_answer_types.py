@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from kb.answer_types import answer_type
+from kb.answer_types import answer_type, question_numbers
 from kb.results import Hit
 from kb.retrieval import QueryExpansion
 from ui.render import render_expansion, render_hits
@@ -62,3 +62,23 @@ def test_the_retrieval_tab_shows_the_answer_type_and_the_lifted_hits() -> None:
     hit = Hit("痴长二百七十岁", "西游记.txt", None, 0.9, "c#1", "d", 1, answer_form=True)
     assert "answer form" in render_hits([hit], 2.0)
     assert "answer form" not in render_hits([Hit("x", "a.txt", None, 0.5, "c#2", "d", 2)], 2.0)
+
+
+@pytest.mark.parametrize(
+    ("question", "numbers"),
+    [
+        ("1992年4月，罗保铭担任什么职务？", ["1992年4月"]),
+        ("在2008年欧锦赛中，他打破了什么纪录？", ["2008年"]),
+        ("诸葛亮答应三天交出十万支箭，借了多少条船？", ["十万支"]),  # 三天: every page says one
+        ("灭法国王发愿要杀一万个和尚，杀了多少个？", ["一万个"]),
+        ("悟空的师父说第三个五百年要降什么风？", ["五百年"]),  # 第三个: an ordinal
+        ("贾政的大女儿生在哪一天？", []),  # a question word
+        ("白骨精第一次变成了什么人？", []),
+        ("他第二十七次来时带了两个人，一共3名？", ["3名"]),
+        ("他在1930年和1930年又做了什么？", ["1930年"]),  # no repeats
+        ("唐僧住在哪里？", []),
+        ("他排第3，是谁？", []),  # one digit alone is no number worth matching
+    ],
+)
+def test_numbers_the_question_names(question: str, numbers: list[str]) -> None:
+    assert question_numbers(question) == numbers

@@ -464,3 +464,40 @@ def test_cli_and_retrieval_tab_show_the_answer_type(home: Path) -> None:
     assert sum("(answer form)" in line for line in text.splitlines() if line.startswith("[")) == len(lifted)
     html = create_app(_services(home)).retrieval.search("hlm", q, 5, 0.0)
     assert "answer type: age" in html and html.count("answer form ✓") == len(lifted)
+
+
+def test_number_match_lifts_candidates_saying_the_numbers_the_question_names(home: Path) -> None:
+    """「十四岁」 in the question: candidates whose text says 十四岁 get ``number_match_weight`` times
+    the share of the question's numbers they hold; a question naming no number is left alone."""
+    plain = _services(home, candidates=12, answer_type_weight=0.0, number_match_weight=0.0)
+    lifted = _services(home, candidates=12, answer_type_weight=0.0, number_match_weight=0.4)
+    fold = plain.kbs.snapshot("hlm").tokenizer.normalize
+    q = "贾珠十四岁那年做了什么？"
+    fused = plain.retriever.retrieve("hlm", q, top_k=12)
+    shares = [float("十四岁" in fold(h.text)) for h in fused]
+    assert any(shares) and not all(shares)
+    expected = sorted(
+        zip((h.score + 0.4 * m for h, m in zip(fused, shares, strict=True)), range(len(fused)), strict=True),
+        key=lambda t: (-t[0], t[1]),
+    )
+    got, expansion = lifted.retriever.retrieve_explained("hlm", q, top_k=5)
+    assert [h.chunk_id for h in got] == [fused[i].chunk_id for _, i in expected[:5]]
+    assert [h.number_match for h in got] == [shares[i] for _, i in expected[:5]]
+    assert expansion.numbers == ["十四岁"] and expansion.answer_type is None
+    assert "十四岁" in got[0].text and got[0].to_json()["number_match"] == 1.0
+    assert all(h.number_match is None for h in fused)
+    q = "冷子兴演说荣国府"
+    assert [h.chunk_id for h in lifted.retriever.retrieve("hlm", q, top_k=5)] == [
+        h.chunk_id for h in plain.retriever.retrieve("hlm", q, top_k=5)
+    ]
+
+
+def test_cli_and_retrieval_tab_show_the_numbers_named(home: Path) -> None:
+    from ui.app import create_app
+
+    q = "贾珠十四岁那年做了什么？"
+    out = io.StringIO()
+    assert main(["--home", str(home), "--profile", "mock", "search", "--kb", "hlm", q], out=out) == 0
+    assert "numbers named: 十四岁" in out.getvalue() and "(numbers 100%)" in out.getvalue()
+    html = create_app(_services(home)).retrieval.search("hlm", q, 5, 0.0)
+    assert "numbers named: 十四岁" in html and "数字 numbers 100%" in html
