@@ -109,6 +109,15 @@ def test_upload_a_novel_then_chat_streams_an_answer_with_sources(
     assert len(scores) == 5 and scores == sorted(scores, reverse=True)
     assert "红楼梦.txt" in hits.first.inner_text() and "回" in hits.first.inner_text()
     shot(page, "retrieval_test")
+    # a question asking for a number: the tab names its type and marks the passages it moved up
+    page.fill("#rt-query textarea", "贾珠多大岁数进学？")
+    page.click("#rt-run")
+    page.wait_for_function(
+        "(document.querySelector('#rt-expansion') || {innerText: ''}).innerText.includes('answer type')"
+    )
+    assert "answer type: age" in page.inner_text("#rt-expansion")
+    first_hit = page.locator("#rt-results .kb-hit").first.inner_text()
+    assert "十四岁" in first_hit and "answer form" in first_hit
     goto_tab(page, "Chat")
 
     # a follow-up is a second turn in the same conversation; clear empties it
