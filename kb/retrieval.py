@@ -27,9 +27,11 @@ falls back to the whole knowledge base. Chapter numbers, titles and references a
 :mod:`kb.chapters` (shared with the splitter and the evaluation's chapter sets).
 
 **Scores** on :class:`~kb.results.Hit`: ``score`` is the score the hits are ranked by (cosine in
-dense mode, BM25 in keyword mode, RRF normalised to (0, 1] in hybrid - 1.0 = ranked first by both
-retrievers - or the cross-encoder's score when reranking); ``dense_score``, ``keyword_score`` and
-``rerank_score`` keep the individual signals (None when that stage did not run for the hit).
+dense mode, BM25 in keyword mode, the fused score in [0, 1] in hybrid - 1.0 = ranked first by both
+retrievers; each lift above divides by ``1 + its weight``, so it stays in [0, 1] - or the
+cross-encoder's score when reranking); ``dense_score``, ``keyword_score``, ``rerank_score``,
+``scene_support``, ``answer_form`` and ``number_match`` keep the individual signals (None when that
+stage did not run for the hit).
 
 The fusion math is :mod:`kb.fusion` (pure, ``tests/test_fusion.py``); the chapter helpers here are
 pure too and table-tested (``tests/test_retrieval.py``).
@@ -361,17 +363,22 @@ class Retriever:
     ) -> list[_Candidate]:
         """Candidates lifted by ``answer_type_weight`` when their (folded) text holds an answer of
         the ``wanted`` form, and by ``number_match_weight`` times the share of the question's own
-        ``numbers`` they say the same way; best first (ties keep their order)."""
+        ``numbers`` they say the same way; best first (ties keep their order). Scores stay in
+        [0, 1]: ``(score + lifts) / (1 + the weights that applied)``, as scene support does."""
         cfg = self.settings.retrieval
         fold = snap.tokenizer.normalize
+        a = cfg.answer_type_weight if wanted is not None else 0.0
+        w = cfg.number_match_weight if numbers else 0.0
         for c in ranked:
             text = fold(snap.chunks[c.row].text)
+            lift = 0.0
             if wanted is not None:
                 c.answer_form = wanted.matches(text)
-                c.score += cfg.answer_type_weight * c.answer_form
+                lift += a * c.answer_form
             if numbers:
                 c.number_match = sum(n in text for n in numbers) / len(numbers)
-                c.score += cfg.number_match_weight * c.number_match
+                lift += w * c.number_match
+            c.score = (c.score + lift) / (1.0 + a + w)
         order = {id(c): i for i, c in enumerate(ranked)}
         return sorted(ranked, key=lambda c: (-c.score, order[id(c)]))
 

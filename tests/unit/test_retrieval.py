@@ -426,7 +426,9 @@ def test_answer_type_lifts_candidates_holding_a_number_of_the_asked_kind(home: P
         assert any(forms) and not all(forms)  # else the lift could not change anything
         expected = sorted(
             zip(
-                (h.score + 0.5 * f for h, f in zip(fused, forms, strict=True)), range(len(fused)), strict=True
+                ((h.score + 0.5 * f) / 1.5 for h, f in zip(fused, forms, strict=True)),
+                range(len(fused)),
+                strict=True,
             ),
             key=lambda t: (-t[0], t[1]),
         )
@@ -477,12 +479,18 @@ def test_number_match_lifts_candidates_saying_the_numbers_the_question_names(hom
     shares = [float("十四岁" in fold(h.text)) for h in fused]
     assert any(shares) and not all(shares)
     expected = sorted(
-        zip((h.score + 0.4 * m for h, m in zip(fused, shares, strict=True)), range(len(fused)), strict=True),
+        zip(
+            ((h.score + 0.4 * m) / 1.4 for h, m in zip(fused, shares, strict=True)),
+            range(len(fused)),
+            strict=True,
+        ),
         key=lambda t: (-t[0], t[1]),
     )
     got, expansion = lifted.retriever.retrieve_explained("hlm", q, top_k=5)
     assert [h.chunk_id for h in got] == [fused[i].chunk_id for _, i in expected[:5]]
     assert [h.number_match for h in got] == [shares[i] for _, i in expected[:5]]
+    assert [h.score for h in got] == pytest.approx([sc for sc, _ in expected[:5]])
+    assert all(0 < h.score <= 1 for h in got)
     assert expansion.numbers == ["十四岁"] and expansion.answer_type is None
     assert "十四岁" in got[0].text and got[0].to_json()["number_match"] == 1.0
     assert all(h.number_match is None for h in fused)
