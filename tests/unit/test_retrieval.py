@@ -410,6 +410,13 @@ def test_scene_weight_rescores_the_fused_candidates_by_their_neighbourhood(home:
     ]
 
 
+def _lifted(fused: list[Any], evidence: list[float], weight: float) -> list[tuple[float, int]]:
+    """``(score, index into fused)`` best first after a lift of ``weight`` times each hit's evidence,
+    as the retriever computes it: ``(score + weight * evidence) / (1 + weight)``, ties in order."""
+    scores = [(h.score + weight * e) / (1 + weight) for h, e in zip(fused, evidence, strict=True)]
+    return sorted(zip(scores, range(len(fused)), strict=True), key=lambda t: (-t[0], t[1]))
+
+
 def test_answer_type_lifts_candidates_holding_a_number_of_the_asked_kind(home: Path) -> None:
     """A question asking for an age/date/count lifts the hybrid candidates whose (script-folded)
     text holds one by ``answer_type_weight``, re-sorted; other questions are left alone."""
@@ -424,14 +431,7 @@ def test_answer_type_lifts_candidates_holding_a_number_of_the_asked_kind(home: P
         fused = plain.retriever.retrieve("hlm", q, top_k=12)
         forms = [wanted.matches(fold(h.text)) for h in fused]
         assert any(forms) and not all(forms)  # else the lift could not change anything
-        expected = sorted(
-            zip(
-                ((h.score + 0.5 * f) / 1.5 for h, f in zip(fused, forms, strict=True)),
-                range(len(fused)),
-                strict=True,
-            ),
-            key=lambda t: (-t[0], t[1]),
-        )
+        expected = _lifted(fused, forms, 0.5)
         got, expansion = lifted.retriever.retrieve_explained("hlm", q, top_k=5)
         assert [h.chunk_id for h in got] == [fused[i].chunk_id for _, i in expected[:5]], q
         assert [h.score for h in got] == pytest.approx([s for s, _ in expected[:5]])
@@ -478,14 +478,7 @@ def test_number_match_lifts_candidates_saying_the_numbers_the_question_names(hom
     fused = plain.retriever.retrieve("hlm", q, top_k=12)
     shares = [float("十四岁" in fold(h.text)) for h in fused]
     assert any(shares) and not all(shares)
-    expected = sorted(
-        zip(
-            ((h.score + 0.4 * m) / 1.4 for h, m in zip(fused, shares, strict=True)),
-            range(len(fused)),
-            strict=True,
-        ),
-        key=lambda t: (-t[0], t[1]),
-    )
+    expected = _lifted(fused, shares, 0.4)
     got, expansion = lifted.retriever.retrieve_explained("hlm", q, top_k=5)
     assert [h.chunk_id for h in got] == [fused[i].chunk_id for _, i in expected[:5]]
     assert [h.number_match for h in got] == [shares[i] for _, i in expected[:5]]
