@@ -1,4 +1,5 @@
-"""The form of the answer a question asks for, when that form is predictable: a number with its unit.
+"""Numbers in questions: the form of answer a question asks for when it is a number with its unit,
+and the numbers a question names itself.
 
 Why: readers ask 「那根铁棒有多重」, 「老院主说自己多大岁数」, 「宝玉乡试中了第几名」. The passage that
 answers holds 「一万三千五百斤」, 「二百七十岁」, 「第七名」, while BM25 and the embedder only see the
@@ -6,7 +7,7 @@ question's other words, so the answering chunk often sits a few places below chu
 the same thing without saying the number. Matching the *type* of the expected answer is the oldest
 trick of question answering systems (the answer-type classifiers of TREC QA); here it is a small
 lift for the candidates whose text holds a number of the asked kind (``retrieval.answer_type_weight``,
-measured in docs/RETRIEVAL.md, 'Answer types').
+measured in docs/RETRIEVAL.md, 'Answer types and the numbers a question names').
 
 The same module finds the numbers a question itself names (:func:`question_numbers`: 「1992年4月，
 罗保铭担任什么职务」): a candidate that says that number the same way is lifted too
