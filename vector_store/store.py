@@ -653,13 +653,23 @@ class VectorStore(StoreIdentity):
         recomputed and saved first (content-addressed files, as at ingest); then a new version
         listing the same documents is committed the normal way (:meth:`commit`: a complete
         folder, then ``CURRENT`` replaced), so a crash at any point leaves the old version live
-        and loadable - nothing is rewritten in place. When a writer is busy, the index is served
-        from memory and that writer's commit persists a fresh one.
+        and loadable - nothing is rewritten in place. When a writer is busy, or the folder cannot be
+        written (read-only, disk full), the index is served from memory; a later commit or load
+        persists it.
         """
         from filelock import Timeout
 
         started = time.perf_counter()
-        terms = [self.segment_terms(segment, chunks) for segment, chunks in per_segment]
+        try:
+            terms = [self.segment_terms(segment, chunks) for segment, chunks in per_segment]
+        except OSError as exc:  # the term files cannot be saved: count in memory only
+            log.warning(
+                "%s: cannot keep the migrated keyword index (%s); it stays in memory", self.path.name, exc
+            )
+            terms = [
+                TermCounts.from_texts([c.text for c in chunks], self.tokenizer) for _, chunks in per_segment
+            ]
+            return KeywordIndex.build(terms, tokenizer=self.tokenizer), version
         keyword = KeywordIndex.build(terms, tokenizer=self.tokenizer)
         try:
             with self.lock(timeout=0):
@@ -668,6 +678,11 @@ class VectorStore(StoreIdentity):
                 migrated = self.commit(self.documents(version))
         except Timeout:
             log.info("%s: a writer is busy; the migrated keyword index stays in memory", self.path.name)
+            return keyword, version
+        except OSError as exc:  # read-only folder, disk full: serve it from memory, try again next load
+            log.warning(
+                "%s: cannot keep the migrated keyword index (%s); it stays in memory", self.path.name, exc
+            )
             return keyword, version
         log.warning(
             "%s: keyword index of %s migrated to tokenizer %s as %s (%d chunks, %.1f s)",

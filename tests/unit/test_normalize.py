@@ -222,3 +222,26 @@ def test_migration_while_a_writer_holds_the_lock_stays_in_memory(tmp_path: Path)
     assert migrated.version != version and store.current_version() == migrated.version
     with np.load(store.path / "versions" / migrated.version / "keyword.npz", allow_pickle=False) as data:
         assert int(data["format"]) == KEYWORD_FORMAT
+
+
+def test_migration_that_cannot_write_serves_from_memory_and_keeps_the_old_version(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A read-only folder or a full disk: the knowledge base still loads and searches."""
+    import errno
+
+    store, version = _old_store(tmp_path)
+
+    def disk_full(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    # not even the segments' term files can be written; then (they were, later) not the new version
+    for target, name in [(TermCounts, "save"), (VectorStore, "commit")]:
+        with monkeypatch.context() as m:
+            m.setattr(target, name, disk_full)
+            caplog.clear()
+            snap = VectorStore(store.path).load()
+        assert snap.version == version and store.current_version() == version, name
+        assert snap.search_keyword("孫悟空", 1)[0].chunk.chunk_id == "d#0"
+        assert "No space left on device" in caplog.text and "stays in memory" in caplog.text
+    assert VectorStore(store.path).load().version != version  # room again: migrated
