@@ -8,7 +8,6 @@ both paths; the OpenVINO vectors must match fp32 to the cosine measured in docs/
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -247,64 +246,85 @@ def test_engines_freed_by_the_garbage_collector_do_not_abort_the_process() -> No
     assert out.returncode == 0 and out.stdout.strip() == "ok", (out.returncode, out.stderr[-3000:])
 
 
+_CALLERS_THREAD = (
+    _TINY_MODEL
+    + """
+import gc
+import json
+import threading
+
+engine = OpenVinoTransformer(None, model=tiny_model(), streams=2)
+seen, collections, out = [], [], []
+
+
+def on_gc(phase, _info):
+    collections.append(threading.current_thread().name)
+
+
+def reduce(features, tokens):
+    seen.append(threading.current_thread().name)
+    garbage = [[] for _ in range(50)]
+    for item in garbage:
+        item.append(garbage)  # cycles, so that collections happen during the job
+    return int(features["input_ids"].shape[1]), int(tokens.shape[1])
+
+
+def job():
+    out.append(engine.map_batches((batch(i) for i in range(9)), reduce, lambda n: seen.append(f"progress {n}")))
+
+
+gc.set_threshold(10)
+gc.callbacks.append(on_gc)
+caller = threading.Thread(target=job, name="caller")
+caller.start()
+caller.join(120)
+gc.callbacks.remove(on_gc)
+in_job = list(seen)
+
+
+def failing_batches():
+    yield batch(0)
+    raise ValueError("tokeniser failed")
+
+
+try:
+    engine.map_batches(failing_batches(), reduce)
+    failed = None
+except ValueError as exc:
+    failed = str(exc)
+again = len(engine.map_batches((batch(i) for i in range(3)), reduce))
+print(json.dumps({"out": out[0] if out else None, "seen": in_job, "collections": sorted(set(collections)),
+                  "caller_collected": "caller" in collections, "failed": failed, "again": again}))
+"""
+)
+
+
 def test_map_batches_runs_every_python_callable_in_the_callers_thread() -> None:
     """The invariant behind the test above: ``reduce``, ``progress`` and every garbage collection
     during a job happen in the thread that called ``map_batches`` (here not the main thread), never
-    on one of OpenVINO's (a native thread shows up as ``Dummy-N``); results keep the input order, and a failing batch generator leaves the
-    engine usable."""
-    import gc
-    import threading
+    on one of OpenVINO's (a native thread running Python shows up as ``Dummy-N``); results keep the
+    input order, and a failing batch generator leaves the engine usable. Run in a fresh interpreter:
+    in the test session, threads other tests leave behind (gRPC's, from the Milvus tests) run Python
+    at any time and would be indistinguishable from OpenVINO's."""
+    import json
+    import subprocess
+    import sys
 
-    namespace: dict = {}
-    # Threads that exist before the engine does are not OpenVINO's (e.g. gRPC threads that earlier
-    # tests of this process left behind, which allocate at any time): collections there are ignored.
-    foreign = {int(tid) for tid in os.listdir("/proc/self/task")}
-    exec(_TINY_MODEL, namespace)  # the stand-in model above
-    engine = namespace["OpenVinoTransformer"](None, model=namespace["tiny_model"](), streams=2)
-    batch = namespace["batch"]
-    seen: list[str] = []
-    collections: list[str] = []
-
-    def on_gc(phase: str, _info: dict) -> None:
-        if threading.get_native_id() not in foreign or threading.current_thread().name == "MainThread":
-            collections.append(threading.current_thread().name)
-
-    def reduce(features: dict, tokens: np.ndarray) -> tuple[int, int]:
-        seen.append(threading.current_thread().name)
-        garbage = [[] for _ in range(50)]
-        for item in garbage:
-            item.append(garbage)  # cycles, so that collections happen during the job
-        return int(features["input_ids"].shape[1]), int(tokens.shape[1])
-
-    out: list = []
-
-    def job() -> None:
-        done = engine.map_batches(
-            (batch(i) for i in range(9)), reduce, lambda n: seen.append(f"progress {n}")
-        )
-        out.append(done)
-
-    def failing_batches():
-        yield batch(0)
-        raise ValueError("tokeniser failed")
-
-    threshold = gc.get_threshold()
-    gc.set_threshold(10)
-    gc.callbacks.append(on_gc)
-    try:
-        caller = threading.Thread(target=job, name="caller")
-        caller.start()
-        caller.join(120)
-    finally:
-        gc.callbacks.remove(on_gc)
-        gc.set_threshold(*threshold)
-    assert out and [length for length, _ in out[0]] == [8 + i % 5 for i in range(9)]
-    assert all(a == b for a, b in out[0])
-    reduced_in = [name for name in seen if not name.startswith("progress")]
-    progress = [int(name.split()[1]) for name in seen if name.startswith("progress")]
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.run(
+        [sys.executable, "-X", "faulthandler", "-c", _CALLERS_THREAD],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, (proc.returncode, proc.stderr[-3000:])
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert got["out"] and [length for length, _ in got["out"]] == [8 + i % 5 for i in range(9)]
+    assert all(a == b for a, b in got["out"])
+    reduced_in = [name for name in got["seen"] if not name.startswith("progress")]
+    progress = [int(name.split()[1]) for name in got["seen"] if name.startswith("progress")]
     assert reduced_in == ["caller"] * 9 and progress == sorted(progress) and progress[-1] == 9
     # (the main thread allocates too while it starts and joins the caller)
-    assert "caller" in collections and set(collections) <= {"caller", "MainThread"}, set(collections)
-    with pytest.raises(ValueError, match="tokeniser failed"):
-        engine.map_batches(failing_batches(), reduce)
-    assert len(engine.map_batches((batch(i) for i in range(3)), reduce)) == 3
+    assert got["caller_collected"] and set(got["collections"]) <= {"caller", "MainThread"}, got["collections"]
+    assert got["failed"] == "tokeniser failed" and got["again"] == 3
