@@ -248,9 +248,7 @@ class _Miner:
         """Whether ``text`` holds a person name (rjieba ``nr`` with a surname) other than ``name``."""
         import rjieba
 
-        return any(
-            tag == "nr" and is_surname_name(w) and w != name and w not in name for w, tag in rjieba.tag(text)
-        )
+        return any(tag == "nr" and is_surname_name(w) and w not in name for w, tag in rjieba.tag(text))
 
     def _best_cooccurring(
         self, alias: str, candidates: Iterable[str], positions: Mapping[str, list[int]]

@@ -47,7 +47,7 @@ from kb.chapters import find_chapter_reference
 from kb.context import Passage
 from kb.prompt import count_message_tokens, language_of
 from kb.retrieval import spread
-from kb.streaming import TextStream
+from kb.streaming import TextStream, Token
 
 if TYPE_CHECKING:
     from kb.qa import QAEvent
@@ -235,8 +235,6 @@ class GlobalAnswerer:
 
     def stream(self, question: str, kb: str, routed: GlobalQuestion) -> Iterator[QAEvent] | None:
         """The answer's events, or None when the question should take the usual path."""
-        from kb.qa import Retrieved, Token
-
         started = time.perf_counter()
         lang = language_of(question)
         docs, doc = self._pick_doc(kb, question)
@@ -317,7 +315,7 @@ class GlobalAnswerer:
             return self._fixed(
                 question, text + "\n" + _OFFER[lang].format(kb=kb, doc=target), [], started, no_context=True
             )
-        return self._character(question, subject, found, lang, cached, total, started, Retrieved, Token)
+        return self._character(question, subject, found, lang, cached, total, started)
 
     def _section(self, kb: str, doc: str, wanted: str) -> Any:
         from kb.sections import resolve_section
@@ -330,7 +328,7 @@ class GlobalAnswerer:
     def _fixed(
         self, question: str, text: str, passages: list[Passage], started: float, *, no_context: bool = False
     ) -> Iterator[QAEvent]:
-        from kb.qa import Answer, Done, Retrieved, Token
+        from kb.qa import Answer, Done, Retrieved
 
         yield Retrieved(question, passages)
         yield Token(text)
@@ -357,10 +355,8 @@ class GlobalAnswerer:
         cached: int,
         total: int,
         started: float,
-        retrieved_cls: Any,
-        token_cls: Any,
     ) -> Iterator[QAEvent]:
-        from kb.qa import Answer, Done, model_name, token_counter
+        from kb.qa import Answer, Done, Retrieved, model_name, token_counter
 
         llm = self.llm_factory()
         count = token_counter(llm)
@@ -385,19 +381,19 @@ class GlobalAnswerer:
         passages = [_passage(d, s, text) for d, s, text in keep]
 
         def events() -> Iterator[QAEvent]:
-            yield retrieved_cls(question, passages)
+            yield Retrieved(question, passages)
             pieces: list[str] = []
             ttft: float | None = None
             for text in TextStream(llm, messages(keep), temperature=0.1):
                 ttft = ttft or (time.perf_counter() - started) * 1000
                 pieces.append(text)
-                yield token_cls(text)
+                yield Token(text)
             note = (
                 f"\n\n（依据 {len(keep)} 章提到「{subject}」的摘要；已缓存 {cached}/{total} 章）"
                 if lang == "zh"
                 else f"\n\n(from {len(keep)} chapter summaries mentioning '{subject}'; {cached}/{total} chapters cached)"
             )
-            yield token_cls(note)
+            yield Token(note)
             yield Done(
                 Answer(
                     question=question,

@@ -660,16 +660,19 @@ class VectorStore(StoreIdentity):
         from filelock import Timeout
 
         started = time.perf_counter()
+
+        def unkept(keyword: KeywordIndex, exc: OSError) -> tuple[KeywordIndex, str]:
+            # read-only folder, disk full: serve the index from memory, try again next load
+            log.warning("%s: cannot keep the migrated keyword index (%s); it stays in memory", self.name, exc)
+            return keyword, version
+
         try:
             terms = [self.segment_terms(segment, chunks) for segment, chunks in per_segment]
         except OSError as exc:  # the term files cannot be saved: count in memory only
-            log.warning(
-                "%s: cannot keep the migrated keyword index (%s); it stays in memory", self.path.name, exc
-            )
             terms = [
                 TermCounts.from_texts([c.text for c in chunks], self.tokenizer) for _, chunks in per_segment
             ]
-            return KeywordIndex.build(terms, tokenizer=self.tokenizer), version
+            return unkept(KeywordIndex.build(terms, tokenizer=self.tokenizer), exc)
         keyword = KeywordIndex.build(terms, tokenizer=self.tokenizer)
         try:
             with self.lock(timeout=0):
@@ -677,13 +680,10 @@ class VectorStore(StoreIdentity):
                     return keyword, version
                 migrated = self.commit(self.documents(version))
         except Timeout:
-            log.info("%s: a writer is busy; the migrated keyword index stays in memory", self.path.name)
+            log.info("%s: a writer is busy; the migrated keyword index stays in memory", self.name)
             return keyword, version
-        except OSError as exc:  # read-only folder, disk full: serve it from memory, try again next load
-            log.warning(
-                "%s: cannot keep the migrated keyword index (%s); it stays in memory", self.path.name, exc
-            )
-            return keyword, version
+        except OSError as exc:
+            return unkept(keyword, exc)
         log.warning(
             "%s: keyword index of %s migrated to tokenizer %s as %s (%d chunks, %.1f s)",
             self.path.name,

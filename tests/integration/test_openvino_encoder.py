@@ -225,6 +225,24 @@ print("ok", flush=True)
 )
 
 
+def _run_script(script: str) -> str:
+    """Run ``script`` in a fresh interpreter at the repository root; its stdout, stripped. Fails
+    the test (with the script's stderr) if it exits non-zero or aborts."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.run(
+        [sys.executable, "-X", "faulthandler", "-c", script],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, (proc.returncode, proc.stderr[-3000:])
+    return proc.stdout.strip()
+
+
 def test_engines_freed_by_the_garbage_collector_do_not_abort_the_process() -> None:
     """Issue #12: with an ``AsyncInferQueue`` callback, Python ran on OpenVINO's callback thread, so
     a collection there (or a finished request releasing the callback) could free a compiled model
@@ -232,18 +250,7 @@ def test_engines_freed_by_the_garbage_collector_do_not_abort_the_process() -> No
     aborted (seen once in the test session; this script aborted 3 of 3 runs with the callback,
     the native stack ending in ``CPUStreamsExecutor::~CPUStreamsExecutor`` -> ``thread::join``).
     Run in a subprocess so that an abort fails this test instead of killing pytest."""
-    import subprocess
-    import sys
-
-    root = Path(__file__).resolve().parents[2]
-    out = subprocess.run(
-        [sys.executable, "-X", "faulthandler", "-c", _ENGINES_IN_CYCLES],
-        cwd=root,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert out.returncode == 0 and out.stdout.strip() == "ok", (out.returncode, out.stderr[-3000:])
+    assert _run_script(_ENGINES_IN_CYCLES) == "ok"
 
 
 _CALLERS_THREAD = (
@@ -307,19 +314,8 @@ def test_map_batches_runs_every_python_callable_in_the_callers_thread() -> None:
     in the test session, threads other tests leave behind (gRPC's, from the Milvus tests) run Python
     at any time and would be indistinguishable from OpenVINO's."""
     import json
-    import subprocess
-    import sys
 
-    root = Path(__file__).resolve().parents[2]
-    proc = subprocess.run(
-        [sys.executable, "-X", "faulthandler", "-c", _CALLERS_THREAD],
-        cwd=root,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, (proc.returncode, proc.stderr[-3000:])
-    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    got = json.loads(_run_script(_CALLERS_THREAD).splitlines()[-1])
     assert got["out"] and [length for length, _ in got["out"]] == [8 + i % 5 for i in range(9)]
     assert all(a == b for a, b in got["out"])
     reduced_in = [name for name in got["seen"] if not name.startswith("progress")]
